@@ -1,0 +1,154 @@
+/* kpo filter: replays the filter on recorded raw log-ratios with other
+ * parameters, so "would saturation activate at V = 0.1?" needs no GPU. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cli/commands.h"
+#include "cli/filter_options.h"
+#include "cli/innov_table.h"
+#include "io/logratio_text.h"
+#include "io/runfile.h"
+
+static int print_per_token(const filter_config *cfg, const runfile_samples *samples,
+                           kpo_error *err)
+{
+    int64_t n = samples->offsets[samples->n_responses];
+    size_t count = (size_t)(n ? n : 1);
+    filter_outputs out = {
+        .rho = malloc(count * sizeof(double)),
+        .gain = malloc(count * sizeof(double)),
+        .innovation = malloc(count * sizeof(double)),
+        .threshold = malloc(count * sizeof(double)),
+        .clipped = malloc(count),
+    };
+    int status = KPO_ERR;
+    if (!out.rho || !out.gain || !out.innovation || !out.threshold || !out.clipped)
+        error_set(err, "out of memory for %lld tokens", (long long)n);
+    else
+        status = filter_apply(cfg, samples->values, samples->offsets, samples->n_responses, &out,
+                              NULL, err);
+    if (status == KPO_OK) {
+        printf("response,token,z,rho,gain,delta,threshold,clipped\n");
+        for (int64_t r = 0; r < samples->n_responses; r++)
+            for (int64_t i = samples->offsets[r]; i < samples->offsets[r + 1]; i++)
+                printf("%lld,%lld,%.17g,%.17g,%.17g,%.17g,%.17g,%d\n", (long long)r,
+                       (long long)(i - samples->offsets[r]), samples->values[i], out.rho[i],
+                       out.gain[i], out.innovation[i], out.threshold[i], out.clipped[i]);
+    }
+    free(out.rho);
+    free(out.gain);
+    free(out.innovation);
+    free(out.threshold);
+    free(out.clipped);
+    return status;
+}
+
+/* Statistics per recorded step (responses of one step are contiguous) and
+ * for everything together. */
+static int print_replay(const filter_config *cfg, const runfile_samples *samples, int by_step,
+                        int csv, const char *label, kpo_error *err)
+{
+    innov_stats whole;
+    innov_stats_init(&whole);
+    if (csv)
+        innov_table_print_csv_header(stdout);
+    else
+        innov_table_print_header(stdout);
+    int64_t r = 0;
+    while (r < samples->n_responses) {
+        int64_t end = r + 1;
+        while (end < samples->n_responses && samples->step[end] == samples->step[r])
+            end++;
+        /* Rebase this group's offsets to start at 0. */
+        int64_t n_group = end - r;
+        int64_t *offsets = malloc((size_t)(n_group + 1) * sizeof *offsets);
+        if (!offsets)
+            return error_set(err, "out of memory");
+        for (int64_t k = 0; k <= n_group; k++)
+            offsets[k] = samples->offsets[r + k] - samples->offsets[r];
+        innov_stats group;
+        innov_stats_init(&group);
+        int status = filter_apply(cfg, samples->values + samples->offsets[r], offsets, n_group,
+                                  NULL, &group, err);
+        free(offsets);
+        if (status != KPO_OK)
+            return KPO_ERR;
+        if (by_step) {
+            char step_text[32];
+            snprintf(step_text, sizeof step_text, "%lld", (long long)samples->step[r]);
+            innov_table_print_row(stdout, label, step_text, &group, csv);
+        }
+        innov_stats_merge(&whole, &group);
+        r = end;
+    }
+    innov_table_print_row(stdout, label, "all", &whole, csv);
+    return KPO_OK;
+}
+
+int cmd_filter(int argc, char **argv)
+{
+    cli_option options[] = {
+        FILTER_CLI_OPTIONS,
+        {"input", "FILE", "plain text instead of a run file: one response per line ('-': stdin)",
+         NULL},
+        {"per-token", NULL, "print rho, K, delta, threshold, clipped for every token (CSV)", NULL},
+        {"csv", NULL, "statistics as CSV", NULL},
+    };
+    cli_command_spec spec = {"filter", "RUN.h5 | --input FILE  [--q Q --v V --mode M --kappa K ...]",
+                             "Replay the Kalman filter on recorded raw log-ratios with the given "
+                             "parameters and print the innovation statistics it would have "
+                             "produced (per recorded step and overall).",
+                             options, sizeof options / sizeof options[0]};
+    const char *positional[1];
+    size_t n_positional;
+    int status = command_start(&spec, argc, argv, positional, 1, &n_positional);
+    if (status >= 0)
+        return status;
+    kpo_error err;
+    filter_config cfg;
+    if (filter_options_read(&spec, &cfg, &err) != KPO_OK)
+        return command_fail(err.message);
+    const char *input = cli_get(&spec, "input");
+    if ((input != NULL) == (n_positional == 1))
+        return command_fail("kpo filter: give either a run file or --input FILE");
+
+    runfile_samples samples;
+    const char *source = input ? input : positional[0];
+    status = input ? logratio_text_read(input, &samples, &err)
+                   : runfile_read_samples(source, &samples, &err);
+    if (status != KPO_OK)
+        return command_fail(err.message);
+    if (samples.n_responses == 0) {
+        runfile_samples_free(&samples);
+        char message[512];
+        snprintf(message, sizeof message, "%s: holds no recorded log-ratio samples", source);
+        return command_fail(message);
+    }
+    /* Check every value before printing anything: no half-written output. */
+    for (int64_t r = 0; r < samples.n_responses; r++)
+        for (int64_t i = samples.offsets[r]; i < samples.offsets[r + 1]; i++)
+            if (!isfinite(samples.values[i])) {
+                char message[512];
+                snprintf(message, sizeof message,
+                         "%s: log-ratio of response %lld (step %lld), token %lld is %g",
+                         source, (long long)r, (long long)samples.step[r],
+                         (long long)(i - samples.offsets[r]), samples.values[i]);
+                runfile_samples_free(&samples);
+                return command_fail(message);
+            }
+    int csv = cli_get(&spec, "csv") != NULL;
+    if (cli_get(&spec, "per-token")) {
+        status = print_per_token(&cfg, &samples, &err);
+    } else {
+        char description[256];
+        filter_options_describe(&cfg, description, sizeof description);
+        if (!csv)
+            printf("replay of %s: %lld responses, %lld tokens; %s\n", source,
+                   (long long)samples.n_responses, (long long)samples.offsets[samples.n_responses],
+                   description);
+        status = print_replay(&cfg, &samples, input == NULL, csv, source, &err);
+    }
+    runfile_samples_free(&samples);
+    return status == KPO_OK ? 0 : command_fail(err.message);
+}

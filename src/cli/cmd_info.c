@@ -1,0 +1,20 @@
+#include <stdio.h>
+
+#include "cli/commands.h"
+#include "core/build_info.h"
+#include "cuda/cuda_probe.h"
+
+int cmd_info(int argc, char **argv)
+{
+    cli_command_spec spec = {"info", "", "Print what this build supports and which GPUs it sees.",
+                             NULL, 0};
+    size_t n_positional;
+    int status = command_start(&spec, argc, argv, NULL, 0, &n_positional);
+    if (status >= 0)
+        return status;
+    char build[512], devices[1024];
+    build_info_describe(build, sizeof build);
+    cuda_probe_devices(devices, sizeof devices);
+    printf("%s\ndevices: %s\n", build, devices);
+    return 0;
+}

@@ -1,0 +1,34 @@
+#include "cli/commands.h"
+
+#include <stdio.h>
+
+const command_entry COMMANDS[] = {
+    {"info", "what this build supports and which GPUs it sees", cmd_info},
+    {"gain", "Kalman gain, memory and saturation threshold for given Q, V, P0, kappa", cmd_gain},
+    {"filter", "replay the filter on recorded log-ratios with other parameters", cmd_filter},
+    {"diag", "innovation statistics of runs: the paper's Table 2, side by side", cmd_diag},
+    {"stats", "two-proportion z-test between two accuracies", cmd_stats},
+    {"simulate", "write a run file from synthetic heavy-tailed log-ratio streams", cmd_simulate},
+};
+const int N_COMMANDS = sizeof COMMANDS / sizeof COMMANDS[0];
+
+int command_fail(const char *message)
+{
+    fprintf(stderr, "kpo: %s\n", message);
+    return 1;
+}
+
+int command_start(const cli_command_spec *spec, int argc, char **argv, const char **positional,
+                  size_t max_positional, size_t *n_positional)
+{
+    kpo_error err;
+    int wants_help = 0;
+    if (cli_parse(spec, argc, argv, positional, max_positional, n_positional, &wants_help, &err) !=
+        KPO_OK)
+        return command_fail(err.message);
+    if (wants_help) {
+        cli_print_help(stdout, spec);
+        return 0;
+    }
+    return -1;
+}

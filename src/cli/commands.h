@@ -1,0 +1,38 @@
+/* The `kpo` subcommands. Each takes the arguments after its name and
+ * returns the process exit status; errors go to stderr as one line. */
+#ifndef KPO_CLI_COMMANDS_H
+#define KPO_CLI_COMMANDS_H
+
+#include <stddef.h>
+
+#include "cli/cli_options.h"
+
+typedef int (*command_main)(int argc, char **argv);
+
+typedef struct command_entry {
+    const char *name;
+    const char *summary;
+    command_main run;
+} command_entry;
+
+extern const command_entry COMMANDS[];
+extern const int N_COMMANDS;
+
+int cmd_info(int argc, char **argv);
+int cmd_gain(int argc, char **argv);
+int cmd_filter(int argc, char **argv);
+int cmd_diag(int argc, char **argv);
+int cmd_stats(int argc, char **argv);
+int cmd_simulate(int argc, char **argv);
+
+/* Shared by the commands: prints "kpo: <message>" and returns exit code 1
+ * for bad input (2 for usage errors is not distinguished: one failure code). */
+int command_fail(const char *message);
+
+#endif
+
+/* Parses a subcommand's arguments. Returns -1 when the command should go
+ * on; otherwise the exit status to return at once (0 after --help, 1 after
+ * printing the error). */
+int command_start(const cli_command_spec *spec, int argc, char **argv, const char **positional,
+                  size_t max_positional, size_t *n_positional);

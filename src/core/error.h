@@ -1,0 +1,30 @@
+/* Error reporting for library code: functions return KPO_OK or KPO_ERR and
+ * fill a kpo_error with one line that names the file, line, key or tensor at
+ * fault. Only main() prints and exits. */
+#ifndef KPO_CORE_ERROR_H
+#define KPO_CORE_ERROR_H
+
+#include <stddef.h>
+
+enum { KPO_OK = 0, KPO_ERR = -1 };
+
+typedef struct kpo_error {
+    char message[1024];
+} kpo_error;
+
+#if defined(__GNUC__)
+#define KPO_PRINTF(fmt_index, first_arg) __attribute__((format(printf, fmt_index, first_arg)))
+#else
+#define KPO_PRINTF(fmt_index, first_arg)
+#endif
+
+/* Sets the message (when err is not NULL) and returns KPO_ERR, so callers can
+ * write `return error_set(err, "...")`. */
+int error_set(kpo_error *err, const char *fmt, ...) KPO_PRINTF(2, 3);
+
+/* Prefixes an existing message with more context ("run.h5: " + message). */
+int error_prefix(kpo_error *err, const char *fmt, ...) KPO_PRINTF(2, 3);
+
+void error_clear(kpo_error *err);
+
+#endif

@@ -1,0 +1,648 @@
+#include "io/runfile.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/build_info.h"
+#include "core/file_util.h"
+#include "io/hdf5_util.h"
+
+enum { STEP_CHUNK = 64, SAMPLE_CHUNK = 1 << 14, VALUE_CHUNK = 1 << 16 };
+
+/* Per-step innovation scalars, in the order innovation_values() fills them. */
+static const char *const INNOVATION_SCALARS[] = {
+    "count",     "mean",       "variance",   "kurtosis",       "max_abs_delta",
+    "clip_count", "clip_fraction", "mean_gain", "mean_sigma", "mean_threshold",
+};
+enum { N_INNOVATION_SCALARS = sizeof INNOVATION_SCALARS / sizeof INNOVATION_SCALARS[0] };
+
+static const char *const SAMPLE_INDEX_SETS[] = {"offsets", "lengths", "step"};
+
+struct runfile {
+    hid_t file;
+    char path[4096];
+    int64_t rows;
+    int64_t last_step;
+};
+
+static void innovation_values(const innov_stats *s, double out[N_INNOVATION_SCALARS])
+{
+    out[0] = s->count;
+    out[1] = s->count > 0 ? s->mean : NAN;
+    out[2] = innov_stats_variance(s);
+    out[3] = innov_stats_kurtosis(s);
+    out[4] = s->count > 0 ? s->max_abs : NAN;
+    out[5] = s->clip_count;
+    out[6] = innov_stats_clip_fraction(s);
+    out[7] = innov_stats_mean_gain(s);
+    out[8] = innov_stats_mean_sigma(s);
+    out[9] = innov_stats_mean_threshold(s);
+}
+
+static int fail(runfile *rf, kpo_error *err, const char *what)
+{
+    return error_set(err, "%s: HDF5 error while %s", rf->path, what);
+}
+
+/* Dataset at "group/name" under the file, or -1. */
+static hid_t open_dataset(hid_t file, const char *path)
+{
+    if (H5Lexists(file, path, H5P_DEFAULT) <= 0)
+        return -1;
+    return H5Dopen2(file, path, H5P_DEFAULT);
+}
+
+static int write_bin_edges(hid_t histogram)
+{
+    double edges[INNOV_HIST_BINS + 1];
+    for (int k = 0; k <= INNOV_HIST_BINS; k++)
+        edges[k] = innov_stats_bin_low(k + 1);
+    hsize_t n = INNOV_HIST_BINS + 1;
+    hid_t space = H5Screate_simple(1, &n, NULL);
+    hid_t attr = H5Acreate2(histogram, "bin_edges", H5T_IEEE_F64LE, space, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t status = H5Awrite(attr, H5T_NATIVE_DOUBLE, edges);
+    H5Aclose(attr);
+    H5Sclose(space);
+    if (status < 0)
+        return KPO_ERR;
+    return h5u_write_string_attr(histogram, "layout",
+                                 "rows: steps; column 0: delta/sigma below the first edge; "
+                                 "columns 1..64: [edge k-1, edge k); column 65: at or above "
+                                 "the last edge");
+}
+
+static int create_layout(hid_t file, const char *config_text)
+{
+    char build[512];
+    build_info_describe(build, sizeof build);
+    char created[64];
+    time_t now = time(NULL);
+    strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    if (h5u_write_string_attr(file, "format", "kpo-run") != KPO_OK ||
+        h5u_write_int_attr(file, "format_version", RUNFILE_FORMAT_VERSION) != KPO_OK ||
+        h5u_write_string_attr(file, "config", config_text ? config_text : "") != KPO_OK ||
+        h5u_write_string_attr(file, "build_info", build) != KPO_OK ||
+        h5u_write_string_attr(file, "created", created) != KPO_OK)
+        return KPO_ERR;
+
+    hid_t groups[4] = {h5u_group(file, "steps"), h5u_group(file, "innovation"),
+                       h5u_group(file, "metrics"), h5u_group(file, "samples")};
+    int ok = groups[0] >= 0 && groups[1] >= 0 && groups[2] >= 0 && groups[3] >= 0;
+    hid_t d;
+    if (ok && (d = h5u_create_rows(groups[0], "step", H5T_STD_I64LE, 0, STEP_CHUNK)) >= 0)
+        H5Dclose(d);
+    else
+        ok = 0;
+    for (int k = 0; ok && k < N_INNOVATION_SCALARS; k++) {
+        d = h5u_create_rows(groups[1], INNOVATION_SCALARS[k], H5T_IEEE_F64LE, 0, STEP_CHUNK);
+        ok = d >= 0;
+        if (ok)
+            H5Dclose(d);
+    }
+    if (ok && (d = h5u_create_rows(groups[1], "accumulator", H5T_IEEE_F64LE,
+                                   INNOV_STATS_FLAT_LEN, STEP_CHUNK)) >= 0) {
+        ok = h5u_write_string_attr(d, "layout",
+                                   "count, mean, m2, m3, m4 (central sums of delta), max_abs, "
+                                   "clip_count, gain_sum, sigma_sum, threshold_sum, "
+                                   "threshold_count, then the histogram slots") == KPO_OK;
+        H5Dclose(d);
+    } else {
+        ok = 0;
+    }
+    if (ok && (d = h5u_create_rows(groups[1], "histogram", H5T_IEEE_F64LE, INNOV_HIST_SLOTS,
+                                   STEP_CHUNK)) >= 0) {
+        ok = write_bin_edges(d) == KPO_OK;
+        H5Dclose(d);
+    } else {
+        ok = 0;
+    }
+    if (ok && (d = h5u_create_rows(groups[3], "values", H5T_IEEE_F64LE, 0, VALUE_CHUNK)) >= 0)
+        H5Dclose(d);
+    else
+        ok = 0;
+    for (int k = 0; ok && k < 3; k++) {
+        d = h5u_create_rows(groups[3], SAMPLE_INDEX_SETS[k], H5T_STD_I64LE, 0, SAMPLE_CHUNK);
+        ok = d >= 0;
+        if (ok)
+            H5Dclose(d);
+    }
+    for (int k = 0; k < 4; k++)
+        if (groups[k] >= 0)
+            H5Gclose(groups[k]);
+    return ok ? KPO_OK : KPO_ERR;
+}
+
+int runfile_create(const char *path, const char *config_text, runfile **out, kpo_error *err)
+{
+    h5u_silence();
+    if (file_exists(path))
+        return error_set(err, "%s: already exists; refusing to overwrite a run file", path);
+    runfile *rf = calloc(1, sizeof *rf);
+    if (!rf)
+        return error_set(err, "%s: out of memory", path);
+    snprintf(rf->path, sizeof rf->path, "%s", path);
+    rf->last_step = -1;
+    rf->file = H5Fcreate(path, H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
+    if (rf->file < 0) {
+        error_set(err, "%s: cannot create the run file (%s)", path,
+                  errno ? strerror(errno) : "HDF5 error");
+        free(rf);
+        return KPO_ERR;
+    }
+    if (create_layout(rf->file, config_text) != KPO_OK || H5Fflush(rf->file, H5F_SCOPE_GLOBAL) < 0) {
+        error_set(err, "%s: HDF5 error while creating the run file layout", path);
+        H5Fclose(rf->file);
+        unlink(path); /* never leave a torn file behind */
+        free(rf);
+        return KPO_ERR;
+    }
+    *out = rf;
+    return KPO_OK;
+}
+
+/* Names every per-step dataset so truncation and normalisation can visit
+ * them all. */
+typedef struct dataset_list {
+    char names[256][160];
+    int count;
+} dataset_list;
+
+static herr_t collect_dataset(hid_t group, const char *name, const H5L_info_t *info, void *data)
+{
+    (void)group;
+    (void)info;
+    dataset_list *list = data;
+    if (list->count < 256)
+        snprintf(list->names[list->count++], sizeof list->names[0], "%s", name);
+    return 0;
+}
+
+static int list_group(hid_t file, const char *group_name, dataset_list *list)
+{
+    hid_t group = H5Gopen2(file, group_name, H5P_DEFAULT);
+    if (group < 0)
+        return KPO_ERR;
+    dataset_list local = {.count = 0};
+    herr_t status = H5Literate(group, H5_INDEX_NAME, H5_ITER_INC, NULL, collect_dataset, &local);
+    H5Gclose(group);
+    for (int k = 0; k < local.count && list->count < 256; k++)
+        snprintf(list->names[list->count++], sizeof list->names[0], "%s/%s", group_name,
+                 local.names[k]);
+    return status < 0 ? KPO_ERR : KPO_OK;
+}
+
+/* Sets every dataset in the named groups to `rows`. */
+static int resize_groups(runfile *rf, const char *const *groups, int n_groups, int64_t rows)
+{
+    dataset_list *list = calloc(1, sizeof *list);
+    if (!list)
+        return KPO_ERR;
+    int status = KPO_OK;
+    for (int g = 0; g < n_groups && status == KPO_OK; g++)
+        status = list_group(rf->file, groups[g], list);
+    for (int k = 0; k < list->count && status == KPO_OK; k++) {
+        hid_t d = H5Dopen2(rf->file, list->names[k], H5P_DEFAULT);
+        status = (d >= 0 && h5u_resize_rows(d, rows) == KPO_OK) ? KPO_OK : KPO_ERR;
+        if (d >= 0)
+            H5Dclose(d);
+    }
+    free(list);
+    return status;
+}
+
+/* Sets every per-step dataset (/steps, /innovation, /metrics) to `rows`. */
+static int resize_step_datasets(runfile *rf, int64_t rows)
+{
+    static const char *const groups[] = {"steps", "innovation", "metrics"};
+    return resize_groups(rf, groups, 3, rows);
+}
+
+/* Keeps the sampled responses whose step is <= last_step and that were
+ * completely written. */
+static int trim_samples(runfile *rf, int64_t last_step)
+{
+    hid_t sets[3], values = open_dataset(rf->file, "samples/values");
+    int64_t n = INT64_MAX;
+    int ok = values >= 0;
+    for (int k = 0; k < 3; k++) {
+        char name[64];
+        snprintf(name, sizeof name, "samples/%s", SAMPLE_INDEX_SETS[k]);
+        sets[k] = open_dataset(rf->file, name);
+        int64_t rows = sets[k] >= 0 ? h5u_rows(sets[k]) : -1;
+        ok = ok && rows >= 0;
+        if (rows >= 0 && rows < n)
+            n = rows;
+    }
+    int64_t n_values = ok ? h5u_rows(values) : -1;
+    int64_t *steps = NULL, *offsets = NULL, *lengths = NULL;
+    if (ok && n > 0) {
+        steps = malloc((size_t)n * sizeof *steps);
+        offsets = malloc((size_t)n * sizeof *offsets);
+        lengths = malloc((size_t)n * sizeof *lengths);
+        ok = steps && offsets && lengths &&
+             h5u_read_rows(sets[0], H5T_NATIVE_INT64, 0, n, offsets) == KPO_OK &&
+             h5u_read_rows(sets[1], H5T_NATIVE_INT64, 0, n, lengths) == KPO_OK &&
+             h5u_read_rows(sets[2], H5T_NATIVE_INT64, 0, n, steps) == KPO_OK;
+    }
+    int64_t keep = 0, keep_values = 0;
+    if (ok) {
+        while (keep < n && steps[keep] <= last_step && offsets[keep] + lengths[keep] <= n_values)
+            keep++;
+        keep_values = keep > 0 ? offsets[keep - 1] + lengths[keep - 1] : 0;
+        for (int k = 0; k < 3 && ok; k++)
+            ok = h5u_resize_rows(sets[k], keep) == KPO_OK;
+        ok = ok && h5u_resize_rows(values, keep_values) == KPO_OK;
+    }
+    free(steps);
+    free(offsets);
+    free(lengths);
+    for (int k = 0; k < 3; k++)
+        if (sets[k] >= 0)
+            H5Dclose(sets[k]);
+    if (values >= 0)
+        H5Dclose(values);
+    return ok ? KPO_OK : KPO_ERR;
+}
+
+static int read_last_step(runfile *rf)
+{
+    hid_t d = open_dataset(rf->file, "steps/step");
+    if (d < 0)
+        return KPO_ERR;
+    rf->rows = h5u_rows(d);
+    rf->last_step = -1;
+    int status = rf->rows < 0 ? KPO_ERR : KPO_OK;
+    if (rf->rows > 0)
+        status = h5u_read_rows(d, H5T_NATIVE_INT64, rf->rows - 1, 1, &rf->last_step);
+    H5Dclose(d);
+    return status;
+}
+
+static int check_format(hid_t file, const char *path, kpo_error *err)
+{
+    char *format = NULL;
+    int64_t version = 0;
+    int status = KPO_OK;
+    if (h5u_read_string_attr(file, "format", &format) != KPO_OK || strcmp(format, "kpo-run") != 0)
+        status = error_set(err, "%s: not a kpo run file (no format=\"kpo-run\" attribute)", path);
+    else if (h5u_read_int_attr(file, "format_version", &version) != KPO_OK ||
+             version != RUNFILE_FORMAT_VERSION)
+        status = error_set(err, "%s: run file format version %lld is not supported (expected %d)",
+                           path, (long long)version, RUNFILE_FORMAT_VERSION);
+    else if (H5Lexists(file, "steps/step", H5P_DEFAULT) <= 0 ||
+             H5Lexists(file, "innovation/accumulator", H5P_DEFAULT) <= 0)
+        status = error_set(err, "%s: run file lacks /steps/step or /innovation/accumulator", path);
+    free(format);
+    return status;
+}
+
+static hid_t open_hdf5(const char *path, unsigned flags, kpo_error *err)
+{
+    h5u_silence();
+    if (!file_exists(path)) {
+        error_set(err, "%s: no such file", path);
+        return -1;
+    }
+    if (H5Fis_hdf5(path) <= 0) {
+        error_set(err, "%s: not an HDF5 file", path);
+        return -1;
+    }
+    hid_t file = H5Fopen(path, flags, H5P_DEFAULT);
+    if (file < 0) {
+        error_set(err, "%s: HDF5 cannot open the file", path);
+        return -1;
+    }
+    if (check_format(file, path, err) != KPO_OK) {
+        H5Fclose(file);
+        return -1;
+    }
+    return file;
+}
+
+int runfile_open_append(const char *path, runfile **out, kpo_error *err)
+{
+    hid_t file = open_hdf5(path, H5F_ACC_RDWR, err);
+    if (file < 0)
+        return KPO_ERR;
+    runfile *rf = calloc(1, sizeof *rf);
+    if (!rf) {
+        H5Fclose(file);
+        return error_set(err, "%s: out of memory", path);
+    }
+    rf->file = file;
+    snprintf(rf->path, sizeof rf->path, "%s", path);
+    /* /steps/step is written last in a row, so its length counts complete
+     * rows; anything longer was cut off mid-step. */
+    if (read_last_step(rf) != KPO_OK || resize_step_datasets(rf, rf->rows) != KPO_OK ||
+        trim_samples(rf, rf->last_step) != KPO_OK || H5Fflush(file, H5F_SCOPE_GLOBAL) < 0) {
+        fail(rf, err, "restoring the last complete step");
+        H5Fclose(file);
+        free(rf);
+        return KPO_ERR;
+    }
+    *out = rf;
+    return KPO_OK;
+}
+
+int64_t runfile_row_count(const runfile *rf)
+{
+    return rf->rows;
+}
+
+int64_t runfile_last_step(const runfile *rf)
+{
+    return rf->last_step;
+}
+
+static int valid_metric_name(const char *name)
+{
+    if (!name || !*name || strlen(name) > 120)
+        return 0;
+    for (const char *p = name; *p; p++)
+        if (!(isalnum((unsigned char)*p) || *p == '_'))
+            return 0;
+    return 1;
+}
+
+static int write_step_value(hid_t file, const char *path, int64_t row, double value)
+{
+    hid_t d = open_dataset(file, path);
+    if (d < 0)
+        return KPO_ERR;
+    int status = h5u_write_rows(d, H5T_NATIVE_DOUBLE, row, 1, &value);
+    H5Dclose(d);
+    return status;
+}
+
+static int write_metric(runfile *rf, const runfile_metric *m, int64_t row)
+{
+    char path[200];
+    snprintf(path, sizeof path, "metrics/%s", m->name);
+    if (H5Lexists(rf->file, path, H5P_DEFAULT) <= 0) {
+        hid_t group = H5Gopen2(rf->file, "metrics", H5P_DEFAULT);
+        hid_t d = h5u_create_rows(group, m->name, H5T_IEEE_F64LE, 0, STEP_CHUNK);
+        H5Gclose(group);
+        if (d < 0)
+            return KPO_ERR;
+        H5Dclose(d); /* earlier rows read as NaN (the fill value) */
+    }
+    return write_step_value(rf->file, path, row, m->value);
+}
+
+int runfile_append_step(runfile *rf, int64_t step, const innov_stats *stats,
+                        const runfile_metric *metrics, size_t n_metrics, kpo_error *err)
+{
+    if (step <= rf->last_step)
+        return error_set(err, "%s: step %lld does not follow the last recorded step %lld",
+                         rf->path, (long long)step, (long long)rf->last_step);
+    for (size_t k = 0; k < n_metrics; k++)
+        if (!valid_metric_name(metrics[k].name))
+            return error_set(err, "%s: metric name '%s' must be letters, digits and '_'",
+                             rf->path, metrics[k].name ? metrics[k].name : "(null)");
+    const int64_t row = rf->rows;
+    double scalars[N_INNOVATION_SCALARS];
+    innovation_values(stats, scalars);
+    for (int k = 0; k < N_INNOVATION_SCALARS; k++) {
+        char path[64];
+        snprintf(path, sizeof path, "innovation/%s", INNOVATION_SCALARS[k]);
+        if (write_step_value(rf->file, path, row, scalars[k]) != KPO_OK)
+            return fail(rf, err, "writing innovation statistics");
+    }
+    double flat[INNOV_STATS_FLAT_LEN];
+    innov_stats_to_flat(stats, flat);
+    hid_t acc = open_dataset(rf->file, "innovation/accumulator");
+    hid_t hist = open_dataset(rf->file, "innovation/histogram");
+    int ok = acc >= 0 && hist >= 0 &&
+             h5u_write_rows(acc, H5T_NATIVE_DOUBLE, row, 1, flat) == KPO_OK &&
+             h5u_write_rows(hist, H5T_NATIVE_DOUBLE, row, 1, stats->hist) == KPO_OK;
+    if (acc >= 0)
+        H5Dclose(acc);
+    if (hist >= 0)
+        H5Dclose(hist);
+    if (!ok)
+        return fail(rf, err, "writing the innovation histogram");
+    for (size_t k = 0; k < n_metrics; k++)
+        if (write_metric(rf, &metrics[k], row) != KPO_OK)
+            return error_set(err, "%s: HDF5 error while writing metric '%s'", rf->path,
+                             metrics[k].name);
+    /* Metrics not given this step read as NaN: grow them to the new row. */
+    static const char *const metrics_group[] = {"metrics"};
+    if (resize_groups(rf, metrics_group, 1, row + 1) != KPO_OK)
+        return fail(rf, err, "extending the metrics");
+    hid_t steps = open_dataset(rf->file, "steps/step");
+    ok = steps >= 0 && h5u_write_rows(steps, H5T_NATIVE_INT64, row, 1, &step) == KPO_OK;
+    if (steps >= 0)
+        H5Dclose(steps);
+    if (!ok)
+        return fail(rf, err, "writing the step index");
+    if (H5Fflush(rf->file, H5F_SCOPE_GLOBAL) < 0)
+        return fail(rf, err, "flushing");
+    rf->rows = row + 1;
+    rf->last_step = step;
+    return KPO_OK;
+}
+
+int runfile_append_samples(runfile *rf, int64_t step, const double *values,
+                           const int64_t *offsets, int64_t n_responses, kpo_error *err)
+{
+    if (step <= rf->last_step)
+        return error_set(err, "%s: samples for step %lld come after step %lld was recorded",
+                         rf->path, (long long)step, (long long)rf->last_step);
+    if (n_responses <= 0)
+        return KPO_OK;
+    hid_t vals = open_dataset(rf->file, "samples/values");
+    hid_t sets[3];
+    for (int k = 0; k < 3; k++) {
+        char name[64];
+        snprintf(name, sizeof name, "samples/%s", SAMPLE_INDEX_SETS[k]);
+        sets[k] = open_dataset(rf->file, name);
+    }
+    int ok = vals >= 0 && sets[0] >= 0 && sets[1] >= 0 && sets[2] >= 0;
+    int64_t base = ok ? h5u_rows(vals) : -1, first = ok ? h5u_rows(sets[0]) : -1;
+    int64_t *index = malloc(3 * (size_t)n_responses * sizeof *index);
+    ok = ok && base >= 0 && first >= 0 && index;
+    if (ok) {
+        for (int64_t r = 0; r < n_responses; r++) {
+            index[r] = base + offsets[r];                            /* offsets */
+            index[n_responses + r] = offsets[r + 1] - offsets[r];    /* lengths */
+            index[2 * n_responses + r] = step;                       /* step */
+        }
+        /* Values first, then the index: a response is only visible once its
+         * values are all written. */
+        ok = h5u_write_rows(vals, H5T_NATIVE_DOUBLE, base, offsets[n_responses], values) == KPO_OK;
+        for (int k = 0; k < 3 && ok; k++)
+            ok = h5u_write_rows(sets[k], H5T_NATIVE_INT64, first, n_responses,
+                                index + k * n_responses) == KPO_OK;
+    }
+    free(index);
+    for (int k = 0; k < 3; k++)
+        if (sets[k] >= 0)
+            H5Dclose(sets[k]);
+    if (vals >= 0)
+        H5Dclose(vals);
+    return ok ? KPO_OK : fail(rf, err, "writing log-ratio samples");
+}
+
+int runfile_truncate(runfile *rf, int64_t last_step_kept, kpo_error *err)
+{
+    hid_t d = open_dataset(rf->file, "steps/step");
+    if (d < 0)
+        return fail(rf, err, "opening /steps/step");
+    int64_t *steps = malloc((size_t)(rf->rows > 0 ? rf->rows : 1) * sizeof *steps);
+    int ok = steps && h5u_read_rows(d, H5T_NATIVE_INT64, 0, rf->rows, steps) == KPO_OK;
+    H5Dclose(d);
+    int64_t keep = 0;
+    while (ok && keep < rf->rows && steps[keep] <= last_step_kept)
+        keep++;
+    int64_t last = keep > 0 ? steps[keep - 1] : -1;
+    free(steps);
+    if (!ok || resize_step_datasets(rf, keep) != KPO_OK || trim_samples(rf, last_step_kept) != KPO_OK ||
+        H5Fflush(rf->file, H5F_SCOPE_GLOBAL) < 0)
+        return fail(rf, err, "cutting the run back");
+    rf->rows = keep;
+    rf->last_step = last;
+    return KPO_OK;
+}
+
+int runfile_close(runfile *rf, kpo_error *err)
+{
+    if (!rf)
+        return KPO_OK;
+    herr_t status = H5Fclose(rf->file);
+    int result = status < 0 ? fail(rf, err, "closing") : KPO_OK;
+    free(rf);
+    return result;
+}
+
+/* --- Reading ------------------------------------------------------------ */
+
+static int read_int64_set(hid_t file, const char *path, int64_t n, int64_t *out)
+{
+    hid_t d = open_dataset(file, path);
+    int status = (d >= 0 && h5u_rows(d) >= n) ? h5u_read_rows(d, H5T_NATIVE_INT64, 0, n, out)
+                                              : KPO_ERR;
+    if (d >= 0)
+        H5Dclose(d);
+    return status;
+}
+
+int runfile_read_innovation(const char *path, runfile_innovation *out, kpo_error *err)
+{
+    memset(out, 0, sizeof *out);
+    hid_t file = open_hdf5(path, H5F_ACC_RDONLY, err);
+    if (file < 0)
+        return KPO_ERR;
+    hid_t steps = open_dataset(file, "steps/step"), acc = open_dataset(file, "innovation/accumulator");
+    int64_t n = (steps >= 0 && acc >= 0) ? h5u_rows(steps) : -1;
+    int64_t n_acc = acc >= 0 ? h5u_rows(acc) : -1;
+    if (n_acc >= 0 && n_acc < n)
+        n = n_acc; /* tolerate a file cut off mid-step */
+    double *flat = NULL;
+    int ok = n >= 0;
+    if (ok) {
+        out->n_rows = n;
+        out->step = malloc((size_t)(n ? n : 1) * sizeof *out->step);
+        out->stats = malloc((size_t)(n ? n : 1) * sizeof *out->stats);
+        flat = malloc((size_t)(n ? n : 1) * INNOV_STATS_FLAT_LEN * sizeof *flat);
+        ok = out->step && out->stats && flat &&
+             h5u_read_rows(steps, H5T_NATIVE_INT64, 0, n, out->step) == KPO_OK &&
+             h5u_read_rows(acc, H5T_NATIVE_DOUBLE, 0, n, flat) == KPO_OK;
+    }
+    for (int64_t r = 0; ok && r < n; r++)
+        innov_stats_from_flat(&out->stats[r], flat + r * INNOV_STATS_FLAT_LEN);
+    free(flat);
+    if (steps >= 0)
+        H5Dclose(steps);
+    if (acc >= 0)
+        H5Dclose(acc);
+    H5Fclose(file);
+    if (!ok) {
+        runfile_innovation_free(out);
+        return error_set(err, "%s: cannot read /steps/step and /innovation/accumulator", path);
+    }
+    return KPO_OK;
+}
+
+void runfile_innovation_free(runfile_innovation *table)
+{
+    free(table->step);
+    free(table->stats);
+    memset(table, 0, sizeof *table);
+}
+
+int runfile_read_samples(const char *path, runfile_samples *out, kpo_error *err)
+{
+    memset(out, 0, sizeof *out);
+    hid_t file = open_hdf5(path, H5F_ACC_RDONLY, err);
+    if (file < 0)
+        return KPO_ERR;
+    hid_t offsets = open_dataset(file, "samples/offsets"), values = open_dataset(file, "samples/values");
+    int64_t n = offsets >= 0 ? h5u_rows(offsets) : -1;
+    int64_t n_values = values >= 0 ? h5u_rows(values) : -1;
+    int ok = n >= 0 && n_values >= 0;
+    int64_t *starts = NULL, *lengths = NULL;
+    if (ok) {
+        out->n_responses = n;
+        starts = malloc((size_t)(n + 1) * sizeof *starts);
+        lengths = malloc((size_t)(n + 1) * sizeof *lengths);
+        out->offsets = malloc((size_t)(n + 1) * sizeof *out->offsets);
+        out->step = malloc((size_t)(n + 1) * sizeof *out->step);
+        ok = starts && lengths && out->offsets && out->step &&
+             read_int64_set(file, "samples/offsets", n, starts) == KPO_OK &&
+             read_int64_set(file, "samples/lengths", n, lengths) == KPO_OK &&
+             read_int64_set(file, "samples/step", n, out->step) == KPO_OK;
+    }
+    /* Repack into one contiguous CSR array (responses are stored in order,
+     * but a reader should not depend on it). */
+    int64_t total = 0;
+    for (int64_t r = 0; ok && r < n; r++) {
+        ok = lengths[r] >= 0 && starts[r] >= 0 && starts[r] + lengths[r] <= n_values;
+        out->offsets[r] = total;
+        total += ok ? lengths[r] : 0;
+    }
+    if (ok) {
+        out->offsets[n] = total;
+        out->values = malloc((size_t)(total ? total : 1) * sizeof *out->values);
+        ok = out->values != NULL;
+    }
+    for (int64_t r = 0; ok && r < n; r++)
+        ok = h5u_read_rows(values, H5T_NATIVE_DOUBLE, starts[r], lengths[r],
+                           out->values + out->offsets[r]) == KPO_OK;
+    free(starts);
+    free(lengths);
+    if (offsets >= 0)
+        H5Dclose(offsets);
+    if (values >= 0)
+        H5Dclose(values);
+    H5Fclose(file);
+    if (!ok) {
+        runfile_samples_free(out);
+        return error_set(err, "%s: /samples is missing or inconsistent (offsets, lengths, step, "
+                              "values)", path);
+    }
+    return KPO_OK;
+}
+
+void runfile_samples_free(runfile_samples *samples)
+{
+    free(samples->values);
+    free(samples->offsets);
+    free(samples->step);
+    memset(samples, 0, sizeof *samples);
+}
+
+int runfile_read_config(const char *path, char **config_text, kpo_error *err)
+{
+    hid_t file = open_hdf5(path, H5F_ACC_RDONLY, err);
+    if (file < 0)
+        return KPO_ERR;
+    int status = h5u_read_string_attr(file, "config", config_text);
+    H5Fclose(file);
+    return status == KPO_OK ? KPO_OK : error_set(err, "%s: no 'config' attribute", path);
+}

@@ -1,0 +1,90 @@
+/* The run file: one HDF5 file per training run, appended one row per step
+ * and flushed after each, so a run killed at any point between steps leaves
+ * a readable file holding every step it finished.
+ *
+ * Layout (docs/runfile.md has the full list):
+ *   /                      attrs: format="kpo-run", format_version, config, build_info
+ *   /steps/step            int64   [n_steps]   the training step of each row
+ *   /innovation/<stat>     float64 [n_steps]   count, mean, variance, kurtosis,
+ *                                              max_abs_delta, clip_count, clip_fraction,
+ *                                              mean_gain, mean_sigma, mean_threshold
+ *   /innovation/accumulator float64 [n_steps, INNOV_STATS_FLAT_LEN]  mergeable raw form
+ *   /innovation/histogram  float64 [n_steps, INNOV_HIST_SLOTS]  attr bin_edges
+ *   /metrics/<name>        float64 [n_steps]   any other per-step scalar (NaN if absent)
+ *   /samples/values        float64 [n_tokens]  raw log-ratios of sampled responses
+ *   /samples/offsets       int64   [n_responses] start of each response in values
+ *   /samples/lengths       int64   [n_responses]
+ *   /samples/step          int64   [n_responses] the step each response came from */
+#ifndef KPO_IO_RUNFILE_H
+#define KPO_IO_RUNFILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+#include "filter/innov_stats.h"
+
+#define RUNFILE_FORMAT_VERSION 1
+
+typedef struct runfile runfile;
+
+typedef struct runfile_metric {
+    const char *name; /* dataset name under /metrics: letters, digits, '_' */
+    double value;
+} runfile_metric;
+
+/* Creates a new run file; refuses to overwrite an existing one. */
+int runfile_create(const char *path, const char *config_text, runfile **out, kpo_error *err);
+
+/* Opens an existing run file for appending. A file cut off mid-step (some
+ * datasets one row longer than others) is first cut back to its last
+ * complete step. */
+int runfile_open_append(const char *path, runfile **out, kpo_error *err);
+
+/* Rows (steps) the file holds; the last recorded step, or -1 when empty. */
+int64_t runfile_row_count(const runfile *rf);
+int64_t runfile_last_step(const runfile *rf);
+
+/* Appends one row and flushes the file. Steps must increase. */
+int runfile_append_step(runfile *rf, int64_t step, const innov_stats *stats,
+                        const runfile_metric *metrics, size_t n_metrics, kpo_error *err);
+
+/* Appends sampled raw log-ratio sequences (ragged: offsets has n_responses+1
+ * entries into values) for step; call before runfile_append_step of that
+ * step, which flushes them. */
+int runfile_append_samples(runfile *rf, int64_t step, const double *values,
+                           const int64_t *offsets, int64_t n_responses, kpo_error *err);
+
+/* Cuts every record back so that no step after last_step_kept remains (for
+ * resume from a checkpoint taken at last_step_kept). Flushes. */
+int runfile_truncate(runfile *rf, int64_t last_step_kept, kpo_error *err);
+
+int runfile_close(runfile *rf, kpo_error *err);
+
+/* --- Reading, for the offline tools ----------------------------------- */
+
+/* The innovation table of a run, one entry per row. */
+typedef struct runfile_innovation {
+    int64_t n_rows;
+    int64_t *step;           /* [n_rows] */
+    innov_stats *stats;      /* [n_rows] reconstructed accumulators */
+} runfile_innovation;
+
+int runfile_read_innovation(const char *path, runfile_innovation *out, kpo_error *err);
+void runfile_innovation_free(runfile_innovation *table);
+
+/* The recorded raw log-ratio samples: offsets has n_responses + 1 entries. */
+typedef struct runfile_samples {
+    int64_t n_responses;
+    double *values;   /* [offsets[n_responses]] */
+    int64_t *offsets; /* [n_responses + 1] */
+    int64_t *step;    /* [n_responses] */
+} runfile_samples;
+
+int runfile_read_samples(const char *path, runfile_samples *out, kpo_error *err);
+void runfile_samples_free(runfile_samples *samples);
+
+/* The resolved config stored in the file's attributes (malloc'ed). */
+int runfile_read_config(const char *path, char **config_text, kpo_error *err);
+
+#endif
