@@ -452,7 +452,9 @@ int runfile_append_samples(runfile *rf, int64_t step, const double *values,
                            const int64_t *offsets, int64_t n_responses, kpo_error *err)
 {
     if (step <= rf->last_step)
-        return error_set(err, "%s: samples for step %lld come after step %lld was recorded",
+        return error_set(err,
+                         "%s: samples of step %lld: the step does not follow the last "
+                         "recorded step %lld",
                          rf->path, (long long)step, (long long)rf->last_step);
     if (n_responses <= 0)
         return KPO_OK;
