@@ -2,6 +2,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli/commands.h"
 #include "cli/innov_table.h"
@@ -48,8 +49,12 @@ static void print_comparison(const char *title, char **paths, const runfile_inno
                              double (*value)(const innov_stats *), int as_fraction)
 {
     printf("%s\n%6s", title, "step");
-    for (int k = 0; k < n_runs; k++)
-        printf(" %14.14s", paths[k]);
+    for (int k = 0; k < n_runs; k++) {
+        /* The file name's tail tells runs in one directory apart. */
+        const char *slash = strrchr(paths[k], '/'), *name = slash ? slash + 1 : paths[k];
+        size_t len = strlen(name);
+        printf(" %14s", len > 14 ? name + len - 14 : name);
+    }
     printf("\n");
     int64_t max_step = -1;
     for (int k = 0; k < n_runs; k++)

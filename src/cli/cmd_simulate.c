@@ -61,6 +61,32 @@ static int read_synth_options(const cli_command_spec *spec, synth_config *sc, lo
     return KPO_OK;
 }
 
+/* Records `samples` responses spread evenly over the batch, so every
+ * mini-batch's staleness is represented in what `kpo filter` replays. */
+static int record_samples(runfile *rf, const synth_config *sc, long long step, long long samples,
+                          const double *values, const int64_t *offsets, kpo_error *err)
+{
+    int64_t n = samples < sc->responses ? samples : sc->responses;
+    int64_t *picked_offsets = malloc((size_t)(n + 1) * sizeof *picked_offsets);
+    double *picked = malloc((size_t)offsets[sc->responses] * sizeof *picked);
+    if (!picked_offsets || !picked) {
+        free(picked_offsets);
+        free(picked);
+        return error_set(err, "out of memory");
+    }
+    picked_offsets[0] = 0;
+    for (int64_t k = 0; k < n; k++) {
+        int64_t r = k * sc->responses / n, length = offsets[r + 1] - offsets[r];
+        for (int64_t i = 0; i < length; i++)
+            picked[picked_offsets[k] + i] = values[offsets[r] + i];
+        picked_offsets[k + 1] = picked_offsets[k] + length;
+    }
+    int status = runfile_append_samples(rf, step, picked, picked_offsets, n, err);
+    free(picked_offsets);
+    free(picked);
+    return status;
+}
+
 /* One simulated step: generate, filter, record. */
 static int simulate_step(runfile *rf, const synth_config *sc, const filter_config *fc,
                          long long step, long long samples, kpo_error *err)
@@ -77,9 +103,8 @@ static int simulate_step(runfile *rf, const synth_config *sc, const filter_confi
     filter_outputs out = {.rho = rho};
     if (status == KPO_OK)
         status = filter_apply(fc, values, offsets, sc->responses, &out, &stats, err);
-    int64_t n_samples = samples < sc->responses ? samples : sc->responses;
-    if (status == KPO_OK && n_samples > 0)
-        status = runfile_append_samples(rf, step, values, offsets, n_samples, err);
+    if (status == KPO_OK && samples > 0)
+        status = record_samples(rf, sc, step, samples, values, offsets, err);
     if (status == KPO_OK) {
         ratio_summary raw = summarise_exp(values, n_tokens), filtered = summarise_exp(rho, n_tokens);
         runfile_metric metrics[] = {
@@ -118,8 +143,8 @@ int cmd_simulate(int argc, char **argv)
          NULL},
         {"min-length", "T", "shortest response in tokens (default 64)", NULL},
         {"max-length", "T", "longest response in tokens (default 1024)", NULL},
-        {"noise-scale", "S", "log-ratio spread per step of staleness (default 0.02)", NULL},
-        {"nu", "NU", "Student-t degrees of freedom of the noise, >= 3 (default 3)", NULL},
+        {"noise-scale", "S", "log-ratio spread per step of staleness (default 0.012)", NULL},
+        {"nu", "NU", "Student-t degrees of freedom of the noise, >= 3 (default 4)", NULL},
         {"drift-q", "D", "variance of the drift's per-token increment (default 1e-6)", NULL},
         {"samples", "N", "responses per step recorded for kpo filter (default 8)", NULL},
         {"seed", "S", "random seed (default 1)", NULL},

@@ -9,6 +9,9 @@ const command_entry COMMANDS[] = {
     {"diag", "innovation statistics of runs: the paper's Table 2, side by side", cmd_diag},
     {"stats", "two-proportion z-test between two accuracies", cmd_stats},
     {"simulate", "write a run file from synthetic heavy-tailed log-ratio streams", cmd_simulate},
+    {"tokenize", "encode text to token ids (or --decode ids) with a model's tokenizer", cmd_tokenize},
+    {"data", "check a JSONL dataset: records, fields, bad lines (kpo data check FILE)", cmd_data},
+    {"reward", "score a response (stdin) against a gold answer with a reward function", cmd_reward},
 };
 const int N_COMMANDS = sizeof COMMANDS / sizeof COMMANDS[0];
 

@@ -13,9 +13,9 @@ void synth_config_default(synth_config *cfg)
         .minibatches = 4,
         .min_length = 64,
         .max_length = 1024,
-        .noise_scale = 0.02,
+        .noise_scale = 0.012,
         .staleness_floor = 0.05,
-        .nu = 3,
+        .nu = 4,
         .drift_q = 1e-6,
     };
 }
