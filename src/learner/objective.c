@@ -1,0 +1,249 @@
+#include "learner/objective.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const KIND_NAMES[OBJECTIVE_COUNT] = {"kpo", "grpo", "gspo"};
+static const char *const AGG_NAMES[LOSS_AGG_COUNT] = {"token-mean", "seq-mean-token-mean",
+                                                      "seq-mean-token-sum"};
+
+/* verl clamps the raw token log-ratio of GRPO's vanilla loss to [-20, 20]
+ * (log_ratio_max is the KPO/GSPO code's one-sided clamp). */
+static const double GRPO_LOG_RATIO_LIMIT = 20.0;
+
+void objective_config_default(objective_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->kind = OBJECTIVE_KPO;
+    cfg->clip_low = 3e-4;
+    cfg->clip_high = 4e-4;
+    cfg->dual_clip = 0.0;
+    cfg->clip = 1;
+    cfg->aggregation = LOSS_AGG_SEQ_MEAN_TOKEN_MEAN;
+    cfg->log_ratio_max = 10.0;
+    filter_config_default(&cfg->filter);
+}
+
+int objective_config_validate(const objective_config *cfg, kpo_error *err)
+{
+    if (cfg->kind < 0 || cfg->kind >= OBJECTIVE_COUNT)
+        return error_set(err, "objective: unknown kind %d", (int)cfg->kind);
+    if (!(cfg->clip_low >= 0 && cfg->clip_low < 1))
+        return error_set(err, "clip_low: must be in [0, 1), got %g", cfg->clip_low);
+    if (!(cfg->clip_high >= 0 && isfinite(cfg->clip_high)))
+        return error_set(err, "clip_high: must be >= 0, got %g", cfg->clip_high);
+    if (!(cfg->dual_clip == 0 || (cfg->dual_clip > 1 && isfinite(cfg->dual_clip))))
+        return error_set(err, "dual_clip: must be 0 (off) or > 1, got %g", cfg->dual_clip);
+    if (cfg->aggregation < 0 || cfg->aggregation >= LOSS_AGG_COUNT)
+        return error_set(err, "loss_aggregation: unknown mode %d", (int)cfg->aggregation);
+    if (!(cfg->log_ratio_max > 0))
+        return error_set(err, "log_ratio_max: must be > 0, got %g", cfg->log_ratio_max);
+    if (cfg->kind == OBJECTIVE_KPO)
+        return filter_config_validate(&cfg->filter, err);
+    return KPO_OK;
+}
+
+static int parse_name(const char *name, const char *const *names, int count, const char *what,
+                      int *out, kpo_error *err)
+{
+    for (int k = 0; k < count; k++)
+        if (strcmp(name, names[k]) == 0) {
+            *out = k;
+            return KPO_OK;
+        }
+    char valid[256] = "";
+    size_t used = 0;
+    for (int k = 0; k < count && used < sizeof valid; k++)
+        used += (size_t)snprintf(valid + used, sizeof valid - used, "%s%s", k ? ", " : "",
+                                 names[k]);
+    return error_set(err, "%s: unknown value '%s' (valid: %s)", what, name, valid);
+}
+
+int objective_kind_parse(const char *name, objective_kind *kind, kpo_error *err)
+{
+    int k = 0;
+    if (parse_name(name, KIND_NAMES, OBJECTIVE_COUNT, "objective", &k, err) != KPO_OK)
+        return KPO_ERR;
+    *kind = (objective_kind)k;
+    return KPO_OK;
+}
+
+const char *objective_kind_name(objective_kind kind)
+{
+    return (kind >= 0 && kind < OBJECTIVE_COUNT) ? KIND_NAMES[kind] : "?";
+}
+
+int loss_aggregation_parse(const char *name, loss_aggregation *agg, kpo_error *err)
+{
+    int k = 0;
+    if (parse_name(name, AGG_NAMES, LOSS_AGG_COUNT, "loss_aggregation", &k, err) != KPO_OK)
+        return KPO_ERR;
+    *agg = (loss_aggregation)k;
+    return KPO_OK;
+}
+
+const char *loss_aggregation_name(loss_aggregation agg)
+{
+    return (agg >= 0 && agg < LOSS_AGG_COUNT) ? AGG_NAMES[agg] : "?";
+}
+
+void objective_metrics_init(objective_metrics *m)
+{
+    memset(m, 0, sizeof *m);
+    m->raw_ratio_min = m->used_ratio_min = INFINITY;
+    m->raw_ratio_max = m->used_ratio_max = -INFINITY;
+    innov_stats_init(&m->innovation);
+}
+
+void objective_metrics_merge(objective_metrics *into, const objective_metrics *other)
+{
+    into->loss += other->loss;
+    into->tokens += other->tokens;
+    into->clipped_tokens += other->clipped_tokens;
+    into->log_ratio_sum += other->log_ratio_sum;
+    into->raw_ratio_min = fmin(into->raw_ratio_min, other->raw_ratio_min);
+    into->raw_ratio_max = fmax(into->raw_ratio_max, other->raw_ratio_max);
+    into->raw_ratio_sum += other->raw_ratio_sum;
+    into->used_ratio_min = fmin(into->used_ratio_min, other->used_ratio_min);
+    into->used_ratio_max = fmax(into->used_ratio_max, other->used_ratio_max);
+    into->used_ratio_sum += other->used_ratio_sum;
+    innov_stats_merge(&into->innovation, &other->innovation);
+}
+
+/* The per-token log-ratio l_t the surrogate uses, for one response. */
+static int response_log_ratio(const objective_config *cfg, const double *z, int64_t n,
+                              double *l, innov_stats *stats, kpo_error *err)
+{
+    switch (cfg->kind) {
+    case OBJECTIVE_KPO: {
+        int64_t offsets[2] = {0, n};
+        filter_outputs out = {.rho = l};
+        return filter_apply(&cfg->filter, z, offsets, 1, &out, stats, err);
+    }
+    case OBJECTIVE_GSPO: {
+        double mean = 0.0;
+        for (int64_t t = 0; t < n; t++)
+            mean += z[t];
+        mean /= (double)n;
+        for (int64_t t = 0; t < n; t++)
+            l[t] = mean;
+        return KPO_OK;
+    }
+    default:
+        memcpy(l, z, (size_t)n * sizeof *l);
+        return KPO_OK;
+    }
+}
+
+/* PPO-clip surrogate of one token: returns the loss, and through *grad_r
+ * d loss / d r (0 where a clip holds the loss constant). */
+static double surrogate(const objective_config *cfg, double advantage, double ratio,
+                        double *grad_r, int *clipped)
+{
+    double loss = -advantage * ratio;
+    *grad_r = -advantage;
+    *clipped = 0;
+    if (!cfg->clip)
+        return loss;
+    double bounded = fmin(fmax(ratio, 1.0 - cfg->clip_low), 1.0 + cfg->clip_high);
+    double clipped_loss = -advantage * bounded;
+    if (clipped_loss > loss) {
+        loss = clipped_loss;
+        *grad_r = 0.0;
+        *clipped = 1;
+    }
+    if (cfg->kind == OBJECTIVE_GRPO && cfg->dual_clip > 0 && advantage < 0) {
+        double cap = -advantage * cfg->dual_clip;
+        if (loss > cap) {
+            loss = cap;
+            *grad_r = 0.0;
+        }
+    }
+    return loss;
+}
+
+static double token_weight(const objective_config *cfg, objective_normalizer norm, int64_t n)
+{
+    switch (cfg->aggregation) {
+    case LOSS_AGG_TOKEN_MEAN:
+        return 1.0 / norm.tokens;
+    case LOSS_AGG_SEQ_MEAN_TOKEN_SUM:
+        return 1.0 / norm.responses;
+    default:
+        return 1.0 / (norm.responses * (double)n);
+    }
+}
+
+int objective_compute(const objective_config *cfg, const double *logp, const double *logp_old,
+                      const int64_t *offsets, int64_t n_responses, const double *advantages,
+                      objective_normalizer norm, double *d_logp, objective_metrics *metrics,
+                      kpo_error *err)
+{
+    if (objective_config_validate(cfg, err) != KPO_OK)
+        return KPO_ERR;
+    if (!(norm.responses > 0) || !(norm.tokens > 0))
+        return error_set(err, "objective: the global batch has no responses or tokens");
+    int64_t longest = 0;
+    for (int64_t r = 0; r < n_responses; r++)
+        if (offsets[r + 1] - offsets[r] > longest)
+            longest = offsets[r + 1] - offsets[r];
+    double *z = malloc((size_t)(longest ? longest : 1) * sizeof *z);
+    double *l = malloc((size_t)(longest ? longest : 1) * sizeof *l);
+    if (!z || !l) {
+        free(z);
+        free(l);
+        return error_set(err, "objective: out of memory for a %lld-token response",
+                         (long long)longest);
+    }
+    int status = KPO_OK;
+    for (int64_t r = 0; r < n_responses && status == KPO_OK; r++) {
+        const int64_t first = offsets[r], n = offsets[r + 1] - offsets[r];
+        if (n == 0)
+            continue;
+        for (int64_t t = 0; t < n; t++) {
+            z[t] = logp[first + t] - logp_old[first + t];
+            if (!isfinite(z[t])) {
+                status = error_set(err, "objective: log-ratio of response %lld, token %lld is "
+                                        "not finite", (long long)r, (long long)t);
+                break;
+            }
+        }
+        if (status != KPO_OK ||
+            (status = response_log_ratio(cfg, z, n, l, &metrics->innovation, err)) != KPO_OK)
+            break;
+        const double weight = token_weight(cfg, norm, n), advantage = advantages[r];
+        for (int64_t t = 0; t < n; t++) {
+            /* A clamped log-ratio is constant: no gradient flows through it. */
+            double lt = l[t];
+            int passes = 1;
+            double upper = cfg->kind == OBJECTIVE_GRPO ? GRPO_LOG_RATIO_LIMIT : cfg->log_ratio_max;
+            if (lt > upper) {
+                lt = upper;
+                passes = 0;
+            } else if (cfg->kind == OBJECTIVE_GRPO && lt < -GRPO_LOG_RATIO_LIMIT) {
+                lt = -GRPO_LOG_RATIO_LIMIT;
+                passes = 0;
+            }
+            double ratio = exp(lt), grad_r;
+            int clipped;
+            double loss = surrogate(cfg, advantage, ratio, &grad_r, &clipped);
+            metrics->loss += weight * loss;
+            d_logp[first + t] = passes ? weight * grad_r * ratio : 0.0;
+            metrics->clipped_tokens += clipped;
+            double raw = exp(z[t]);
+            metrics->raw_ratio_min = fmin(metrics->raw_ratio_min, raw);
+            metrics->raw_ratio_max = fmax(metrics->raw_ratio_max, raw);
+            metrics->raw_ratio_sum += raw;
+            metrics->used_ratio_min = fmin(metrics->used_ratio_min, ratio);
+            metrics->used_ratio_max = fmax(metrics->used_ratio_max, ratio);
+            metrics->used_ratio_sum += ratio;
+            metrics->log_ratio_sum += z[t];
+        }
+        metrics->tokens += (double)n;
+    }
+    free(z);
+    free(l);
+    return status;
+}
