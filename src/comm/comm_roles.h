@@ -1,0 +1,36 @@
+/* Ranks and roles. Rollout ranks sample; learner ranks compute gradients;
+ * a colocated rank does both (how a single process runs). Learner rank 0 is
+ * world rank 0: it writes the run file and prints progress. Rollout ranks
+ * are the last `rollout_ranks` world ranks, so a launcher that fills nodes
+ * in order puts them on the last nodes. */
+#ifndef KPO_COMM_COMM_ROLES_H
+#define KPO_COMM_COMM_ROLES_H
+
+#include <mpi.h>
+
+#include "core/error.h"
+
+typedef struct comm_roles {
+    int world_rank, world_size;
+    int colocated;           /* every rank holds both roles */
+    int is_learner, is_rollout;
+    int learner_rank, learner_size; /* -1 / 0 when not a learner */
+    int rollout_rank, rollout_size; /* -1 / 0 when not a rollout rank */
+    MPI_Comm learners;       /* gradient all-reduce; MPI_COMM_NULL if not a learner */
+    MPI_Comm rollouts;       /* MPI_COMM_NULL if not a rollout rank */
+    /* Weight broadcast: learner rank 0 (rank 0 here) and every rollout rank;
+     * MPI_COMM_NULL elsewhere, and when colocated (nothing moves). */
+    MPI_Comm weight_sync;
+} comm_roles;
+
+/* rollout_ranks = 0 means colocated. Fails (on every rank alike, before any
+ * communicator is made) when no learner would remain. */
+int comm_roles_init(comm_roles *roles, MPI_Comm world, int rollout_ranks, kpo_error *err);
+void comm_roles_free(comm_roles *roles);
+
+/* Ends the whole job from any rank: prints "kpo: rank R: message" and
+ * calls MPI_Abort, so a fatal error on one rank never leaves the others
+ * waiting in a collective. */
+_Noreturn void comm_abort_all(const char *message);
+
+#endif
