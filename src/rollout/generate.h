@@ -1,0 +1,39 @@
+/* Rollout generation: G samples per prompt with the batched KV-cache
+ * decoder, each response drawn from its own counter-based stream. */
+#ifndef KPO_ROLLOUT_GENERATE_H
+#define KPO_ROLLOUT_GENERATE_H
+
+#include <stdint.h>
+
+#include "core/error.h"
+#include "model/model.h"
+#include "rollout/sampler.h"
+
+typedef struct rollout_request {
+    const int32_t *prompt_tokens;  /* [prompt_offsets[n_prompts]] prompts back to back */
+    const int64_t *prompt_offsets; /* [n_prompts + 1] */
+    const int64_t *prompt_ids;     /* [n_prompts] dataset index: names the RNG stream */
+    int64_t n_prompts;
+    int group_size;                /* G samples per prompt */
+    int64_t max_new_tokens;
+    const int32_t *stop_ids;       /* [n_stop] a response ends after any of these */
+    int n_stop;
+    sampler_config sampler;
+    uint64_t seed;
+    int64_t step;                  /* names the RNG stream with the prompt and sample */
+    int64_t max_batch;             /* sequences decoded together (KV-cache slots) */
+} rollout_request;
+
+/* Responses, prompt-major: response p * G + g is sample g of prompt p. */
+typedef struct rollout_responses {
+    int64_t n_responses;
+    int32_t *tokens;   /* [offsets[n_responses]] sampled tokens, a final stop token included */
+    int64_t *offsets;  /* [n_responses + 1] */
+    uint8_t *stopped;  /* [n_responses] 1: ended with a stop token; 0: cut at max_new_tokens */
+} rollout_responses;
+
+int rollout_generate(const model *m, const rollout_request *req, rollout_responses *out,
+                     kpo_error *err);
+void rollout_responses_free(rollout_responses *r);
+
+#endif
