@@ -42,6 +42,8 @@ typedef struct model_acts {
     int64_t capacity;          /* tokens the buffers hold */
     int64_t n_tokens;
     const int32_t *tokens;     /* [n_tokens] the batch's, borrowed */
+    const int64_t *seq_offsets; /* [n_seqs + 1] the batch's, borrowed */
+    int64_t n_seqs;
     int32_t *positions;        /* [capacity] position inside its sequence */
     int64_t *seq_start;        /* [capacity] row of the token's sequence start */
     model_layer_acts *layers;  /* [num_hidden_layers] */

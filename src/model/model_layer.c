@@ -8,8 +8,8 @@ int64_t layer_acts_floats(const model_config *c, int64_t T)
 {
     const int64_t h = c->hidden_size, q = c->num_attention_heads * c->head_dim;
     const int64_t kv = c->num_key_value_heads * c->head_dim, i = c->intermediate_size;
-    return T * (4 * h + 2 + 2 * q + 3 * kv + 2 * kv + 2 * c->num_attention_heads +
-                c->num_key_value_heads + q + 3 * i);
+    return T * (4 * h + 2 + 3 * q + 3 * kv + 2 * c->num_attention_heads +
+                c->num_key_value_heads + 3 * i);
 }
 
 void layer_acts_bind(const model_config *c, int64_t T, float **cursor, model_layer_acts *a)

@@ -22,4 +22,11 @@ void layer_forward_rest(const model *m, int64_t layer, int64_t T, const int32_t 
                         const float *k_rows, const float *v_rows, const int64_t *key_row0,
                         model_layer_acts *a, float *x_out);
 
+/* The lm_head part of model_backward: recomputes logits chunk by chunk,
+ * writes dh[T, hidden] (zero on rows without a target) and accumulates
+ * d lm_head. */
+int logprobs_backward(const model *m, const model_acts *acts, const int32_t *targets,
+                      const float *dlogp, const float *dentropy, float *dh, float *dlm_head,
+                      kpo_error *err);
+
 #endif

@@ -3,6 +3,7 @@
 #ifndef KPO_MODEL_MODEL_OPS_H
 #define KPO_MODEL_MODEL_OPS_H
 
+#include <math.h>
 #include <stdint.h>
 
 /* y[rows, out] = x[rows, in] W[out, in]^T */

@@ -1,0 +1,80 @@
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/optimizer_adamw.h"
+
+adamw_config adamw_config_default(void)
+{
+    adamw_config c = {.lr = 1e-6, .warmup_steps = 0, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
+                      .weight_decay = 0.01, .max_grad_norm = 1.0};
+    return c;
+}
+
+int adamw_init(adamw_state *s, const model *m, const adamw_config *config, kpo_error *err)
+{
+    memset(s, 0, sizeof *s);
+    s->config = *config;
+    s->n_params = m->weights.n_params;
+    s->m = calloc((size_t)s->n_params, sizeof *s->m);
+    s->v = calloc((size_t)s->n_params, sizeof *s->v);
+    if (!s->m || !s->v) {
+        adamw_free(s);
+        return error_set(err, "adamw: out of memory for %lld moments", (long long)s->n_params);
+    }
+    return KPO_OK;
+}
+
+void adamw_free(adamw_state *s)
+{
+    free(s->m);
+    free(s->v);
+    memset(s, 0, sizeof *s);
+}
+
+double adamw_lr_at(const adamw_config *c, int64_t step)
+{
+    if (c->warmup_steps > 0 && step < c->warmup_steps)
+        return c->lr * (double)step / (double)c->warmup_steps;
+    return c->lr;
+}
+
+double adamw_grad_norm(const model_weights *g)
+{
+    double ss = 0;
+    for (int64_t i = 0; i < g->n_params; i++)
+        ss += (double)g->data[i] * g->data[i];
+    return sqrt(ss);
+}
+
+void adamw_step(adamw_state *s, model *m, model_weights *grads, double *grad_norm)
+{
+    const adamw_config *c = &s->config;
+    const double norm = adamw_grad_norm(grads);
+    if (grad_norm)
+        *grad_norm = norm;
+    const float clip = c->max_grad_norm > 0 && norm > c->max_grad_norm
+                           ? (float)(c->max_grad_norm / (norm + 1e-6))
+                           : 1.0f;
+    s->step++;
+    const double lr = adamw_lr_at(c, s->step);
+    const double bc1 = 1.0 - pow(c->beta1, (double)s->step);
+    const double bc2 = 1.0 - pow(c->beta2, (double)s->step);
+    const float b1 = (float)c->beta1, b2 = (float)c->beta2;
+    for (size_t k = 0; k < m->n_params_table; k++) {
+        const model_param *p = &m->params[k];
+        const float decay = p->is_norm ? 0.0f : (float)(lr * c->weight_decay);
+        float *w = m->weights.data + p->offset, *g = grads->data + p->offset;
+        float *m1 = s->m + p->offset, *m2 = s->v + p->offset;
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < p->numel; i++) {
+            const float gi = g[i] * clip;
+            g[i] = gi;
+            m1[i] = b1 * m1[i] + (1 - b1) * gi;
+            m2[i] = b2 * m2[i] + (1 - b2) * gi * gi;
+            const double mhat = m1[i] / bc1, vhat = m2[i] / bc2;
+            /* Decoupled: decay scales the weight, not the gradient. */
+            w[i] -= decay * w[i] + (float)(lr * mhat / (sqrt(vhat) + c->eps));
+        }
+    }
+}
