@@ -1,9 +1,14 @@
-/* kpo stats: the pooled two-proportion z-test (algorithms.md §6). */
+/* kpo stats: the pooled two-proportion z-test (algorithms.md §6) from
+ * accuracies, or from per-problem count files the paired comparisons over
+ * problems (paired t-test, seeded bootstrap, gap recovered). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/commands.h"
 #include "core/parse.h"
+#include "stats/count_file.h"
+#include "stats/eval_stats.h"
 #include "stats/proportion_test.h"
 
 /* "0.4859" or "48.59%": bare numbers must already be proportions, so that
@@ -32,6 +37,94 @@ static int read_proportion(const cli_command_spec *spec, const char *name, doubl
     return KPO_OK;
 }
 
+static void print_arm(const char *label, const char *path, const problem_count *c, size_t n,
+                      long k)
+{
+    long total = 0, correct = 0, fewest = c[0].samples;
+    for (size_t j = 0; j < n; j++) {
+        total += c[j].samples;
+        correct += c[j].correct;
+        fewest = c[j].samples < fewest ? c[j].samples : fewest;
+    }
+    double pass;
+    kpo_error err;
+    printf("  %-9s %s: %zu problems, %ld samples, avg %.4f", label, path, n, total,
+           eval_avg_at_k(c, n));
+    if (k <= fewest && eval_pass_at_k(c, n, k, &pass, &err) == KPO_OK)
+        printf(", pass@%ld %.4f", k, pass);
+    printf("\n");
+}
+
+/* A, B (and a reference R) per-problem count files over the same problems. */
+static int stats_from_files(const cli_command_spec *spec, const char **paths, size_t n_paths)
+{
+    kpo_error err;
+    long long resamples, seed, k;
+    double level;
+    if (cli_get_int64(spec, "bootstrap", 10000, &resamples, &err) != KPO_OK ||
+        cli_get_int64(spec, "seed", 0, &seed, &err) != KPO_OK ||
+        cli_get_int64(spec, "k", 0, &k, &err) != KPO_OK ||
+        cli_get_double(spec, "level", 0.95, &level, &err) != KPO_OK)
+        return command_fail(err.message);
+    problem_count *arm[3] = {NULL, NULL, NULL};
+    size_t n[3] = {0, 0, 0};
+    int status = 0;
+    for (size_t j = 0; j < n_paths && status == 0; j++)
+        if (count_file_read(paths[j], &arm[j], &n[j], &err) != KPO_OK)
+            status = command_fail(err.message);
+    for (size_t j = 1; j < n_paths && status == 0; j++)
+        if (n[j] != n[0]) {
+            snprintf(err.message, sizeof err.message,
+                     "%s has %zu problems but %s has %zu: paired statistics need the same "
+                     "problems in the same order",
+                     paths[j], n[j], paths[0], n[0]);
+            status = command_fail(err.message);
+        }
+    if (status == 0) {
+        if (k <= 0)
+            k = arm[0][0].samples;
+        static const char *const labels[] = {"arm A", "arm B", "reference"};
+        printf("per-problem counts\n");
+        for (size_t j = 0; j < n_paths; j++)
+            print_arm(labels[j], paths[j], arm[j], n[j], (long)k);
+        long xa = 0, na = 0, xb = 0, nb = 0;
+        for (size_t j = 0; j < n[0]; j++) {
+            xa += arm[0][j].correct;
+            na += arm[0][j].samples;
+            xb += arm[1][j].correct;
+            nb += arm[1][j].samples;
+        }
+        proportion_test z;
+        paired_test t;
+        bootstrap_ci diff, gap;
+        if (proportion_test_pooled((double)xa / (double)na, (double)na, (double)xb / (double)nb,
+                                   (double)nb, &z, &err) != KPO_OK ||
+            eval_paired_test(arm[0], arm[1], n[0], &t, &err) != KPO_OK ||
+            eval_bootstrap_diff(arm[0], arm[1], n[0], (long)resamples, (uint64_t)seed, level,
+                                &diff, &err) != KPO_OK ||
+            (n_paths == 3 && eval_bootstrap_gap(arm[0], arm[1], arm[2], n[0], (long)resamples,
+                                                (uint64_t)seed, level, &gap, &err) != KPO_OK)) {
+            status = command_fail(err.message);
+        } else {
+            printf("pooled two-proportion z-test (samples as independent: optimistic)\n");
+            printf("  z = %.3f   two-sided p = %.3f\n", z.z, z.p_value);
+            printf("paired t-test over problems\n");
+            printf("  difference %+.4f   SE = %.5f   t = %.3f   df = %ld   two-sided p = %.3f\n",
+                   t.mean_diff, t.std_error, t.t, t.df, t.p_value);
+            printf("bootstrap over problems (%lld resamples, seed %lld)\n", resamples, seed);
+            printf("  difference %+.4f   %.0f%% CI [%+.4f, %+.4f]   share <= 0: %.4f\n",
+                   diff.estimate, 100 * level, diff.low, diff.high, diff.frac_le_zero);
+            if (n_paths == 3)
+                printf("gap recovered: %.1f%% of the reference-baseline gap   %.0f%% CI "
+                       "[%.1f%%, %.1f%%]\n",
+                       gap.estimate, 100 * level, gap.low, gap.high);
+        }
+    }
+    for (size_t j = 0; j < 3; j++)
+        free(arm[j]);
+    return status;
+}
+
 int cmd_stats(int argc, char **argv)
 {
     cli_option options[] = {
@@ -39,16 +132,28 @@ int cmd_stats(int argc, char **argv)
         {"n1", "N1", "trials of arm 1 (problems x samples)", NULL},
         {"p2", "P2", "accuracy of arm 2", NULL},
         {"n2", "N2", "trials of arm 2", NULL},
+        {"k", "K", "files: pass@K (default: the first problem's sample count)", NULL},
+        {"bootstrap", "N", "files: bootstrap resamples (default 10000)", NULL},
+        {"seed", "S", "files: bootstrap seed (default 0)", NULL},
+        {"level", "L", "files: confidence level (default 0.95)", NULL},
     };
-    cli_command_spec spec = {"stats", "--p1 P1 --n1 N1 --p2 P2 --n2 N2",
+    cli_command_spec spec = {"stats", "--p1 P1 --n1 N1 --p2 P2 --n2 N2 | A.counts B.counts "
+                                      "[REF.counts] [--k K --bootstrap N --seed S --level L]",
                              "Pooled two-proportion z-test with its two-sided p-value. Samples "
-                             "of one problem are correlated, so treat it as optimistic; a "
-                             "paired test over problems is stricter.",
+                             "of one problem are correlated, so treat it as optimistic; given "
+                             "per-problem count files (lines 'correct_count samples'), also a "
+                             "paired t-test and a bootstrap CI over problems, and with a third "
+                             "(reference) file the share of the gap recovered.",
                              options, sizeof options / sizeof options[0]};
+    const char *positional[3];
     size_t n_positional;
-    int status = command_start(&spec, argc, argv, NULL, 0, &n_positional);
+    int status = command_start(&spec, argc, argv, positional, 3, &n_positional);
     if (status >= 0)
         return status;
+    if (n_positional == 1)
+        return command_fail("kpo stats: give two count files (or three with a reference)");
+    if (n_positional >= 2)
+        return stats_from_files(&spec, positional, n_positional);
     kpo_error err;
     double p1, p2, n1, n2;
     if (!cli_get(&spec, "n1") || !cli_get(&spec, "n2"))

@@ -98,7 +98,9 @@ int cmd_tokenize(int argc, char **argv)
     if (tokenizer_load(&tok, dir, &err) != KPO_OK)
         return command_fail(err.message);
     int flags = cli_get(&spec, "no-special") ? 0 : TOKENIZER_MATCH_SPECIAL;
-    status = cli_get(&spec, "decode") ? decode_lines(tok, &err) : encode_lines(tok, flags, cli_get(&spec, "nul") ? '\0' : '\n', &err);
+    int delimiter = cli_get(&spec, "nul") ? '\0' : '\n';
+    status = cli_get(&spec, "decode") ? decode_lines(tok, &err)
+                                      : encode_lines(tok, flags, delimiter, &err);
     tokenizer_free(tok);
     if (fflush(stdout) != 0 && status == KPO_OK)
         status = error_set(&err, "writing stdout failed");

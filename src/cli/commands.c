@@ -4,6 +4,7 @@
 
 const command_entry COMMANDS[] = {
     {"info", "what this build supports and which GPUs it sees", cmd_info},
+    {"train", "RL post-training (KPO, IS-KPO, GRPO, GSPO) under mpirun or srun", cmd_train},
     {"gain", "Kalman gain, memory and saturation threshold for given Q, V, P0, kappa", cmd_gain},
     {"filter", "replay the filter on recorded log-ratios with other parameters", cmd_filter},
     {"diag", "innovation statistics of runs: the paper's Table 2, side by side", cmd_diag},
@@ -12,6 +13,9 @@ const command_entry COMMANDS[] = {
     {"tokenize", "encode text to token ids (or --decode ids) with a model's tokenizer", cmd_tokenize},
     {"data", "check a JSONL dataset: records, fields, bad lines (kpo data check FILE)", cmd_data},
     {"reward", "score a response (stdin) against a gold answer with a reward function", cmd_reward},
+    {"model", "random Qwen3 checkpoint (model init) or describe one (model list)", cmd_model},
+    {"logprobs", "per-token log-probs and entropies of a checkpoint on token sequences", cmd_logprobs},
+    {"generate", "continue token ids with the KV-cache decoder (greedy or sampled)", cmd_generate},
 };
 const int N_COMMANDS = sizeof COMMANDS / sizeof COMMANDS[0];
 

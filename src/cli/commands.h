@@ -24,9 +24,13 @@ int cmd_filter(int argc, char **argv);
 int cmd_diag(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 int cmd_simulate(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 int cmd_reward(int argc, char **argv);
+int cmd_model(int argc, char **argv);
+int cmd_logprobs(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
 
 /* Shared by the commands: prints "kpo: <message>" and returns exit code 1
  * for bad input (2 for usage errors is not distinguished: one failure code). */

@@ -15,4 +15,8 @@
 int comm_reduce_innov_stats(MPI_Comm comm, int root, const innov_stats *local,
                             innov_stats *reduced, int n, kpo_error *err);
 
+/* As comm_reduce_innov_stats, but every rank receives the result
+ * (in place). */
+int comm_allreduce_innov_stats(MPI_Comm comm, innov_stats *stats, int n, kpo_error *err);
+
 #endif

@@ -38,6 +38,14 @@ int32_t tokenizer_eos_id(const tokenizer *tok);
 int tokenizer_encode(const tokenizer *tok, const char *text, size_t len, int flags, id_list *out,
                      kpo_error *err);
 
+/* As tokenizer_encode with special matching, except inside text[guard_begin,
+ * guard_end): there added tokens are plain text. The whole string still goes
+ * through one pre-tokenisation, so a chat's user span encodes exactly as HF
+ * encodes the rendered chat, without letting the user's text inject control
+ * tokens. */
+int tokenizer_encode_guarded(const tokenizer *tok, const char *text, size_t len,
+                             size_t guard_begin, size_t guard_end, id_list *out, kpo_error *err);
+
 /* Appends the bytes of the ids to out; an id outside the vocabulary is an error. */
 int tokenizer_decode(const tokenizer *tok, const int32_t *ids, size_t n, text_buf *out,
                      kpo_error *err);

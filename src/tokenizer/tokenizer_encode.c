@@ -48,8 +48,8 @@ static const added_token *match_added(const tokenizer *tok, const unsigned char 
     return NULL;
 }
 
-int tokenizer_encode(const tokenizer *tok, const char *text, size_t len, int flags, id_list *out,
-                     kpo_error *err)
+int tokenizer_encode_guarded(const tokenizer *tok, const char *text, size_t len,
+                             size_t guard_begin, size_t guard_end, id_list *out, kpo_error *err)
 {
     const unsigned char *u = (const unsigned char *)text;
     pcre2_match_data *match = NULL;
@@ -60,18 +60,21 @@ int tokenizer_encode(const tokenizer *tok, const char *text, size_t len, int fla
     }
     int status = KPO_OK;
     size_t segment = 0, pos = 0;
-    if (flags & TOKENIZER_MATCH_SPECIAL) {
-        while (pos < len && status == KPO_OK) {
-            const added_token *a = match_added(tok, u + pos, len - pos);
-            if (!a) {
-                pos++;
-                continue;
-            }
-            status = encode_ordinary(tok, u + segment, pos - segment, match, out, err);
-            id_list_push(out, a->id);
-            pos += a->len;
-            segment = pos;
+    while (pos < len && status == KPO_OK) {
+        const added_token *a = NULL;
+        if (pos < guard_begin || pos >= guard_end) {
+            a = match_added(tok, u + pos, len - pos);
+            if (a && pos < guard_begin && pos + a->len > guard_begin)
+                a = NULL; /* would reach into the guarded span */
         }
+        if (!a) {
+            pos++;
+            continue;
+        }
+        status = encode_ordinary(tok, u + segment, pos - segment, match, out, err);
+        id_list_push(out, a->id);
+        pos += a->len;
+        segment = pos;
     }
     if (status == KPO_OK)
         status = encode_ordinary(tok, u + segment, len - segment, match, out, err);
@@ -79,4 +82,12 @@ int tokenizer_encode(const tokenizer *tok, const char *text, size_t len, int fla
     if (status == KPO_OK && out->failed)
         status = error_set(err, "out of memory while encoding");
     return status;
+}
+
+int tokenizer_encode(const tokenizer *tok, const char *text, size_t len, int flags, id_list *out,
+                     kpo_error *err)
+{
+    /* Without special matching the whole text is guarded. */
+    size_t guard_end = (flags & TOKENIZER_MATCH_SPECIAL) ? 0 : len;
+    return tokenizer_encode_guarded(tok, text, len, 0, guard_end, out, err);
 }

@@ -1,0 +1,108 @@
+/* kpo train CONFIG.ini [--set section.key=value ...] [--resume]: run under
+ * mpirun or srun (or alone: one process holds both roles). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/commands.h"
+#include "core/config.h"
+#include "kpo_config.h"
+#include "train/train_config.h"
+#if KPO_HAVE_MPI
+#include <mpi.h>
+
+#include "comm/comm_roles.h"
+#include "train/train_loop.h"
+#endif
+
+enum { MAX_OVERRIDES = 256 };
+
+/* Reads the config file and overrides, validates, and checks them against
+ * the world size. Every rank does the same and reaches the same verdict. */
+static int load_settings(const char *path, char **overrides, int n_overrides, int world_size,
+                         config *cfg, train_settings *s, kpo_error *err)
+{
+    if (config_init(cfg, TRAIN_SCHEMA, TRAIN_SCHEMA_LEN, err) != KPO_OK)
+        return KPO_ERR;
+    if (config_load_file(cfg, path, err) != KPO_OK)
+        return KPO_ERR;
+    for (int k = 0; k < n_overrides; k++)
+        if (config_apply_override(cfg, overrides[k], err) != KPO_OK)
+            return KPO_ERR;
+    if (config_validate(cfg, err) != KPO_OK)
+        return KPO_ERR;
+    return train_settings_from_config(cfg, world_size, s, err);
+}
+
+static void print_usage(void)
+{
+    printf("usage: kpo train CONFIG.ini [--set section.key=value ...] [--resume]\n"
+           "       kpo train --help-config      every key, its type, default and meaning\n\n"
+           "Runs the RL loop (rollout, learner, weight sync, run file, checkpoints) on the\n"
+           "ranks mpirun or srun starts; rollout.ranks of them sample, the rest learn.\n");
+}
+
+int cmd_train(int argc, char **argv)
+{
+    const char *path = NULL;
+    char *overrides[MAX_OVERRIDES];
+    int n_overrides = 0, resume = 0;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            print_usage();
+            return 0;
+        }
+        if (strcmp(argv[i], "--help-config") == 0) {
+            config_print_schema(TRAIN_SCHEMA, TRAIN_SCHEMA_LEN);
+            return 0;
+        }
+        if (strcmp(argv[i], "--resume") == 0) {
+            resume = 1;
+        } else if (strcmp(argv[i], "--set") == 0 && i + 1 < argc && n_overrides < MAX_OVERRIDES) {
+            overrides[n_overrides++] = argv[++i];
+        } else if (strncmp(argv[i], "--set=", 6) == 0 && n_overrides < MAX_OVERRIDES) {
+            overrides[n_overrides++] = argv[i] + 6;
+        } else if (argv[i][0] != '-' && !path) {
+            path = argv[i];
+        } else {
+            fprintf(stderr, "kpo train: unexpected argument '%s' (kpo train --help)\n", argv[i]);
+            return 1;
+        }
+    }
+    if (!path)
+        return command_fail("kpo train: name a config file (kpo train CONFIG.ini)");
+#if !KPO_HAVE_MPI
+    (void)resume;
+    (void)load_settings;
+    return command_fail("kpo train: this build has no MPI (install libopenmpi-dev and rebuild)");
+#else
+    MPI_Init(&argc, &argv);
+    int rank, size;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    config cfg = {0};
+    train_settings s;
+    kpo_error err;
+    if (load_settings(path, overrides, n_overrides, size, &cfg, &s, &err) != KPO_OK) {
+        if (rank == 0)
+            fprintf(stderr, "kpo: %s\n", err.message);
+        config_free(&cfg);
+        MPI_Finalize();
+        return 1;
+    }
+    train_install_signal_handlers();
+    train_outcome outcome;
+    int status = train_run(&s, &cfg, resume, MPI_COMM_WORLD, &outcome, &err);
+    if (status != KPO_OK && !outcome.startup_failed)
+        comm_abort_all(err.message);
+    if (status != KPO_OK && outcome.report)
+        fprintf(stderr, "kpo: %s\n", err.message);
+    if (status == KPO_OK && rank == 0)
+        printf("%s at step %lld; run file %s/run.h5\n",
+               outcome.preempted ? "checkpointed and stopped (signal)" : "finished",
+               (long long)outcome.last_step, s.out_dir);
+    config_free(&cfg);
+    MPI_Finalize();
+    return status == KPO_OK ? 0 : 1;
+#endif
+}

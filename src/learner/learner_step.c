@@ -1,0 +1,273 @@
+#include "learner/learner_step.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/timer.h"
+#include "learner/advantage.h"
+#include "model/model_compute.h"
+
+/* Sequences of mini-batch k that learner `rank` of `size` trains on. */
+static void share_of(int64_t n, int minibatches, int k, int rank, int size, int64_t *first,
+                     int64_t *count)
+{
+    int64_t mb_first = (int64_t)k * n / minibatches, mb_end = (int64_t)(k + 1) * n / minibatches;
+    int64_t mb_n = mb_end - mb_first;
+    *first = mb_first + (int64_t)rank * mb_n / size;
+    *count = mb_first + (int64_t)(rank + 1) * mb_n / size - *first;
+}
+
+/* targets[p] = next token where position p predicts a response token. */
+static void response_targets(const rl_batch *b, int32_t *targets)
+{
+    for (int64_t i = 0; i < b->n; i++) {
+        int64_t start = b->seq_offsets[i], end = b->seq_offsets[i + 1];
+        for (int64_t p = start; p < end; p++)
+            targets[p] = (p >= start + b->prompt_len[i] - 1 && p < end - 1) ? b->tokens[p + 1] : -1;
+    }
+}
+
+/* Runs the forward pass of b and leaves acts ready for backward; logp and
+ * entropy (response-token order) are filled when not NULL. */
+static int forward_batch(const model *m, const rl_batch *b, model_acts *acts, int32_t *targets,
+                         double *logp, double *entropy, kpo_error *err)
+{
+    const int64_t T = b->seq_offsets[b->n];
+    model_batch mb = {b->tokens, T, b->seq_offsets, b->n};
+    if (model_acts_init(acts, m, T, err) != KPO_OK)
+        return KPO_ERR;
+    float *lp = malloc((size_t)T * sizeof *lp), *ent = malloc((size_t)T * sizeof *ent);
+    int status = (lp && ent) ? KPO_OK : error_set(err, "learner: out of memory");
+    if (status == KPO_OK)
+        status = model_forward_train(m, &mb, acts, err);
+    if (status == KPO_OK) {
+        response_targets(b, targets);
+        model_logprobs(m, acts, targets, lp, ent);
+        int64_t k = 0;
+        for (int64_t p = 0; p < T; p++)
+            if (targets[p] >= 0) {
+                if (logp)
+                    logp[k] = lp[p];
+                if (entropy)
+                    entropy[k] = ent[p];
+                k++;
+            }
+    }
+    free(lp);
+    free(ent);
+    if (status != KPO_OK)
+        model_acts_free(acts);
+    return status;
+}
+
+int learner_response_logprobs(const model *m, const rl_batch *batch, double *logp,
+                              double *entropy, kpo_error *err)
+{
+    if (batch->n == 0)
+        return KPO_OK;
+    model_acts acts;
+    int32_t *targets = malloc((size_t)batch->seq_offsets[batch->n] * sizeof *targets);
+    if (!targets)
+        return error_set(err, "learner: out of memory");
+    int status = forward_batch(m, batch, &acts, targets, logp, entropy, err);
+    if (status == KPO_OK)
+        model_acts_free(&acts);
+    free(targets);
+    return status;
+}
+
+void learner_metrics_free(learner_metrics *metrics)
+{
+    free(metrics->sample_values);
+    free(metrics->sample_offsets);
+    metrics->sample_values = NULL;
+    metrics->sample_offsets = NULL;
+    metrics->n_samples = 0;
+}
+
+/* Keeps z = logp - logp_old of the share's first responses. */
+static int keep_samples(const learner_config *cfg, const int64_t *offsets, int64_t n_responses,
+                        const double *logp, const double *logp_old, learner_metrics *lm,
+                        kpo_error *err)
+{
+    int64_t n = cfg->log_samples < n_responses ? cfg->log_samples : n_responses;
+    learner_metrics_free(lm);
+    if (n <= 0)
+        return KPO_OK;
+    lm->sample_offsets = malloc((size_t)(n + 1) * sizeof *lm->sample_offsets);
+    lm->sample_values = malloc((size_t)(offsets[n] + 1) * sizeof *lm->sample_values);
+    if (!lm->sample_offsets || !lm->sample_values) {
+        learner_metrics_free(lm);
+        return error_set(err, "learner: out of memory for log-ratio samples");
+    }
+    memcpy(lm->sample_offsets, offsets, (size_t)(n + 1) * sizeof *offsets);
+    for (int64_t k = 0; k < offsets[n]; k++)
+        lm->sample_values[k] = logp[k] - logp_old[k];
+    lm->n_samples = n;
+    return KPO_OK;
+}
+
+/* Forward, objective and backward of this learner's share of one
+ * mini-batch; grads receive d loss / d theta of that share. When `samples`
+ * is not NULL the share's raw log-ratios are kept there. */
+static int minibatch_gradients(const model *m, const learner_config *cfg, const rl_batch *share,
+                               const double *logp_old, objective_normalizer norm,
+                               model_weights *grads, objective_metrics *om, double *entropy_sum,
+                               learner_metrics *samples, kpo_error *err)
+{
+    memset(grads->data, 0, (size_t)grads->n_params * sizeof *grads->data);
+    if (share->n == 0)
+        return KPO_OK;
+    const int64_t T = share->seq_offsets[share->n], R = rl_batch_response_tokens(share);
+    int64_t *offsets = malloc((size_t)(share->n + 1) * sizeof *offsets);
+    int32_t *targets = malloc((size_t)T * sizeof *targets);
+    double *logp = malloc((size_t)R * sizeof *logp), *entropy = malloc((size_t)R * sizeof *entropy);
+    double *d_logp = malloc((size_t)R * sizeof *d_logp);
+    float *dlogp_pos = calloc((size_t)T, sizeof *dlogp_pos);
+    int status = (offsets && targets && logp && entropy && d_logp && dlogp_pos)
+                     ? KPO_OK
+                     : error_set(err, "learner: out of memory for a %lld-token mini-batch",
+                                 (long long)T);
+    model_acts acts;
+    int have_acts = 0;
+    if (status == KPO_OK) {
+        offsets[0] = 0;
+        for (int64_t i = 0; i < share->n; i++)
+            offsets[i + 1] = offsets[i] + (share->seq_offsets[i + 1] - share->seq_offsets[i] -
+                                           share->prompt_len[i]);
+        status = forward_batch(m, share, &acts, targets, logp, entropy, err);
+        have_acts = status == KPO_OK;
+    }
+    if (status == KPO_OK)
+        status = objective_compute(&cfg->objective, logp, logp_old, offsets, share->n,
+                                   share->advantage, norm, d_logp, om, err);
+    if (status == KPO_OK && samples)
+        status = keep_samples(cfg, offsets, share->n, logp, logp_old, samples, err);
+    if (status == KPO_OK) {
+        int64_t k = 0;
+        for (int64_t p = 0; p < T; p++)
+            if (targets[p] >= 0)
+                dlogp_pos[p] = (float)d_logp[k++];
+        for (int64_t r = 0; r < R; r++)
+            *entropy_sum += entropy[r];
+        status = model_backward(m, &acts, targets, dlogp_pos, NULL, grads, err);
+    }
+    if (have_acts)
+        model_acts_free(&acts);
+    free(offsets);
+    free(targets);
+    free(logp);
+    free(entropy);
+    free(d_logp);
+    free(dlogp_pos);
+    return status;
+}
+
+/* Sums (or maxes) the scalar metrics over learners. */
+static int reduce_metrics(const learner_comm *comm, learner_metrics *lm, kpo_error *err)
+{
+    objective_metrics *o = &lm->objective;
+    double sums[7] = {o->loss,         o->tokens,        o->clipped_tokens, o->log_ratio_sum,
+                      o->raw_ratio_sum, o->used_ratio_sum, lm->entropy_sum};
+    double maxes[4] = {-o->raw_ratio_min, o->raw_ratio_max, -o->used_ratio_min, o->used_ratio_max};
+    if (comm->sum_doubles(comm->context, sums, 7, err) != KPO_OK ||
+        comm->max_doubles(comm->context, maxes, 4, err) != KPO_OK ||
+        comm->merge_stats(comm->context, &o->innovation, 1, err) != KPO_OK)
+        return KPO_ERR;
+    o->loss = sums[0];
+    o->tokens = sums[1];
+    o->clipped_tokens = sums[2];
+    o->log_ratio_sum = sums[3];
+    o->raw_ratio_sum = sums[4];
+    o->used_ratio_sum = sums[5];
+    lm->entropy_sum = sums[6];
+    o->raw_ratio_min = -maxes[0];
+    o->raw_ratio_max = maxes[1];
+    o->used_ratio_min = -maxes[2];
+    o->used_ratio_max = maxes[3];
+    return KPO_OK;
+}
+
+int learner_step(model *m, adamw_state *opt, model_weights *grads, const learner_config *cfg,
+                 rl_batch *batch, const learner_comm *comm, learner_metrics *metrics,
+                 kpo_error *err)
+{
+    learner_metrics_free(metrics);
+    memset(metrics, 0, sizeof *metrics);
+    objective_metrics_init(&metrics->objective);
+    const int M = cfg->minibatches;
+    if (M < 1 || cfg->group_size < 1 || batch->n % cfg->group_size != 0)
+        return error_set(err, "learner: %lld sequences do not form groups of %d",
+                         (long long)batch->n, cfg->group_size);
+    if (advantage_grpo(batch->reward, batch->n / cfg->group_size, cfg->group_size,
+                       cfg->norm_adv_by_std, cfg->adv_eps, batch->advantage, err) != KPO_OK)
+        return KPO_ERR;
+
+    /* Old-policy log-probs of every share, before any update. */
+    double t0 = timer_now();
+    rl_batch *shares = calloc((size_t)M, sizeof *shares);
+    double **old = calloc((size_t)M, sizeof *old);
+    int status = (shares && old) ? KPO_OK : error_set(err, "learner: out of memory");
+    for (int k = 0; k < M && status == KPO_OK; k++) {
+        int64_t first, count;
+        share_of(batch->n, M, k, comm->rank, comm->size, &first, &count);
+        status = rl_batch_slice(batch, first, count, &shares[k], err);
+        if (status == KPO_OK) {
+            int64_t R = rl_batch_response_tokens(&shares[k]);
+            old[k] = malloc((size_t)(R > 0 ? R : 1) * sizeof **old);
+            status = old[k] ? learner_response_logprobs(m, &shares[k], old[k], NULL, err)
+                            : error_set(err, "learner: out of memory");
+        }
+    }
+    double t1 = timer_now();
+
+    for (int k = 0; k < M && status == KPO_OK; k++) {
+        /* The global mini-batch's sizes, known to every learner. */
+        int64_t mb_first = (int64_t)k * batch->n / M, mb_end = (int64_t)(k + 1) * batch->n / M;
+        objective_normalizer norm = {0, 0};
+        for (int64_t i = mb_first; i < mb_end; i++) {
+            int64_t r = batch->seq_offsets[i + 1] - batch->seq_offsets[i] - batch->prompt_len[i];
+            norm.responses += r > 0;
+            norm.tokens += (double)r;
+        }
+        if (norm.tokens == 0)
+            continue;
+        objective_metrics om;
+        objective_metrics_init(&om);
+        int keep = comm->rank == 0 && k == M - 1;
+        status = minibatch_gradients(m, cfg, &shares[k], old[k], norm, grads, &om,
+                                     &metrics->entropy_sum, keep ? metrics : NULL, err);
+        double loss = om.loss;
+        if (status == KPO_OK)
+            status = comm->sum_floats(comm->context, grads->data, grads->n_params, err);
+        if (status == KPO_OK)
+            status = comm->sum_doubles(comm->context, &loss, 1, err);
+        if (status != KPO_OK)
+            break;
+        objective_metrics_merge(&metrics->objective, &om);
+        double grad_norm = adamw_grad_norm(grads);
+        if (!isfinite(loss) || !isfinite(grad_norm)) {
+            metrics->skipped++; /* every learner sees the same sums: all skip together */
+            continue;
+        }
+        adamw_step(opt, m, grads, &grad_norm);
+        metrics->updates++;
+        metrics->grad_norm_sum += grad_norm;
+        metrics->grad_norm_max = fmax(metrics->grad_norm_max, grad_norm);
+    }
+    double t2 = timer_now();
+    if (status == KPO_OK)
+        status = reduce_metrics(comm, metrics, err);
+    metrics->old_logprob_seconds = t1 - t0;
+    metrics->learn_seconds = t2 - t1;
+    for (int k = 0; k < M; k++) {
+        if (shares)
+            rl_batch_free(&shares[k]);
+        if (old)
+            free(old[k]);
+    }
+    free(shares);
+    free(old);
+    return status;
+}

@@ -1,0 +1,60 @@
+/* One learner step over a rollout batch (algorithms.md §1-2, DESIGN.md
+ * "One training step"): group advantages, old-policy log-probs, then M
+ * optimizer steps, one per mini-batch.
+ *
+ * Every learner holds the whole batch. Mini-batch k is the contiguous
+ * sequences [k N / M, (k+1) N / M); learner l trains on its l-th share of
+ * each. Mini-batch membership therefore does not depend on how many
+ * learners there are, so an L-rank update equals the 1-rank update on the
+ * same data (up to float summation order). */
+#ifndef KPO_LEARNER_LEARNER_STEP_H
+#define KPO_LEARNER_LEARNER_STEP_H
+
+#include <stdint.h>
+
+#include "core/error.h"
+#include "learner/learner_comm.h"
+#include "learner/objective.h"
+#include "learner/rl_batch.h"
+#include "model/model.h"
+#include "model/optimizer_adamw.h"
+
+typedef struct learner_config {
+    objective_config objective;
+    int minibatches;      /* M optimizer steps per rollout batch */
+    int group_size;       /* G responses per prompt */
+    int norm_adv_by_std;  /* GRPO (1) or Dr. GRPO (0) */
+    double adv_eps;       /* 1e-6 */
+    int64_t log_samples;  /* raw log-ratio sequences kept for the run file (learner rank 0,
+                             last, most off-policy mini-batch) */
+} learner_config;
+
+typedef struct learner_metrics {
+    objective_metrics objective; /* over all mini-batches and learners */
+    double entropy_sum;          /* sum over response tokens of the next-token entropy */
+    double grad_norm_sum;        /* pre-clip norms of the updates taken */
+    double grad_norm_max;
+    int updates, skipped;        /* optimizer steps taken / skipped as non-finite */
+    double old_logprob_seconds, learn_seconds;
+    /* Sampled raw log-ratios z = log pi - log pi_old, ragged (learner rank 0). */
+    int64_t n_samples;
+    double *sample_values;   /* [sample_offsets[n_samples]] */
+    int64_t *sample_offsets; /* [n_samples + 1] */
+} learner_metrics;
+
+void learner_metrics_free(learner_metrics *metrics);
+
+/* Fills batch->advantage, then trains. grads is scratch with m's layout.
+ * metrics must be zero-initialised before the first call (its samples are
+ * freed and replaced by each call; learner_metrics_free at the end). */
+int learner_step(model *m, adamw_state *opt, model_weights *grads, const learner_config *cfg,
+                 rl_batch *batch, const learner_comm *comm, learner_metrics *metrics,
+                 kpo_error *err);
+
+/* Per-response-token log-probs of a batch under m: logp[k] for the k-th
+ * response token in batch order (also used by `kpo logprobs`-style checks).
+ * entropy may be NULL. */
+int learner_response_logprobs(const model *m, const rl_batch *batch, double *logp,
+                              double *entropy, kpo_error *err);
+
+#endif

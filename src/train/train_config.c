@@ -1,0 +1,204 @@
+#include "train/train_config.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/file_util.h"
+
+#define BIG 1e15
+
+/* Defaults follow the KPO code (algorithms.md §1) where the paper is silent. */
+const config_key TRAIN_SCHEMA[] = {
+    {"run", "out", CONFIG_STRING, "runs/train", 0, 0, NULL,
+     "run directory: run.h5, checkpoints/, samples"},
+    {"run", "seed", CONFIG_INT, "1", 0, BIG, NULL, "seed of the data order and every RNG stream"},
+    {"run", "steps", CONFIG_INT, "16", 1, BIG, NULL, "training steps (rollout batches)"},
+    {"run", "checkpoint_every", CONFIG_INT, "4", 0, BIG, NULL,
+     "steps between checkpoints (0: only at the end)"},
+    {"run", "keep_checkpoints", CONFIG_INT, "2", 1, 1000, NULL, "newest checkpoints kept"},
+    {"run", "log_samples", CONFIG_INT, "8", 0, 1e6, NULL,
+     "raw log-ratio sequences recorded per step for kpo filter"},
+    {"model", "path", CONFIG_STRING, "", 0, 0, NULL, "HF model directory (required)"},
+    {"model", "tokenizer", CONFIG_STRING, "", 0, 0, NULL,
+     "byte, a tokenizer directory, or empty for the model's (kpo_model.json or its files)"},
+    {"data", "train", CONFIG_STRING, "arith", 0, 0, NULL,
+     "training problems: arith (built-in) or a JSONL file"},
+    {"data", "problem_field", CONFIG_STRING, "", 0, 0, NULL,
+     "JSONL field of the problem (empty: problem, else prompt)"},
+    {"data", "answer_field", CONFIG_STRING, "", 0, 0, NULL,
+     "JSONL field of the answer (empty: answer, else reward_model.ground_truth)"},
+    {"data", "arith_difficulty", CONFIG_INT, "2", 1, 5, NULL, "arith: difficulty 1-5"},
+    {"data", "arith_problems", CONFIG_INT, "5000", 1, 1e8, NULL, "arith: training problems"},
+    {"data", "prompt_template", CONFIG_STRING, "dapo", 0, 0, NULL,
+     "dapo, kpo, boxed, raw, or a text with {problem}"},
+    {"data", "chat_template", CONFIG_CHOICE, "qwen3", 0, 0, "qwen3|qwen3-thinking|raw",
+     "how the prompt is framed for the model"},
+    {"data", "max_prompt_tokens", CONFIG_INT, "1024", 1, 1e7, NULL,
+     "longer prompts are skipped (counted in the run file)"},
+    {"rollout", "ranks", CONFIG_INT, "0", 0, 1e6, NULL,
+     "rollout ranks (the last ones); 0: every rank does both roles"},
+    {"rollout", "prompts_per_step", CONFIG_INT, "32", 1, 1e7, NULL, "prompts per rollout batch"},
+    {"rollout", "group_size", CONFIG_INT, "8", 2, 1e4, NULL, "G responses per prompt"},
+    {"rollout", "temperature", CONFIG_DOUBLE, "1.0", 0, 100, NULL, "sampling temperature"},
+    {"rollout", "top_p", CONFIG_DOUBLE, "1.0", 1e-9, 1, NULL, "nucleus mass"},
+    {"rollout", "max_new_tokens", CONFIG_INT, "4096", 1, 1e7, NULL, "response length cap"},
+    {"rollout", "max_batch", CONFIG_INT, "64", 1, 1e6, NULL,
+     "sequences decoded together per rank (KV-cache slots)"},
+    {"rollout", "reward", CONFIG_CHOICE, "dapo", 0, 0, "dapo|boxed|kpo", "exact-match reward"},
+    {"learner", "objective", CONFIG_CHOICE, "kpo", 0, 0, "kpo|grpo|gspo", "policy objective"},
+    {"learner", "minibatches", CONFIG_INT, "4", 1, 1e6, NULL,
+     "optimizer steps per rollout batch (M)"},
+    {"learner", "clip", CONFIG_BOOL, "true", 0, 0, NULL, "clipped surrogate"},
+    {"learner", "clip_low", CONFIG_DOUBLE, "3e-4", 0, 0.999999, NULL, "eps_low"},
+    {"learner", "clip_high", CONFIG_DOUBLE, "4e-4", 0, 100, NULL, "eps_high"},
+    {"learner", "dual_clip", CONFIG_DOUBLE, "0", 0, 1e6, NULL, "grpo: dual-clip c > 1, 0 off"},
+    {"learner", "loss_aggregation", CONFIG_CHOICE, "seq-mean-token-mean", 0, 0,
+     "token-mean|seq-mean-token-mean|seq-mean-token-sum", "loss aggregation"},
+    {"learner", "norm_adv_by_std", CONFIG_BOOL, "true", 0, 0, NULL,
+     "GRPO (true) or Dr. GRPO (false) advantages"},
+    {"learner", "adv_eps", CONFIG_DOUBLE, "1e-6", 0, 1, NULL, "advantage std epsilon"},
+    {"learner", "log_ratio_max", CONFIG_DOUBLE, "10", 1e-9, 1e6, NULL,
+     "kpo/gspo: clamp of the log-ratio"},
+    {"filter", "q", CONFIG_DOUBLE, "1e-6", 0, BIG, NULL, "process noise Q"},
+    {"filter", "v", CONFIG_DOUBLE, "1", 1e-300, BIG, NULL, "measurement noise V"},
+    {"filter", "rho0", CONFIG_DOUBLE, "0", -BIG, BIG, NULL, "initial state"},
+    {"filter", "p0", CONFIG_DOUBLE, "0", 0, BIG, NULL, "initial variance"},
+    {"filter", "mode", CONFIG_CHOICE, "none", 0, 0, "none|sigma|sqrtv|iterated|adaptive",
+     "innovation saturation"},
+    {"filter", "kappa", CONFIG_DOUBLE, "3", 1e-300, BIG, NULL, "saturation multiplier"},
+    {"filter", "iterations", CONFIG_INT, "3", 1, 1000, NULL, "iterated: iterations"},
+    {"filter", "c_state", CONFIG_DOUBLE, "0", 0, BIG, NULL,
+     "iterated: state threshold (0: same as kappa)"},
+    {"filter", "step_size", CONFIG_DOUBLE, "1", 1e-9, 1.999999, NULL, "iterated: step size"},
+    {"filter", "scale_covariance", CONFIG_BOOL, "true", 0, 0, NULL, "iterated: scaled P update"},
+    {"filter", "lambda_bound", CONFIG_DOUBLE, "0.9", 0, 0.999999, NULL, "adaptive: bound factor"},
+    {"filter", "lambda_energy", CONFIG_DOUBLE, "0.9", 0, 0.999999, NULL,
+     "adaptive: energy factor"},
+    {"optim", "lr", CONFIG_DOUBLE, "1e-6", 0, 10, NULL, "peak learning rate"},
+    {"optim", "warmup_steps", CONFIG_INT, "3", 0, BIG, NULL,
+     "optimizer steps of linear warmup (KPO: 5% of steps x minibatches)"},
+    {"optim", "weight_decay", CONFIG_DOUBLE, "0.1", 0, 10, NULL, "decoupled weight decay"},
+    {"optim", "beta1", CONFIG_DOUBLE, "0.9", 0, 0.999999, NULL, "AdamW beta1"},
+    {"optim", "beta2", CONFIG_DOUBLE, "0.999", 0, 0.999999999, NULL, "AdamW beta2"},
+    {"optim", "eps", CONFIG_DOUBLE, "1e-8", 1e-30, 1, NULL, "AdamW epsilon"},
+    {"optim", "grad_clip", CONFIG_DOUBLE, "1.0", 0, BIG, NULL, "global norm clip (0: off)"},
+};
+const size_t TRAIN_SCHEMA_LEN = sizeof TRAIN_SCHEMA / sizeof TRAIN_SCHEMA[0];
+
+static int check_paths(const train_settings *s, kpo_error *err)
+{
+    if (!s->model_path[0])
+        return error_set(err, "model.path: required (an HF model directory)");
+    char config_json[4200];
+    snprintf(config_json, sizeof config_json, "%s/config.json", s->model_path);
+    if (!file_exists(config_json))
+        return error_set(err, "model.path = '%s': no config.json there", s->model_path);
+    if (strcmp(s->train_data, "arith") != 0 && !file_exists(s->train_data))
+        return error_set(err, "data.train = '%s': no such file", s->train_data);
+    if (s->tokenizer[0] && strcmp(s->tokenizer, "byte") != 0 && !file_exists(s->tokenizer))
+        return error_set(err, "model.tokenizer = '%s': no such directory", s->tokenizer);
+    return KPO_OK;
+}
+
+/* The batch must split evenly over the ranks of each role. */
+static int check_batch(const train_settings *s, int world_size, kpo_error *err)
+{
+    const int M = s->learner.minibatches, G = s->learner.group_size;
+    int rollout_ranks = s->rollout_ranks ? s->rollout_ranks : world_size;
+    int learners = s->rollout_ranks ? world_size - s->rollout_ranks : world_size;
+    if (s->rollout_ranks >= world_size && s->rollout_ranks > 0)
+        return error_set(err, "rollout.ranks = %d: needs at least one learner among the %d "
+                              "rank(s) (use 0 to colocate)", s->rollout_ranks, world_size);
+    if (s->prompts_per_step % rollout_ranks != 0)
+        return error_set(err, "rollout.prompts_per_step = %lld: not divisible by the %d rollout "
+                              "rank(s)", (long long)s->prompts_per_step, rollout_ranks);
+    if (s->prompts_per_step % M != 0)
+        return error_set(err, "learner.minibatches = %d: must divide rollout.prompts_per_step = "
+                              "%lld so mini-batches hold whole groups",
+                         M, (long long)s->prompts_per_step);
+    if ((s->prompts_per_step / M) * G % learners != 0)
+        return error_set(err, "learner.minibatches = %d: a mini-batch of %lld responses does not "
+                              "split over %d learner rank(s)",
+                         M, (long long)(s->prompts_per_step / M * G), learners);
+    return KPO_OK;
+}
+
+int train_settings_from_config(const config *cfg, int world_size, train_settings *s,
+                               kpo_error *err)
+{
+    memset(s, 0, sizeof *s);
+    s->out_dir = config_get_string(cfg, "run.out");
+    s->seed = (uint64_t)config_get_int(cfg, "run.seed");
+    s->steps = config_get_int(cfg, "run.steps");
+    s->checkpoint_every = config_get_int(cfg, "run.checkpoint_every");
+    s->keep_checkpoints = (int)config_get_int(cfg, "run.keep_checkpoints");
+    s->log_samples = config_get_int(cfg, "run.log_samples");
+    s->model_path = config_get_string(cfg, "model.path");
+    s->tokenizer = config_get_string(cfg, "model.tokenizer");
+    s->train_data = config_get_string(cfg, "data.train");
+    s->problem_field = config_get_string(cfg, "data.problem_field");
+    s->answer_field = config_get_string(cfg, "data.answer_field");
+    s->arith_difficulty = (int)config_get_int(cfg, "data.arith_difficulty");
+    s->arith_problems = config_get_int(cfg, "data.arith_problems");
+    s->prompt_template = config_get_string(cfg, "data.prompt_template");
+    s->max_prompt_tokens = config_get_int(cfg, "data.max_prompt_tokens");
+    s->rollout_ranks = (int)config_get_int(cfg, "rollout.ranks");
+    s->prompts_per_step = config_get_int(cfg, "rollout.prompts_per_step");
+    s->sampler.temperature = config_get_double(cfg, "rollout.temperature");
+    s->sampler.top_p = config_get_double(cfg, "rollout.top_p");
+    s->max_new_tokens = config_get_int(cfg, "rollout.max_new_tokens");
+    s->max_batch = config_get_int(cfg, "rollout.max_batch");
+    if (chat_template_parse(config_get_string(cfg, "data.chat_template"), &s->chat_template,
+                            err) != KPO_OK ||
+        reward_kind_parse(config_get_string(cfg, "rollout.reward"), &s->reward, err) != KPO_OK)
+        return KPO_ERR;
+
+    learner_config *l = &s->learner;
+    objective_config *o = &l->objective;
+    objective_config_default(o);
+    l->minibatches = (int)config_get_int(cfg, "learner.minibatches");
+    l->group_size = (int)config_get_int(cfg, "rollout.group_size");
+    l->norm_adv_by_std = config_get_bool(cfg, "learner.norm_adv_by_std");
+    l->adv_eps = config_get_double(cfg, "learner.adv_eps");
+    if (objective_kind_parse(config_get_string(cfg, "learner.objective"), &o->kind, err) != KPO_OK ||
+        loss_aggregation_parse(config_get_string(cfg, "learner.loss_aggregation"),
+                               &o->aggregation, err) != KPO_OK)
+        return KPO_ERR;
+    o->clip = config_get_bool(cfg, "learner.clip");
+    o->clip_low = config_get_double(cfg, "learner.clip_low");
+    o->clip_high = config_get_double(cfg, "learner.clip_high");
+    o->dual_clip = config_get_double(cfg, "learner.dual_clip");
+    o->log_ratio_max = config_get_double(cfg, "learner.log_ratio_max");
+    filter_config *f = &o->filter;
+    f->q = config_get_double(cfg, "filter.q");
+    f->v = config_get_double(cfg, "filter.v");
+    f->rho0 = config_get_double(cfg, "filter.rho0");
+    f->p0 = config_get_double(cfg, "filter.p0");
+    f->kappa = config_get_double(cfg, "filter.kappa");
+    f->iterations = (int)config_get_int(cfg, "filter.iterations");
+    double c_state = config_get_double(cfg, "filter.c_state");
+    f->c_state = c_state > 0 ? c_state : f->kappa;
+    f->step_size = config_get_double(cfg, "filter.step_size");
+    f->scale_covariance = config_get_bool(cfg, "filter.scale_covariance");
+    f->lambda_bound = config_get_double(cfg, "filter.lambda_bound");
+    f->lambda_energy = config_get_double(cfg, "filter.lambda_energy");
+    if (filter_mode_parse(config_get_string(cfg, "filter.mode"), &f->mode, err) != KPO_OK)
+        return error_prefix(err, "filter.");
+    if (o->dual_clip != 0 && o->dual_clip <= 1)
+        return error_set(err, "learner.dual_clip = %g: must be 0 (off) or > 1", o->dual_clip);
+
+    adamw_config *a = &s->optim;
+    *a = adamw_config_default();
+    a->lr = config_get_double(cfg, "optim.lr");
+    a->warmup_steps = config_get_int(cfg, "optim.warmup_steps");
+    a->weight_decay = config_get_double(cfg, "optim.weight_decay");
+    a->beta1 = config_get_double(cfg, "optim.beta1");
+    a->beta2 = config_get_double(cfg, "optim.beta2");
+    a->eps = config_get_double(cfg, "optim.eps");
+    a->max_grad_norm = config_get_double(cfg, "optim.grad_clip");
+
+    if (check_batch(s, world_size, err) != KPO_OK || check_paths(s, err) != KPO_OK)
+        return KPO_ERR;
+    return KPO_OK;
+}

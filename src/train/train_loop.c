@@ -1,0 +1,351 @@
+#include "train/train_loop.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "comm/comm_batch.h"
+#include "comm/comm_learner.h"
+#include "comm/comm_roles.h"
+#include "core/file_util.h"
+#include "core/timer.h"
+#include "io/checkpoint.h"
+#include "io/runfile.h"
+#include "learner/learner_step.h"
+#include "model/model.h"
+#include "train/train_data.h"
+#include "train/train_rollout.h"
+
+static volatile sig_atomic_t stop_requested = 0;
+
+static void request_stop(int signal_number)
+{
+    (void)signal_number;
+    stop_requested = 1;
+}
+
+void train_install_signal_handlers(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = request_stop;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+}
+
+/* Everything one rank holds during a run. */
+typedef struct trainer {
+    const train_settings *s;
+    comm_roles roles;
+    learner_comm lcomm;
+    model m;
+    model_weights grads;
+    adamw_state opt;
+    train_data data;
+    runfile *rf;          /* world rank 0 only */
+    char run_path[4200], checkpoint_root[4200];
+    double started;
+    int64_t first_step;
+} trainer;
+
+static int make_dirs(const char *path, kpo_error *err)
+{
+    char partial[4200];
+    snprintf(partial, sizeof partial, "%s", path);
+    for (char *p = partial + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(partial, 0755) != 0 && errno != EEXIST)
+            return error_set(err, "run.out: cannot create %s: %s", partial, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(partial, 0755) != 0 && errno != EEXIST)
+        return error_set(err, "run.out: cannot create %s: %s", partial, strerror(errno));
+    return KPO_OK;
+}
+
+/* Rank 0: creates the run file, or reopens it cut back to the checkpoint. */
+static int open_run_file(trainer *t, const config *cfg, int64_t resume_step, kpo_error *err)
+{
+    if (resume_step < 0) {
+        char *dump = config_dump(cfg);
+        int status = runfile_create(t->run_path, dump ? dump : "", &t->rf, err);
+        free(dump);
+        return status;
+    }
+    if (runfile_open_append(t->run_path, &t->rf, err) != KPO_OK)
+        return KPO_ERR;
+    return runfile_truncate(t->rf, resume_step, err);
+}
+
+static char *trainer_state_json(const trainer *t, int64_t step)
+{
+    char *json = malloc(256);
+    if (json)
+        snprintf(json, 256, "{\"step\": %lld, \"seed\": %llu}", (long long)step,
+                 (unsigned long long)t->s->seed);
+    return json;
+}
+
+static int save_checkpoint(trainer *t, int64_t step, kpo_error *err)
+{
+    if (t->roles.world_rank != 0)
+        return KPO_OK;
+    char *state = trainer_state_json(t, step);
+    int status = state ? checkpoint_save(t->checkpoint_root, step, &t->m, &t->opt, state,
+                                         t->s->keep_checkpoints, err)
+                       : error_set(err, "checkpoint: out of memory");
+    free(state);
+    return status;
+}
+
+/* The step the run resumes after (-1: a fresh run), and the weights and
+ * optimizer state restored from that checkpoint on every rank. */
+static int restore(trainer *t, int resume, int64_t *resume_step, kpo_error *err)
+{
+    *resume_step = -1;
+    char dir[4200];
+    if (!resume) {
+        if (file_exists(t->run_path))
+            return error_set(err, "%s: already exists; pass --resume to continue that run, or "
+                                  "choose another run.out", t->run_path);
+        return KPO_OK;
+    }
+    if (checkpoint_find_latest(t->checkpoint_root, dir, sizeof dir, resume_step, err) != KPO_OK)
+        return KPO_ERR;
+    if (*resume_step < 0) {
+        if (file_exists(t->run_path))
+            return error_set(err, "%s: --resume, but no checkpoint under %s to resume from",
+                             t->run_path, t->checkpoint_root);
+        return KPO_OK; /* nothing ran yet: start fresh */
+    }
+    return checkpoint_load(dir, &t->m, &t->opt, NULL, err);
+}
+
+static int trainer_open(trainer *t, const train_settings *s, const config *cfg, int resume,
+                        MPI_Comm world, kpo_error *err)
+{
+    memset(t, 0, sizeof *t);
+    t->s = s;
+    if (comm_roles_init(&t->roles, world, s->rollout_ranks, err) != KPO_OK)
+        return KPO_ERR;
+    snprintf(t->run_path, sizeof t->run_path, "%s/run.h5", s->out_dir);
+    snprintf(t->checkpoint_root, sizeof t->checkpoint_root, "%s/checkpoints", s->out_dir);
+    if (t->roles.is_learner)
+        t->lcomm = comm_learner_mpi(&t->roles.learners);
+    if (model_load(s->model_path, &t->m, err) != KPO_OK ||
+        model_weights_init(&t->m, &t->grads, err) != KPO_OK ||
+        adamw_init(&t->opt, &t->m, &s->optim, err) != KPO_OK ||
+        train_data_open(s, &t->data, err) != KPO_OK)
+        return KPO_ERR;
+    if ((int64_t)tokenizer_vocab_size(t->data.tok) > t->m.config.vocab_size)
+        return error_set(err, "model.path = '%s': vocabulary of %lld rows is smaller than the "
+                              "tokenizer's %zu ids", s->model_path,
+                         (long long)t->m.config.vocab_size, tokenizer_vocab_size(t->data.tok));
+    int64_t resume_step;
+    if (restore(t, resume, &resume_step, err) != KPO_OK)
+        return KPO_ERR;
+    t->first_step = resume_step + 1 > 0 ? resume_step + 1 : 1;
+    if (t->roles.world_rank == 0 &&
+        (make_dirs(s->out_dir, err) != KPO_OK || open_run_file(t, cfg, resume_step, err) != KPO_OK))
+        return KPO_ERR;
+    return KPO_OK;
+}
+
+static void trainer_close(trainer *t)
+{
+    kpo_error ignored;
+    if (t->rf)
+        runfile_close(t->rf, &ignored);
+    train_data_close(&t->data);
+    adamw_free(&t->opt);
+    model_weights_free(&t->grads);
+    model_free(&t->m);
+    comm_roles_free(&t->roles);
+}
+
+/* Rollout counters summed (max for the longest response and the time)
+ * over every rank. */
+static void reduce_rollout_stats(MPI_Comm world, rollout_stats *r)
+{
+    double sums[5] = {r->correct, r->responses, r->response_tokens, r->stopped, 0};
+    double maxes[2] = {r->response_length_max, r->seconds};
+    MPI_Allreduce(MPI_IN_PLACE, sums, 5, MPI_DOUBLE, MPI_SUM, world);
+    MPI_Allreduce(MPI_IN_PLACE, maxes, 2, MPI_DOUBLE, MPI_MAX, world);
+    r->correct = sums[0];
+    r->responses = sums[1];
+    r->response_tokens = sums[2];
+    r->stopped = sums[3];
+    r->response_length_max = maxes[0];
+    r->seconds = maxes[1];
+}
+
+static double group_spread_fraction(const rl_batch *b, int G)
+{
+    int64_t groups = b->n / G, varied = 0;
+    for (int64_t g = 0; g < groups; g++)
+        for (int i = 1; i < G; i++)
+            if (b->reward[g * G + i] != b->reward[g * G]) {
+                varied++;
+                break;
+            }
+    return groups ? (double)varied / (double)groups : NAN;
+}
+
+static int record_step(trainer *t, int64_t step, const rl_batch *batch, const rollout_stats *rs,
+                       const learner_metrics *lm, double sync_seconds, double step_seconds,
+                       kpo_error *err)
+{
+    const objective_metrics *o = &lm->objective;
+    double reward = 0;
+    for (int64_t i = 0; i < batch->n; i++)
+        reward += batch->reward[i];
+    const double tokens = o->tokens > 0 ? o->tokens : NAN;
+    runfile_metric metrics[] = {
+        {"reward_mean", reward / (double)batch->n},
+        {"accuracy", rs->correct / rs->responses},
+        {"groups_with_signal", group_spread_fraction(batch, t->s->learner.group_size)},
+        {"response_length_mean", rs->response_tokens / rs->responses},
+        {"response_length_max", rs->response_length_max},
+        {"stopped_fraction", rs->stopped / rs->responses},
+        {"entropy_mean", lm->entropy_sum / tokens},
+        {"loss", o->loss},
+        {"objective_clip_fraction", o->clipped_tokens / tokens},
+        {"approx_kl", -o->log_ratio_sum / tokens},
+        {"ratio_raw_mean", o->raw_ratio_sum / tokens},
+        {"ratio_raw_min", o->raw_ratio_min},
+        {"ratio_raw_max", o->raw_ratio_max},
+        {"ratio_filtered_mean", o->used_ratio_sum / tokens},
+        {"ratio_filtered_min", o->used_ratio_min},
+        {"ratio_filtered_max", o->used_ratio_max},
+        {"grad_norm_mean", lm->updates ? lm->grad_norm_sum / lm->updates : NAN},
+        {"grad_norm_max", lm->grad_norm_max},
+        {"updates", (double)lm->updates},
+        {"skipped_updates", (double)lm->skipped},
+        {"lr", adamw_lr_at(&t->opt.config, t->opt.step > 0 ? t->opt.step : 1)},
+        {"tokens_response", rs->response_tokens},
+        {"tokens_total", (double)batch->seq_offsets[batch->n]},
+        {"time_rollout", rs->seconds},
+        {"time_old_logprobs", lm->old_logprob_seconds},
+        {"time_learn", lm->learn_seconds},
+        {"time_sync", sync_seconds},
+        {"time_step", step_seconds},
+        {"tokens_per_second", rs->response_tokens / step_seconds},
+        {"prompts_skipped_long", (double)t->data.skipped_long},
+    };
+    if (lm->n_samples > 0 &&
+        runfile_append_samples(t->rf, step, lm->sample_values, lm->sample_offsets, lm->n_samples,
+                               err) != KPO_OK)
+        return KPO_ERR;
+    return runfile_append_step(t->rf, step, &o->innovation, metrics,
+                               sizeof metrics / sizeof metrics[0], err);
+}
+
+static void print_progress(const trainer *t, int64_t step, const rl_batch *batch,
+                           const rollout_stats *rs, const learner_metrics *lm,
+                           double step_seconds)
+{
+    const objective_metrics *o = &lm->objective;
+    double reward = 0;
+    for (int64_t i = 0; i < batch->n; i++)
+        reward += batch->reward[i] / (double)batch->n;
+    double elapsed = timer_now() - t->started;
+    double eta = elapsed / (double)(step - t->first_step + 1) * (double)(t->s->steps - step);
+    printf("step %3lld/%lld  reward %+.3f  acc %.3f  loss %+.3e  kurt %6.2f  clip %.2e  "
+           "tok/s %6.0f  %.1fs  ETA %.0fs\n",
+           (long long)step, (long long)t->s->steps, reward, rs->correct / rs->responses, o->loss,
+           innov_stats_kurtosis(&o->innovation), innov_stats_clip_fraction(&o->innovation),
+           rs->response_tokens / step_seconds, step_seconds, eta);
+    fflush(stdout);
+}
+
+/* One step on this rank. */
+static int train_step(trainer *t, int64_t step, rollout_stats *rs, learner_metrics *lm,
+                      rl_batch *batch, double *sync_seconds, kpo_error *err)
+{
+    const train_settings *s = t->s;
+    rl_batch local = {0};
+    int status = KPO_OK;
+    memset(rs, 0, sizeof *rs);
+    if (t->roles.is_rollout) {
+        int64_t per_rank = s->prompts_per_step / t->roles.rollout_size;
+        status = train_rollout_step(&t->m, &t->data, s, step, t->roles.rollout_rank * per_rank,
+                                    per_rank, &local, rs, err);
+    }
+    if (status == KPO_OK)
+        status = comm_allgather_batch(MPI_COMM_WORLD, &local, batch, err);
+    rl_batch_free(&local);
+    reduce_rollout_stats(MPI_COMM_WORLD, rs);
+    if (status == KPO_OK && t->roles.is_learner)
+        status = learner_step(&t->m, &t->opt, &t->grads, &s->learner, batch, &t->lcomm, lm, err);
+    double t0 = timer_now();
+    if (status == KPO_OK && t->roles.weight_sync != MPI_COMM_NULL)
+        status = comm_broadcast_weights(t->roles.weight_sync, &t->m.weights, err);
+    *sync_seconds = timer_now() - t0;
+    return status;
+}
+
+int train_run(const train_settings *s, const config *cfg, int resume, MPI_Comm world,
+              train_outcome *outcome, kpo_error *err)
+{
+    trainer t;
+    memset(outcome, 0, sizeof *outcome);
+    int status = trainer_open(&t, s, cfg, resume, world, err);
+    /* Start-up errors (a bad path, an existing run) are usually the same on
+     * every rank: agree on them, let the lowest failing rank report, and end
+     * cleanly instead of aborting. */
+    int rank = t.roles.world_rank, mine = status == KPO_OK ? INT_MAX : rank, first_failed;
+    MPI_Allreduce(&mine, &first_failed, 1, MPI_INT, MPI_MIN, world);
+    if (first_failed != INT_MAX) {
+        if (status == KPO_OK)
+            error_set(err, "rank %d failed to start", first_failed);
+        outcome->startup_failed = 1;
+        outcome->report = rank == first_failed;
+        trainer_close(&t);
+        return KPO_ERR;
+    }
+    t.started = timer_now();
+    learner_metrics lm = {0};
+    learner_config lcfg = s->learner;
+    lcfg.log_samples = s->log_samples;
+    train_settings local = *s;
+    local.learner = lcfg;
+    t.s = &local;
+    outcome->last_step = t.first_step - 1;
+    for (int64_t step = t.first_step; status == KPO_OK && step <= s->steps; step++) {
+        double t0 = timer_now(), sync_seconds = 0;
+        rollout_stats rs;
+        rl_batch batch = {0};
+        status = train_step(&t, step, &rs, &lm, &batch, &sync_seconds, err);
+        double step_seconds = timer_now() - t0;
+        if (status == KPO_OK && t.roles.world_rank == 0) {
+            status = record_step(&t, step, &batch, &rs, &lm, sync_seconds, step_seconds, err);
+            print_progress(&t, step, &batch, &rs, &lm, step_seconds);
+        }
+        rl_batch_free(&batch);
+        if (status != KPO_OK)
+            break;
+        outcome->last_step = step;
+        /* Every rank must agree to stop at the same step. */
+        int stop = stop_requested;
+        MPI_Allreduce(MPI_IN_PLACE, &stop, 1, MPI_INT, MPI_MAX, world);
+        int due = step == s->steps || stop ||
+                  (s->checkpoint_every > 0 && step % s->checkpoint_every == 0);
+        if (due)
+            status = save_checkpoint(&t, step, err);
+        if (stop && status == KPO_OK) {
+            outcome->preempted = 1;
+            break;
+        }
+    }
+    learner_metrics_free(&lm);
+    trainer_close(&t);
+    return status;
+}
