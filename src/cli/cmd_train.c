@@ -17,15 +17,19 @@
 
 enum { MAX_OVERRIDES = 256 };
 
-/* Reads the config file and overrides, validates, and checks them against
- * the world size. Every rank does the same and reaches the same verdict. */
-static int load_settings(const char *path, char **overrides, int n_overrides, int world_size,
-                         config *cfg, train_settings *s, kpo_error *err)
+enum { MAX_FILES = 16 };
+
+/* Reads the config files (later ones override earlier ones: a preset, then
+ * configs/tiny.ini) and the --set overrides, validates, and checks them
+ * against the world size. Every rank reaches the same verdict. */
+static int load_settings(const char **paths, int n_paths, char **overrides, int n_overrides,
+                         int world_size, config *cfg, train_settings *s, kpo_error *err)
 {
     if (config_init(cfg, TRAIN_SCHEMA, TRAIN_SCHEMA_LEN, err) != KPO_OK)
         return KPO_ERR;
-    if (config_load_file(cfg, path, err) != KPO_OK)
-        return KPO_ERR;
+    for (int k = 0; k < n_paths; k++)
+        if (config_load_file(cfg, paths[k], err) != KPO_OK)
+            return KPO_ERR;
     for (int k = 0; k < n_overrides; k++)
         if (config_apply_override(cfg, overrides[k], err) != KPO_OK)
             return KPO_ERR;
@@ -36,15 +40,17 @@ static int load_settings(const char *path, char **overrides, int n_overrides, in
 
 static void print_usage(void)
 {
-    printf("usage: kpo train CONFIG.ini [--set section.key=value ...] [--resume]\n"
+    printf("usage: kpo train CONFIG.ini [MORE.ini ...] [--set section.key=value ...] [--resume]\n"
            "       kpo train --help-config      every key, its type, default and meaning\n\n"
            "Runs the RL loop (rollout, learner, weight sync, run file, checkpoints) on the\n"
-           "ranks mpirun or srun starts; rollout.ranks of them sample, the rest learn.\n");
+           "ranks mpirun or srun starts; rollout.ranks of them sample, the rest learn.\n"
+           "Later config files override earlier ones; --set overrides them all.\n");
 }
 
 int cmd_train(int argc, char **argv)
 {
-    const char *path = NULL;
+    const char *paths[MAX_FILES];
+    int n_paths = 0;
     char *overrides[MAX_OVERRIDES];
     int n_overrides = 0, resume = 0;
     for (int i = 0; i < argc; i++) {
@@ -62,14 +68,14 @@ int cmd_train(int argc, char **argv)
             overrides[n_overrides++] = argv[++i];
         } else if (strncmp(argv[i], "--set=", 6) == 0 && n_overrides < MAX_OVERRIDES) {
             overrides[n_overrides++] = argv[i] + 6;
-        } else if (argv[i][0] != '-' && !path) {
-            path = argv[i];
+        } else if (argv[i][0] != '-' && n_paths < MAX_FILES) {
+            paths[n_paths++] = argv[i];
         } else {
             fprintf(stderr, "kpo train: unexpected argument '%s' (kpo train --help)\n", argv[i]);
             return 1;
         }
     }
-    if (!path)
+    if (n_paths == 0)
         return command_fail("kpo train: name a config file (kpo train CONFIG.ini)");
 #if !KPO_HAVE_MPI
     (void)resume;
@@ -83,7 +89,7 @@ int cmd_train(int argc, char **argv)
     config cfg = {0};
     train_settings s;
     kpo_error err;
-    if (load_settings(path, overrides, n_overrides, size, &cfg, &s, &err) != KPO_OK) {
+    if (load_settings(paths, n_paths, overrides, n_overrides, size, &cfg, &s, &err) != KPO_OK) {
         if (rank == 0)
             fprintf(stderr, "kpo: %s\n", err.message);
         config_free(&cfg);

@@ -108,13 +108,10 @@ static int keep_samples(const learner_config *cfg, const int64_t *offsets, int64
     return KPO_OK;
 }
 
-/* Forward, objective and backward of this learner's share of one
- * mini-batch; grads receive d loss / d theta of that share. When `samples`
- * is not NULL the share's raw log-ratios are kept there. */
-static int minibatch_gradients(const model *m, const learner_config *cfg, const rl_batch *share,
-                               const double *logp_old, objective_normalizer norm,
-                               model_weights *grads, objective_metrics *om, double *entropy_sum,
-                               learner_metrics *samples, kpo_error *err)
+int learner_gradients(const model *m, const learner_config *cfg, const rl_batch *share,
+                      const double *logp_old, objective_normalizer norm,
+                      model_weights *grads, objective_metrics *om, double *entropy_sum,
+                      learner_metrics *samples, kpo_error *err)
 {
     memset(grads->data, 0, (size_t)grads->n_params * sizeof *grads->data);
     if (share->n == 0)
@@ -236,7 +233,7 @@ int learner_step(model *m, adamw_state *opt, model_weights *grads, const learner
         objective_metrics om;
         objective_metrics_init(&om);
         int keep = comm->rank == 0 && k == M - 1;
-        status = minibatch_gradients(m, cfg, &shares[k], old[k], norm, grads, &om,
+        status = learner_gradients(m, cfg, &shares[k], old[k], norm, grads, &om,
                                      &metrics->entropy_sum, keep ? metrics : NULL, err);
         double loss = om.loss;
         if (status == KPO_OK)

@@ -57,4 +57,14 @@ int learner_step(model *m, adamw_state *opt, model_weights *grads, const learner
 int learner_response_logprobs(const model *m, const rl_batch *batch, double *logp,
                               double *entropy, kpo_error *err);
 
+/* Forward, objective and backward of one share of a mini-batch: grads
+ * (zeroed first) receive d loss / d theta, metrics the objective's
+ * statistics, entropy_sum the response tokens' entropies. With `samples`
+ * not NULL the share's raw log-ratios are kept there. logp_old is in
+ * response-token order. */
+int learner_gradients(const model *m, const learner_config *cfg, const rl_batch *share,
+                      const double *logp_old, objective_normalizer norm, model_weights *grads,
+                      objective_metrics *metrics, double *entropy_sum, learner_metrics *samples,
+                      kpo_error *err);
+
 #endif

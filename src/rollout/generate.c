@@ -39,6 +39,8 @@ static int generate_chunk(const model *m, const rollout_request *req, model_kv_c
                           int64_t n, kpo_error *err)
 {
     const int64_t vocab = m->config.vocab_size, G = req->group_size;
+    const int64_t drawable = req->sample_vocab > 0 && req->sample_vocab < vocab ? req->sample_vocab
+                                                                                 : vocab;
     int64_t *slots = malloc((size_t)n * sizeof *slots), *n_new = malloc((size_t)n * sizeof *n_new);
     int64_t prompt_total = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -71,8 +73,8 @@ static int generate_chunk(const model *m, const rollout_request *req, model_kv_c
         int64_t next = 0;
         for (int64_t a = 0; a < active; a++) {
             decoding *d = &seqs[slots[a]];
-            sequence_take(req, d, sampler_draw(&req->sampler, logits + a * vocab, vocab, scratch,
-                                               &d->rng));
+            sequence_take(req, d, sampler_draw(&req->sampler, logits + a * vocab, drawable,
+                                               scratch, &d->rng));
             if (!d->done) {
                 slots[next] = slots[a];
                 n_new[next] = 1;

@@ -22,6 +22,8 @@ typedef struct rollout_request {
     uint64_t seed;
     int64_t step;                  /* names the RNG stream with the prompt and sample */
     int64_t max_batch;             /* sequences decoded together (KV-cache slots) */
+    int64_t sample_vocab;          /* only ids below this are sampled (the tokenizer's; the
+                                      model's padding rows above it never are); 0: all */
 } rollout_request;
 
 /* Responses, prompt-major: response p * G + g is sample g of prompt p. */

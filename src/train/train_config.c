@@ -46,6 +46,8 @@ const config_key TRAIN_SCHEMA[] = {
     {"rollout", "max_batch", CONFIG_INT, "64", 1, 1e6, NULL,
      "sequences decoded together per rank (KV-cache slots)"},
     {"rollout", "reward", CONFIG_CHOICE, "dapo", 0, 0, "dapo|boxed|kpo", "exact-match reward"},
+    {"rollout", "reward_binary", CONFIG_BOOL, "true", 0, 0, NULL,
+     "score 1/0 (the paper) rather than dapo's +1/-1 (same advantages)"},
     {"learner", "objective", CONFIG_CHOICE, "kpo", 0, 0, "kpo|grpo|gspo", "policy objective"},
     {"learner", "minibatches", CONFIG_INT, "4", 1, 1e6, NULL,
      "optimizer steps per rollout batch (M)"},
@@ -149,6 +151,7 @@ int train_settings_from_config(const config *cfg, int world_size, train_settings
     s->sampler.top_p = config_get_double(cfg, "rollout.top_p");
     s->max_new_tokens = config_get_int(cfg, "rollout.max_new_tokens");
     s->max_batch = config_get_int(cfg, "rollout.max_batch");
+    s->reward_binary = config_get_bool(cfg, "rollout.reward_binary");
     if (chat_template_parse(config_get_string(cfg, "data.chat_template"), &s->chat_template,
                             err) != KPO_OK ||
         reward_kind_parse(config_get_string(cfg, "rollout.reward"), &s->reward, err) != KPO_OK)

@@ -44,6 +44,7 @@ typedef struct train_settings {
     int64_t max_new_tokens;
     int64_t max_batch;
     reward_kind reward;
+    int reward_binary;
     /* [learner], [filter] */
     learner_config learner;
     /* [optim] */

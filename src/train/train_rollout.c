@@ -17,7 +17,7 @@ static int score_response(const train_data *data, const train_settings *s, const
     int status = tokenizer_decode(data->tok, tokens, (size_t)(n - (stopped ? 1 : 0)), &text, err);
     if (status == KPO_OK && text.failed)
         status = error_set(err, "rollout: out of memory decoding a response");
-    reward_options opt = {.zero_one = false};
+    reward_options opt = {.zero_one = s->reward_binary};
     if (status == KPO_OK)
         status = reward_score(s->reward, text.data ? text.data : "", gold, &opt, result, err);
     text_buf_free(&text);
@@ -56,7 +56,8 @@ int train_rollout_step(const model *m, train_data *data, const train_settings *s
                            .prompt_ids = ids, .n_prompts = n_prompts, .group_size = G,
                            .max_new_tokens = s->max_new_tokens, .stop_ids = data->stop_ids,
                            .n_stop = data->n_stop, .sampler = s->sampler, .seed = s->seed,
-                           .step = step, .max_batch = s->max_batch};
+                           .step = step, .max_batch = s->max_batch,
+                           .sample_vocab = (int64_t)tokenizer_vocab_size(data->tok)};
     rollout_responses out;
     int status = rollout_generate(m, &req, &out, err);
     const int generated = status == KPO_OK;
