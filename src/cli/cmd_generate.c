@@ -1,5 +1,6 @@
 /* kpo generate: continue a token sequence with the KV-cache decoder,
- * greedily or by temperature / top-p sampling, for inspection. */
+ * greedily or by temperature / top-p sampling (the rollout sampler), for
+ * inspection. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,47 +9,7 @@
 #include "core/parse.h"
 #include "core/rng.h"
 #include "model/model_compute.h"
-
-static const float *sort_keys;
-
-static int by_probability(const void *a, const void *b)
-{
-    const float x = sort_keys[*(const int32_t *)a], y = sort_keys[*(const int32_t *)b];
-    return x > y ? -1 : x < y ? 1 : (*(const int32_t *)a - *(const int32_t *)b);
-}
-
-/* Softmax at the temperature, the smallest top set with mass >= top_p, then
- * one uniform draw: the same (seed, position) always gives the same token. */
-static int32_t sample(float *logits, int64_t V, double temperature, double top_p,
-                      rng_stream *rng, int32_t *order)
-{
-    int32_t best = 0;
-    for (int64_t j = 1; j < V; j++)
-        if (logits[j] > logits[best])
-            best = (int32_t)j;
-    if (temperature <= 0)
-        return best;
-    double sum = 0;
-    const float mx = logits[best];
-    for (int64_t j = 0; j < V; j++) {
-        logits[j] = expf((float)((logits[j] - mx) / temperature));
-        sum += logits[j];
-        order[j] = (int32_t)j;
-    }
-    sort_keys = logits;
-    qsort(order, (size_t)V, sizeof *order, by_probability);
-    int64_t keep = 0;
-    double mass = 0;
-    while (keep < V && (keep == 0 || mass < top_p * sum))
-        mass += logits[order[keep++]];
-    double u = rng_uniform(rng) * mass, acc = 0;
-    for (int64_t k = 0; k < keep; k++) {
-        acc += logits[order[k]];
-        if (u < acc)
-            return order[k];
-    }
-    return order[keep - 1];
-}
+#include "rollout/sampler.h"
 
 int cmd_generate(int argc, char **argv)
 {
@@ -92,11 +53,14 @@ int cmd_generate(int argc, char **argv)
     }
     const int64_t V = m.config.vocab_size, total = (int64_t)n_ids + max_new;
     int32_t *tokens = malloc((size_t)total * sizeof *tokens);
-    int32_t *order = malloc((size_t)V * sizeof *order);
     float *logits = malloc((size_t)V * sizeof *logits);
+    sampler_config sampler = {temperature, top_p};
+    sampler_scratch scratch = {0};
     model_kv_cache cache;
-    status = tokens && order && logits ? model_kv_cache_init(&cache, &m, 1, total, &err)
-                                       : error_set(&err, "out of memory");
+    status = tokens && logits ? sampler_scratch_init(&scratch, V, &err)
+                              : error_set(&err, "out of memory");
+    if (status == KPO_OK)
+        status = model_kv_cache_init(&cache, &m, 1, total, &err);
     for (size_t i = 0; status == KPO_OK && i < n_ids; i++) {
         if (ids[i] < 0 || ids[i] >= V)
             status = error_set(&err, "--tokens: token id %lld is out of range [0, %lld)",
@@ -105,12 +69,12 @@ int cmd_generate(int argc, char **argv)
             tokens[i] = (int32_t)ids[i];
     }
     rng_stream rng;
-    rng_stream_init(&rng, (uint64_t)seed, 0);
+    sampler_stream_init(&rng, (uint64_t)seed, 0, 0, 0);
     int64_t slot = 0, n_new = (int64_t)n_ids, n = (int64_t)n_ids;
     while (status == KPO_OK && n < total) {
         status = model_decode_step(&m, &cache, 1, &slot, &n_new, tokens + n - n_new, logits, &err);
         if (status == KPO_OK) {
-            tokens[n++] = sample(logits, V, temperature, top_p, &rng, order);
+            tokens[n++] = sampler_draw(&sampler, logits, V, &scratch, &rng);
             n_new = 1;
         }
     }
@@ -121,7 +85,7 @@ int cmd_generate(int argc, char **argv)
         model_kv_cache_free(&cache);
     }
     free(tokens);
-    free(order);
+    sampler_scratch_free(&scratch);
     free(logits);
     free(ids);
     model_free(&m);

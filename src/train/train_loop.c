@@ -150,7 +150,10 @@ static int trainer_open(trainer *t, const train_settings *s, const config *cfg, 
                               "tokenizer's %zu ids", s->model_path,
                          (long long)t->m.config.vocab_size, tokenizer_vocab_size(t->data.tok));
     int64_t resume_step;
-    if (restore(t, resume, &resume_step, err) != KPO_OK)
+    int restored = restore(t, resume, &resume_step, err);
+    /* Every rank looks at the run directory before rank 0 writes to it. */
+    MPI_Barrier(world);
+    if (restored != KPO_OK)
         return KPO_ERR;
     t->first_step = resume_step + 1 > 0 ? resume_step + 1 : 1;
     if (t->roles.world_rank == 0 &&
