@@ -13,7 +13,7 @@ BUILD_DIR=${KPO_BUILD_DIR:-build}
 PACKAGES=(
   build-essential meson ninja-build pkg-config
   libcmocka-dev libhdf5-dev hdf5-tools openmpi-bin libopenmpi-dev
-  libcjson-dev libpcre2-dev libinih-dev libopenblas-dev
+  libcjson-dev libpcre2-dev libinih-dev libopenblas-dev libopenblas-openmp-dev
   clang libfuzzer-14-dev
   python3 python3-h5py python3-numpy python3-torch python3-regex python3-pytest
 )
