@@ -71,6 +71,31 @@ const char *cli_get(const cli_command_spec *spec, const char *name)
     return opt ? opt->value : NULL;
 }
 
+size_t cli_get_all(const cli_command_spec *spec, int argc, char **argv, const char *name,
+                   const char **values, size_t max)
+{
+    size_t n = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strncmp(arg, "--", 2) != 0 || strlen(arg) == 2)
+            continue;
+        const char *opt_name = arg + 2, *equals = strchr(opt_name, '=');
+        size_t name_len = equals ? (size_t)(equals - opt_name) : strlen(opt_name);
+        const cli_option *opt = find_option(spec, opt_name, name_len);
+        if (!opt || !opt->metavar)
+            continue;
+        /* Same reading as cli_parse, so a value that looks like an option
+         * ("--bench --x") is taken as the value it was there. */
+        const char *value = equals ? equals + 1 : (i + 1 < argc ? argv[++i] : NULL);
+        if (value && strcmp(opt->name, name) == 0) {
+            if (n < max)
+                values[n] = value;
+            n++;
+        }
+    }
+    return n;
+}
+
 void cli_print_help(FILE *out, const cli_command_spec *spec)
 {
     fprintf(out, "usage: kpo %s %s\n\n%s\n\noptions:\n", spec->name, spec->synopsis,

@@ -31,6 +31,12 @@ int cli_parse(const cli_command_spec *spec, int argc, char **argv, const char **
 
 const char *cli_get(const cli_command_spec *spec, const char *name);
 
+/* Every value of a repeatable option, in command-line order (cli_get gives
+ * only the last); argv as given to cli_parse, which must have accepted it.
+ * Returns how many, storing at most max in values. */
+size_t cli_get_all(const cli_command_spec *spec, int argc, char **argv, const char *name,
+                   const char **values, size_t max);
+
 void cli_print_help(FILE *out, const cli_command_spec *spec);
 
 /* Strict numeric accessors: absent -> fallback; malformed -> error naming

@@ -1,12 +1,14 @@
 /* kpo stats: the pooled two-proportion z-test (algorithms.md §6) from
- * accuracies, or from per-problem count files the paired comparisons over
- * problems (paired t-test, seeded bootstrap, gap recovered). */
+ * accuracies, or from per-problem counts (plain count files, or the
+ * benchmarks of kpo eval files) the paired comparisons over problems
+ * (paired t-test, seeded bootstrap, gap recovered). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/commands.h"
 #include "core/parse.h"
+#include "io/evalfile.h"
 #include "stats/count_file.h"
 #include "stats/eval_stats.h"
 #include "stats/proportion_test.h"
@@ -55,16 +57,82 @@ static void print_arm(const char *label, const char *path, const problem_count *
     printf("\n");
 }
 
+/* The paired analyses' settings, shared by count files and eval files. */
+typedef struct compare_params {
+    long long resamples, seed, k;
+    double level;
+} compare_params;
+
+static int read_compare_params(const cli_command_spec *spec, compare_params *p, kpo_error *err)
+{
+    return (cli_get_int64(spec, "bootstrap", 10000, &p->resamples, err) != KPO_OK ||
+            cli_get_int64(spec, "seed", 0, &p->seed, err) != KPO_OK ||
+            cli_get_int64(spec, "k", 0, &p->k, err) != KPO_OK ||
+            cli_get_double(spec, "level", 0.95, &p->level, err) != KPO_OK)
+               ? KPO_ERR
+               : KPO_OK;
+}
+
+/* Arms A, B (and a reference) over the same n problems: the pooled z-test,
+ * the paired t-test, the bootstrap CI and the gap recovered. */
+static int compare_arms(const char **paths, problem_count *const *arm, size_t n, size_t n_arms,
+                        const compare_params *p)
+{
+    kpo_error err;
+    long k = p->k > 0 ? (long)p->k : arm[0][0].samples;
+    static const char *const labels[] = {"arm A", "arm B", "reference"};
+    printf("per-problem counts\n");
+    for (size_t j = 0; j < n_arms; j++)
+        print_arm(labels[j], paths[j], arm[j], n, k);
+    long xa = 0, na = 0, xb = 0, nb = 0;
+    for (size_t j = 0; j < n; j++) {
+        xa += arm[0][j].correct;
+        na += arm[0][j].samples;
+        xb += arm[1][j].correct;
+        nb += arm[1][j].samples;
+    }
+    proportion_test z;
+    paired_test t;
+    bootstrap_ci diff, gap;
+    if (proportion_test_pooled((double)xa / (double)na, (double)na, (double)xb / (double)nb,
+                               (double)nb, &z, &err) != KPO_OK ||
+        eval_paired_test(arm[0], arm[1], n, &t, &err) != KPO_OK ||
+        eval_bootstrap_diff(arm[0], arm[1], n, (long)p->resamples, (uint64_t)p->seed, p->level,
+                            &diff, &err) != KPO_OK ||
+        (n_arms == 3 && eval_bootstrap_gap(arm[0], arm[1], arm[2], n, (long)p->resamples,
+                                           (uint64_t)p->seed, p->level, &gap, &err) != KPO_OK))
+        return command_fail(err.message);
+    printf("pooled two-proportion z-test (samples as independent: optimistic)\n");
+    printf("  z = %.3f   two-sided p = %.3f\n", z.z, z.p_value);
+    printf("paired t-test over problems\n");
+    printf("  difference %+.4f   SE = %.5f   t = %.3f   df = %ld   two-sided p = %.3f\n",
+           t.mean_diff, t.std_error, t.t, t.df, t.p_value);
+    printf("bootstrap over problems (%lld resamples, seed %lld)\n", p->resamples, p->seed);
+    printf("  difference %+.4f   %.0f%% CI [%+.4f, %+.4f]   share <= 0: %.4f\n", diff.estimate,
+           100 * p->level, diff.low, diff.high, diff.frac_le_zero);
+    if (n_arms == 3)
+        printf("gap recovered: %.1f%% of the reference-baseline gap   %.0f%% CI "
+               "[%.1f%%, %.1f%%]\n",
+               gap.estimate, 100 * p->level, gap.low, gap.high);
+    return 0;
+}
+
+static int different_problems(const char *a, size_t na, const char *b, size_t nb)
+{
+    kpo_error err;
+    snprintf(err.message, sizeof err.message,
+             "%s has %zu problems but %s has %zu: paired statistics need the same problems in "
+             "the same order",
+             b, nb, a, na);
+    return command_fail(err.message);
+}
+
 /* A, B (and a reference R) per-problem count files over the same problems. */
 static int stats_from_files(const cli_command_spec *spec, const char **paths, size_t n_paths)
 {
     kpo_error err;
-    long long resamples, seed, k;
-    double level;
-    if (cli_get_int64(spec, "bootstrap", 10000, &resamples, &err) != KPO_OK ||
-        cli_get_int64(spec, "seed", 0, &seed, &err) != KPO_OK ||
-        cli_get_int64(spec, "k", 0, &k, &err) != KPO_OK ||
-        cli_get_double(spec, "level", 0.95, &level, &err) != KPO_OK)
+    compare_params params;
+    if (read_compare_params(spec, &params, &err) != KPO_OK)
         return command_fail(err.message);
     problem_count *arm[3] = {NULL, NULL, NULL};
     size_t n[3] = {0, 0, 0};
@@ -73,55 +141,91 @@ static int stats_from_files(const cli_command_spec *spec, const char **paths, si
         if (count_file_read(paths[j], &arm[j], &n[j], &err) != KPO_OK)
             status = command_fail(err.message);
     for (size_t j = 1; j < n_paths && status == 0; j++)
-        if (n[j] != n[0]) {
-            snprintf(err.message, sizeof err.message,
-                     "%s has %zu problems but %s has %zu: paired statistics need the same "
-                     "problems in the same order",
-                     paths[j], n[j], paths[0], n[0]);
-            status = command_fail(err.message);
-        }
-    if (status == 0) {
-        if (k <= 0)
-            k = arm[0][0].samples;
-        static const char *const labels[] = {"arm A", "arm B", "reference"};
-        printf("per-problem counts\n");
-        for (size_t j = 0; j < n_paths; j++)
-            print_arm(labels[j], paths[j], arm[j], n[j], (long)k);
-        long xa = 0, na = 0, xb = 0, nb = 0;
-        for (size_t j = 0; j < n[0]; j++) {
-            xa += arm[0][j].correct;
-            na += arm[0][j].samples;
-            xb += arm[1][j].correct;
-            nb += arm[1][j].samples;
-        }
-        proportion_test z;
-        paired_test t;
-        bootstrap_ci diff, gap;
-        if (proportion_test_pooled((double)xa / (double)na, (double)na, (double)xb / (double)nb,
-                                   (double)nb, &z, &err) != KPO_OK ||
-            eval_paired_test(arm[0], arm[1], n[0], &t, &err) != KPO_OK ||
-            eval_bootstrap_diff(arm[0], arm[1], n[0], (long)resamples, (uint64_t)seed, level,
-                                &diff, &err) != KPO_OK ||
-            (n_paths == 3 && eval_bootstrap_gap(arm[0], arm[1], arm[2], n[0], (long)resamples,
-                                                (uint64_t)seed, level, &gap, &err) != KPO_OK)) {
-            status = command_fail(err.message);
-        } else {
-            printf("pooled two-proportion z-test (samples as independent: optimistic)\n");
-            printf("  z = %.3f   two-sided p = %.3f\n", z.z, z.p_value);
-            printf("paired t-test over problems\n");
-            printf("  difference %+.4f   SE = %.5f   t = %.3f   df = %ld   two-sided p = %.3f\n",
-                   t.mean_diff, t.std_error, t.t, t.df, t.p_value);
-            printf("bootstrap over problems (%lld resamples, seed %lld)\n", resamples, seed);
-            printf("  difference %+.4f   %.0f%% CI [%+.4f, %+.4f]   share <= 0: %.4f\n",
-                   diff.estimate, 100 * level, diff.low, diff.high, diff.frac_le_zero);
-            if (n_paths == 3)
-                printf("gap recovered: %.1f%% of the reference-baseline gap   %.0f%% CI "
-                       "[%.1f%%, %.1f%%]\n",
-                       gap.estimate, 100 * level, gap.low, gap.high);
-        }
-    }
+        if (n[j] != n[0])
+            status = different_problems(paths[0], n[0], paths[j], n[j]);
+    if (status == 0)
+        status = compare_arms(paths, arm, n[0], n_paths, &params);
     for (size_t j = 0; j < 3; j++)
         free(arm[j]);
+    return status;
+}
+
+/* One benchmark of A, B (and R) eval files: the same problems, by source
+ * index, in the same order. */
+static int compare_eval_bench(const char **paths, size_t n_paths, const char *bench,
+                              const compare_params *params)
+{
+    kpo_error err;
+    problem_count *arm[3] = {NULL, NULL, NULL};
+    int64_t *index[3] = {NULL, NULL, NULL};
+    size_t n[3] = {0, 0, 0};
+    int status = 0;
+    for (size_t j = 0; j < n_paths && status == 0; j++)
+        if (evalfile_read(paths[j], bench, &arm[j], &index[j], &n[j], &err) != KPO_OK)
+            status = command_fail(err.message);
+    for (size_t j = 1; j < n_paths && status == 0; j++) {
+        if (n[j] != n[0]) {
+            status = different_problems(paths[0], n[0], paths[j], n[j]);
+        } else if (memcmp(index[j], index[0], n[0] * sizeof *index[0]) != 0) {
+            snprintf(err.message, sizeof err.message,
+                     "%s and %s: benchmark %s holds different problems (problem_index differs)",
+                     paths[0], paths[j], bench);
+            status = command_fail(err.message);
+        }
+    }
+    if (status == 0) {
+        printf("== benchmark %s ==\n", bench);
+        status = compare_arms(paths, arm, n[0], n_paths, params);
+    }
+    for (size_t j = 0; j < 3; j++) {
+        free(arm[j]);
+        free(index[j]);
+    }
+    return status;
+}
+
+static int name_listed(char *const *names, size_t n, const char *name)
+{
+    for (size_t j = 0; j < n; j++)
+        if (strcmp(names[j], name) == 0)
+            return 1;
+    return 0;
+}
+
+/* A.h5 B.h5 [REF.h5]: --bench NAME, or every benchmark every file holds. */
+static int stats_from_evals(const cli_command_spec *spec, const char **paths, size_t n_paths)
+{
+    kpo_error err;
+    compare_params params;
+    if (read_compare_params(spec, &params, &err) != KPO_OK)
+        return command_fail(err.message);
+    const char *only = cli_get(spec, "bench");
+    if (only)
+        return compare_eval_bench(paths, n_paths, only, &params);
+    char **names[3] = {NULL, NULL, NULL};
+    size_t n_names[3] = {0, 0, 0};
+    int status = 0;
+    for (size_t j = 0; j < n_paths && status == 0; j++)
+        if (evalfile_list(paths[j], &names[j], &n_names[j], &err) != KPO_OK)
+            status = command_fail(err.message);
+    size_t compared = 0;
+    for (size_t b = 0; status == 0 && b < n_names[0]; b++) {
+        int everywhere = 1;
+        for (size_t j = 1; j < n_paths; j++)
+            everywhere = everywhere && name_listed(names[j], n_names[j], names[0][b]);
+        if (!everywhere)
+            continue;
+        if (compared++)
+            printf("\n");
+        status = compare_eval_bench(paths, n_paths, names[0][b], &params);
+    }
+    if (status == 0 && compared == 0) {
+        snprintf(err.message, sizeof err.message, "%s and %s share no benchmark", paths[0],
+                 paths[1]);
+        status = command_fail(err.message);
+    }
+    for (size_t j = 0; j < 3; j++)
+        evalfile_names_free(names[j], n_names[j]);
     return status;
 }
 
@@ -136,12 +240,15 @@ int cmd_stats(int argc, char **argv)
         {"bootstrap", "N", "files: bootstrap resamples (default 10000)", NULL},
         {"seed", "S", "files: bootstrap seed (default 0)", NULL},
         {"level", "L", "files: confidence level (default 0.95)", NULL},
+        {"bench", "NAME", "eval files: the benchmark (default: every one in all files)", NULL},
     };
     cli_command_spec spec = {"stats", "--p1 P1 --n1 N1 --p2 P2 --n2 N2 | A.counts B.counts "
-                                      "[REF.counts] [--k K --bootstrap N --seed S --level L]",
+                                      "[REF.counts] | A.h5 B.h5 [REF.h5] [--bench NAME] "
+                                      "[--k K --bootstrap N --seed S --level L]",
                              "Pooled two-proportion z-test with its two-sided p-value. Samples "
                              "of one problem are correlated, so treat it as optimistic; given "
-                             "per-problem count files (lines 'correct_count samples'), also a "
+                             "per-problem count files (lines 'correct_count samples') or kpo eval "
+                             "files (per benchmark), also a "
                              "paired t-test and a bootstrap CI over problems, and with a third "
                              "(reference) file the share of the gap recovered.",
                              options, sizeof options / sizeof options[0]};
@@ -153,7 +260,16 @@ int cmd_stats(int argc, char **argv)
     if (n_positional == 1)
         return command_fail("kpo stats: give two count files (or three with a reference)");
     if (n_positional >= 2)
+    {
+        size_t n_hdf5 = 0;
+        for (size_t j = 0; j < n_positional; j++)
+            n_hdf5 += evalfile_is_hdf5(positional[j]) != 0;
+        if (n_hdf5 == n_positional)
+            return stats_from_evals(&spec, positional, n_positional);
+        if (n_hdf5 > 0)
+            return command_fail("kpo stats: give eval files (.h5) or count files, not a mix");
         return stats_from_files(&spec, positional, n_positional);
+    }
     kpo_error err;
     double p1, p2, n1, n2;
     if (!cli_get(&spec, "n1") || !cli_get(&spec, "n2"))

@@ -16,6 +16,8 @@ const command_entry COMMANDS[] = {
     {"model", "random Qwen3 checkpoint (model init) or describe one (model list)", cmd_model},
     {"logprobs", "per-token log-probs and entropies of a checkpoint on token sequences", cmd_logprobs},
     {"generate", "continue token ids with the KV-cache decoder (greedy or sampled)", cmd_generate},
+    {"sft", "supervised warm start on gold answers in the reward's format", cmd_sft},
+    {"eval", "k samples per problem on benchmarks: avg@k, pass@k, per-problem counts (HDF5)", cmd_eval},
 };
 const int N_COMMANDS = sizeof COMMANDS / sizeof COMMANDS[0];
 

@@ -2,113 +2,11 @@
 
 #include <math.h>
 
-/* The state carried from one token to the next within a response. */
-typedef struct response_state {
-    double rho;    /* posterior mean rho_{t|t} */
-    double p;      /* posterior variance P_{t|t} */
-    double bound2; /* adaptive: squared bound s_t, in units of sigma_t^2 */
-    double energy; /* adaptive: innovation energy eps_t (EMA of (delta/sigma)^2) */
-} response_state;
+#include "filter/filter_step.h"
 
-/* What one token's update produced. */
-typedef struct token_result {
-    double gain, delta, sigma, threshold;
-    int clipped;
-} token_result;
-
-static double clip_symmetric(double x, double limit)
+int filter_validate_input(const double *values, const int64_t *offsets, int64_t n_responses,
+                          kpo_error *err)
 {
-    return x > limit ? limit : (x < -limit ? -limit : x);
-}
-
-/* Yang & Boyd (2025), scalar case with C = 1: scaled-gradient iterations on
- * the Huber problem H_cs(|x - x_pred| / sqrt(P_pred)) + H_co(|z - x| / sqrt(V)),
- * started at the prediction. Returns the posterior mean; *p_post receives the
- * posterior variance. */
-static double iterated_update(const filter_config *cfg, double x_pred, double p_pred, double z,
-                              double gain, double *p_post)
-{
-    const double sp = sqrt(p_pred), sv = sqrt(cfg->v);
-    const double c_o = cfg->kappa, c_s = cfg->c_state;
-    double x = x_pred;
-    for (int j = 0; j < cfg->iterations; j++) {
-        double state_residual = sp > 0 ? fabs(x - x_pred) / sp : 0.0;
-        double measurement_residual = fabs(z - x) / sv;
-        double alpha = state_residual > c_s ? c_s / state_residual : 1.0;
-        double beta = measurement_residual > c_o ? c_o / measurement_residual : 1.0;
-        x += cfg->step_size * (beta * gain * (z - x) + alpha * (1.0 - gain) * (x_pred - x));
-    }
-    if (p_pred == 0.0) {
-        *p_post = 0.0; /* a zero prior variance stays zero: the state is known */
-    } else if (cfg->scale_covariance) {
-        double state_residual = fabs(x - x_pred) / sp;
-        double measurement_residual = fabs(z - x) / sv;
-        double alpha = state_residual > c_s ? c_s / state_residual : 1.0;
-        double beta = measurement_residual > c_o ? c_o / measurement_residual : 1.0;
-        alpha = fmax(alpha, 1e-9);
-        beta = fmax(beta, 1e-9);
-        *p_post = 1.0 / (alpha / p_pred + beta / cfg->v);
-    } else {
-        *p_post = p_pred * cfg->v / (p_pred + cfg->v);
-    }
-    return x;
-}
-
-static token_result filter_step(const filter_config *cfg, response_state *st, double z)
-{
-    token_result r;
-    const double p_pred = st->p + cfg->q;
-    const double innovation_var = p_pred + cfg->v;
-    r.gain = p_pred / innovation_var;
-    r.delta = z - st->rho;
-    r.sigma = sqrt(innovation_var);
-
-    switch (cfg->mode) {
-    case FILTER_MODE_SIGMA:
-        r.threshold = cfg->kappa * r.sigma;
-        break;
-    case FILTER_MODE_SQRTV:
-    case FILTER_MODE_ITERATED:
-        r.threshold = cfg->kappa * sqrt(cfg->v);
-        break;
-    case FILTER_MODE_ADAPTIVE:
-        r.threshold = sqrt(st->bound2) * r.sigma;
-        break;
-    default:
-        r.threshold = INFINITY;
-        break;
-    }
-    r.clipped = fabs(r.delta) > r.threshold;
-
-    if (cfg->mode == FILTER_MODE_ITERATED) {
-        st->rho = iterated_update(cfg, st->rho, p_pred, z, r.gain, &st->p);
-        return r;
-    }
-
-    st->rho += r.gain * clip_symmetric(r.delta, r.threshold);
-    /* P_pred * V / (P_pred + V) rather than (1 - K) * P_pred: no cancellation
-     * when K is close to 1. */
-    st->p = p_pred * cfg->v / innovation_var;
-
-    if (cfg->mode == FILTER_MODE_ADAPTIVE) {
-        /* s_{t+1} = l1 s_t + g1 eps_t exp(-eps_t);  eps_{t+1} = l2 eps_t + g2 (delta/sigma)^2,
-         * with g2 = 1 - l2 (eps is an EMA of the squared normalised innovation, 1 under
-         * the model) and g1 = (1 - l1) kappa^2 e, so that s settles at kappa^2 when the
-         * innovations are as the model says, and shrinks under a burst of outliers. */
-        double normalised = r.delta / r.sigma;
-        double g1 = (1.0 - cfg->lambda_bound) * cfg->kappa * cfg->kappa * M_E;
-        st->bound2 = cfg->lambda_bound * st->bound2 + g1 * st->energy * exp(-st->energy);
-        st->energy = cfg->lambda_energy * st->energy
-                     + (1.0 - cfg->lambda_energy) * normalised * normalised;
-    }
-    return r;
-}
-
-int filter_apply(const filter_config *cfg, const double *values, const int64_t *offsets,
-                 int64_t n_responses, filter_outputs *out, innov_stats *stats, kpo_error *err)
-{
-    if (filter_config_validate(cfg, err) != KPO_OK)
-        return KPO_ERR;
     if (n_responses < 0 || (n_responses > 0 && (!offsets || offsets[0] != 0)))
         return error_set(err, "offsets: must start at 0 and hold n_responses + 1 entries");
     for (int64_t r = 0; r < n_responses; r++) {
@@ -127,24 +25,22 @@ int filter_apply(const filter_config *cfg, const double *values, const int64_t *
                                  (long long)r, (long long)(i - offsets[r]), values[i]);
         }
     }
+    return KPO_OK;
+}
+
+int filter_apply(const filter_config *cfg, const double *values, const int64_t *offsets,
+                 int64_t n_responses, filter_outputs *out, innov_stats *stats, kpo_error *err)
+{
+    if (filter_config_validate(cfg, err) != KPO_OK)
+        return KPO_ERR;
+    if (filter_validate_input(values, offsets, n_responses, err) != KPO_OK)
+        return KPO_ERR;
 
     for (int64_t r = 0; r < n_responses; r++) {
-        response_state st = {
-            .rho = cfg->rho0, .p = cfg->p0, .bound2 = cfg->kappa * cfg->kappa, .energy = 1.0};
+        response_state st = filter_state_initial(cfg);
         for (int64_t i = offsets[r]; i < offsets[r + 1]; i++) {
             token_result t = filter_step(cfg, &st, values[i]);
-            if (out) {
-                if (out->rho)
-                    out->rho[i] = st.rho;
-                if (out->gain)
-                    out->gain[i] = t.gain;
-                if (out->innovation)
-                    out->innovation[i] = t.delta;
-                if (out->threshold)
-                    out->threshold[i] = t.threshold;
-                if (out->clipped)
-                    out->clipped[i] = (uint8_t)t.clipped;
-            }
+            filter_store_token(out, i, st.rho, &t);
             if (stats)
                 innov_stats_add(stats, t.delta, t.sigma, t.gain, t.threshold, t.clipped);
         }

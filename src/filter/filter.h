@@ -63,6 +63,12 @@ typedef struct filter_outputs {
     uint8_t *clipped;   /* [n_tokens] 1 where |delta_t| > threshold */
 } filter_outputs;
 
+/* The input checks filter_apply makes before writing anything: offsets
+ * start at 0 and never decrease, and every value is finite (the message
+ * names the response and token). */
+int filter_validate_input(const double *values, const int64_t *offsets, int64_t n_responses,
+                          kpo_error *err);
+
 /* Filters a batch of ragged responses. Response r holds
  * values[offsets[r] .. offsets[r+1]), so offsets has n_responses + 1
  * non-decreasing entries starting at 0. Statistics of every token are added

@@ -3,22 +3,11 @@
 #include <math.h>
 #include <string.h>
 
+#include "filter/innov_stats_update.h"
+
 void innov_stats_init(innov_stats *s)
 {
     memset(s, 0, sizeof *s);
-}
-
-static int histogram_slot(double normalised)
-{
-    if (normalised < INNOV_HIST_LOW)
-        return 0;
-    if (!(normalised < INNOV_HIST_HIGH))
-        return INNOV_HIST_BINS + 1;
-    const double width = (INNOV_HIST_HIGH - INNOV_HIST_LOW) / INNOV_HIST_BINS;
-    int bin = (int)floor((normalised - INNOV_HIST_LOW) / width);
-    if (bin >= INNOV_HIST_BINS) /* rounding just below the top edge */
-        bin = INNOV_HIST_BINS - 1;
-    return 1 + bin;
 }
 
 double innov_stats_bin_low(int slot)
@@ -32,67 +21,19 @@ double innov_stats_bin_low(int slot)
 void innov_stats_add(innov_stats *s, double delta, double sigma, double gain, double threshold,
                      int clipped)
 {
-    /* Welford/Terriberry single-value update of the central sums. */
-    double n1 = s->count;
-    double n = n1 + 1.0;
-    double d = delta - s->mean;
-    double d_n = d / n;
-    double d_n2 = d_n * d_n;
-    double term1 = d * d_n * n1;
-    s->mean += d_n;
-    s->m4 += term1 * d_n2 * (n * n - 3.0 * n + 3.0) + 6.0 * d_n2 * s->m2 - 4.0 * d_n * s->m3;
-    s->m3 += term1 * d_n * (n - 2.0) - 3.0 * d_n * s->m2;
-    s->m2 += term1;
-    s->count = n;
-
-    double magnitude = fabs(delta);
-    if (magnitude > s->max_abs)
-        s->max_abs = magnitude;
-    s->clip_count += clipped ? 1.0 : 0.0;
-    s->gain_sum += gain;
-    s->sigma_sum += sigma;
-    if (isfinite(threshold)) {
-        s->threshold_sum += threshold;
-        s->threshold_count += 1.0;
-    }
-    s->hist[histogram_slot(delta / sigma)] += 1.0;
+    innov_stats_add_scalars(s, delta, sigma, gain, threshold, clipped);
+    s->hist[innov_hist_slot(delta / sigma)] += 1.0;
 }
 
 void innov_stats_merge(innov_stats *into, const innov_stats *other)
 {
-    double na = into->count, nb = other->count;
-    if (nb == 0.0)
+    if (other->count == 0.0)
         return;
-    if (na == 0.0) {
+    if (into->count == 0.0) {
         *into = *other;
         return;
     }
-    /* Pebay (2008), eqs. 3.1-3.3: combine two sets' central sums. */
-    double n = na + nb;
-    double d = other->mean - into->mean;
-    double d_n = d / n;
-    double d_n2 = d_n * d_n;
-    double m2a = into->m2, m3a = into->m3;
-    double m2b = other->m2, m3b = other->m3;
-    double m4 = into->m4 + other->m4
-        + d * d_n * d_n2 * na * nb * (na * na - na * nb + nb * nb)
-        + 6.0 * d_n2 * (na * na * m2b + nb * nb * m2a)
-        + 4.0 * d_n * (na * m3b - nb * m3a);
-    double m3 = m3a + m3b + d * d_n2 * na * nb * (na - nb) + 3.0 * d_n * (na * m2b - nb * m2a);
-    double m2 = m2a + m2b + d * d_n * na * nb;
-
-    into->mean += d_n * nb;
-    into->m2 = m2;
-    into->m3 = m3;
-    into->m4 = m4;
-    into->count = n;
-    if (other->max_abs > into->max_abs)
-        into->max_abs = other->max_abs;
-    into->clip_count += other->clip_count;
-    into->gain_sum += other->gain_sum;
-    into->sigma_sum += other->sigma_sum;
-    into->threshold_sum += other->threshold_sum;
-    into->threshold_count += other->threshold_count;
+    innov_stats_merge_scalars(into, other);
     for (int k = 0; k < INNOV_HIST_SLOTS; k++)
         into->hist[k] += other->hist[k];
 }

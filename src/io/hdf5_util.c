@@ -152,15 +152,22 @@ int h5u_read_string_attr(hid_t loc, const char *name, char **value)
     return (status < 0 || !*value) ? KPO_ERR : KPO_OK;
 }
 
-int h5u_write_int_attr(hid_t loc, const char *name, int64_t value)
+/* A scalar attribute stored as file_type from a value in memory as mem_type. */
+static int write_scalar_attr(hid_t loc, const char *name, hid_t file_type, hid_t mem_type,
+                             const void *value)
 {
     hid_t space = H5Screate(H5S_SCALAR);
-    hid_t attr = H5Acreate2(loc, name, H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t status = attr < 0 ? -1 : H5Awrite(attr, H5T_NATIVE_INT64, &value);
+    hid_t attr = H5Acreate2(loc, name, file_type, space, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t status = attr < 0 ? -1 : H5Awrite(attr, mem_type, value);
     if (attr >= 0)
         H5Aclose(attr);
     H5Sclose(space);
     return status < 0 ? KPO_ERR : KPO_OK;
+}
+
+int h5u_write_int_attr(hid_t loc, const char *name, int64_t value)
+{
+    return write_scalar_attr(loc, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &value);
 }
 
 int h5u_read_int_attr(hid_t loc, const char *name, int64_t *value)
@@ -171,4 +178,9 @@ int h5u_read_int_attr(hid_t loc, const char *name, int64_t *value)
     herr_t status = H5Aread(attr, H5T_NATIVE_INT64, value);
     H5Aclose(attr);
     return status < 0 ? KPO_ERR : KPO_OK;
+}
+
+int h5u_write_double_attr(hid_t loc, const char *name, double value)
+{
+    return write_scalar_attr(loc, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &value);
 }

@@ -34,5 +34,6 @@ int h5u_write_string_attr(hid_t loc, const char *name, const char *value);
 int h5u_read_string_attr(hid_t loc, const char *name, char **value);
 int h5u_write_int_attr(hid_t loc, const char *name, int64_t value);
 int h5u_read_int_attr(hid_t loc, const char *name, int64_t *value);
+int h5u_write_double_attr(hid_t loc, const char *name, double value);
 
 #endif

@@ -7,8 +7,7 @@
 
 #include "core/file_util.h"
 #include "data/arith_task.h"
-#include "data/chat_template.h"
-#include "data/prompt_template.h"
+#include "data/prompt_encode.h"
 
 int train_tokenizer_resolve(const char *setting, const char *model_dir, char *out, size_t size,
                             kpo_error *err)
@@ -48,54 +47,28 @@ static int load_problems(const train_settings *s, dataset *ds, kpo_error *err)
     return dataset_load(ds, s->train_data, &opt, err);
 }
 
-/* Tokenizes every problem's prompt, keeping those that fit. */
+/* Tokenizes every problem's prompt, keeping those that fit (and a copy of
+ * their records, in the same order). */
 static int encode_prompts(const train_settings *s, train_data *d, const dataset *all,
                           kpo_error *err)
 {
-    char *template_text = NULL;
-    if (prompt_template_resolve(s->prompt_template, &template_text, err) != KPO_OK)
+    prompt_set set;
+    if (prompt_encode_dataset(all, s->prompt_template, s->chat_template, d->tok,
+                              s->max_prompt_tokens, &set, err) != KPO_OK)
         return KPO_ERR;
-    size_t capacity = 1 << 16;
-    d->prompt_tokens = malloc(capacity * sizeof *d->prompt_tokens);
-    d->prompt_offsets = malloc((all->count + 1) * sizeof *d->prompt_offsets);
-    int status = (d->prompt_tokens && d->prompt_offsets) ? KPO_OK
-                                                         : error_set(err, "data: out of memory");
-    d->prompt_offsets[0] = 0;
-    text_buf prompt;
-    text_buf_init(&prompt);
-    for (size_t i = 0; i < all->count && status == KPO_OK; i++) {
-        id_list ids;
-        id_list_init(&ids);
-        text_buf_clear(&prompt);
-        status = prompt_template_render(template_text, all->records[i].problem, &prompt, err);
-        if (status == KPO_OK)
-            status = chat_template_encode(s->chat_template, d->tok, prompt.data, &ids, err);
-        if (status == KPO_OK && (int64_t)ids.count > s->max_prompt_tokens) {
-            d->skipped_long++;
-        } else if (status == KPO_OK) {
-            size_t used = (size_t)d->prompt_offsets[d->n];
-            while (used + ids.count > capacity) {
-                capacity *= 2;
-                int32_t *grown = realloc(d->prompt_tokens, capacity * sizeof *grown);
-                if (!grown) {
-                    status = error_set(err, "data: out of memory");
-                    break;
-                }
-                d->prompt_tokens = grown;
-            }
-            if (status == KPO_OK) {
-                memcpy(d->prompt_tokens + used, ids.ids, ids.count * sizeof *ids.ids);
-                d->prompt_offsets[d->n + 1] = (int64_t)(used + ids.count);
-                dataset_record copy = {strdup(all->records[i].problem),
-                                       strdup(all->records[i].answer), all->records[i].line};
-                status = dataset_append(&d->problems, &copy, err);
-                d->n++;
-            }
-        }
-        id_list_free(&ids);
+    d->prompt_tokens = set.tokens;
+    d->prompt_offsets = set.offsets;
+    d->skipped_long = set.skipped_long;
+    set.tokens = NULL;
+    set.offsets = NULL;
+    int status = KPO_OK;
+    for (int64_t i = 0; i < set.n && status == KPO_OK; i++) {
+        const dataset_record *rec = &all->records[set.source[i]];
+        dataset_record copy = {strdup(rec->problem), strdup(rec->answer), rec->line};
+        status = dataset_append(&d->problems, &copy, err);
+        d->n++;
     }
-    text_buf_free(&prompt);
-    free(template_text);
+    prompt_set_free(&set);
     return status;
 }
 
@@ -121,10 +94,7 @@ int train_data_open(const train_settings *s, train_data *d, kpo_error *err)
                                 "rollout.prompts_per_step = %lld",
                            s->train_data, (long long)d->n, (long long)s->prompts_per_step);
     if (status == KPO_OK) {
-        d->stop_ids[d->n_stop++] = tokenizer_eos_id(d->tok);
-        int32_t im_end = tokenizer_token_id(d->tok, "<|im_end|>");
-        if (im_end >= 0 && im_end != d->stop_ids[0])
-            d->stop_ids[d->n_stop++] = im_end;
+        d->n_stop = prompt_stop_ids(d->tok, d->stop_ids);
         d->order = malloc((size_t)d->n * sizeof *d->order);
         if (!d->order)
             status = error_set(err, "data: out of memory");

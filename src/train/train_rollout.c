@@ -5,24 +5,7 @@
 
 #include "core/timer.h"
 #include "rollout/generate.h"
-#include "rollout/reward.h"
-
-/* Scores one response: its text without the final stop token. */
-static int score_response(const train_data *data, const train_settings *s, const int32_t *tokens,
-                          int64_t n, int stopped, const char *gold, reward_result *result,
-                          kpo_error *err)
-{
-    text_buf text;
-    text_buf_init(&text);
-    int status = tokenizer_decode(data->tok, tokens, (size_t)(n - (stopped ? 1 : 0)), &text, err);
-    if (status == KPO_OK && text.failed)
-        status = error_set(err, "rollout: out of memory decoding a response");
-    reward_options opt = {.zero_one = s->reward_binary};
-    if (status == KPO_OK)
-        status = reward_score(s->reward, text.data ? text.data : "", gold, &opt, result, err);
-    text_buf_free(&text);
-    return status;
-}
+#include "rollout/response_score.h"
 
 int train_rollout_step(const model *m, train_data *data, const train_settings *s, int64_t step,
                        int64_t first_prompt, int64_t n_prompts, rl_batch *batch,
@@ -31,6 +14,7 @@ int train_rollout_step(const model *m, train_data *data, const train_settings *s
     memset(stats, 0, sizeof *stats);
     double t0 = timer_now();
     const int G = s->learner.group_size;
+    const reward_options reward_opt = {.zero_one = s->reward_binary};
     int64_t *ids = malloc((size_t)(n_prompts + 1) * sizeof *ids);
     int64_t *offsets = malloc((size_t)(n_prompts + 1) * sizeof *offsets);
     int64_t total = 0;
@@ -75,8 +59,9 @@ int train_rollout_step(const model *m, train_data *data, const train_settings *s
         batch->group[r] = first_prompt + p;
         batch->stopped[r] = out.stopped[r];
         reward_result result;
-        status = score_response(data, s, out.tokens + out.offsets[r], rlen, out.stopped[r],
-                                data->problems.records[ids[p]].answer, &result, err);
+        status = rollout_score_response(data->tok, s->reward, &reward_opt,
+                                        out.tokens + out.offsets[r], rlen, out.stopped[r],
+                                        data->problems.records[ids[p]].answer, &result, err);
         batch->reward[r] = result.score;
         stats->correct += result.correct;
         stats->responses += 1;

@@ -1,0 +1,84 @@
+#include "eval/eval_comm.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "kpo_config.h"
+#if KPO_HAVE_MPI
+#include <mpi.h>
+
+#include "comm/comm_roles.h"
+
+void eval_comm_init(int *argc, char ***argv, int *rank, int *size)
+{
+    MPI_Init(argc, argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, rank);
+    MPI_Comm_size(MPI_COMM_WORLD, size);
+}
+
+void eval_comm_finalize(void)
+{
+    MPI_Finalize();
+}
+
+int eval_comm_first_failure(int failed)
+{
+    int rank, size, first;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    int mine = failed ? rank : size;
+    MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    return first < size ? first : -1;
+}
+
+void eval_comm_sum_to_root(int64_t *values, int64_t n)
+{
+    int rank;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    /* Chunks below INT_MAX elements: MPI counts are int. */
+    for (int64_t at = 0; at < n; at += 1 << 30) {
+        int count = (int)(n - at < (1 << 30) ? n - at : (1 << 30));
+        if (rank == 0)
+            MPI_Reduce(MPI_IN_PLACE, values + at, count, MPI_INT64_T, MPI_SUM, 0, MPI_COMM_WORLD);
+        else
+            MPI_Reduce(values + at, NULL, count, MPI_INT64_T, MPI_SUM, 0, MPI_COMM_WORLD);
+    }
+}
+
+_Noreturn void eval_comm_abort(const char *message)
+{
+    comm_abort_all(message);
+}
+
+#else
+
+void eval_comm_init(int *argc, char ***argv, int *rank, int *size)
+{
+    (void)argc;
+    (void)argv;
+    *rank = 0;
+    *size = 1;
+}
+
+void eval_comm_finalize(void)
+{
+}
+
+int eval_comm_first_failure(int failed)
+{
+    return failed ? 0 : -1;
+}
+
+void eval_comm_sum_to_root(int64_t *values, int64_t n)
+{
+    (void)values;
+    (void)n;
+}
+
+_Noreturn void eval_comm_abort(const char *message)
+{
+    fprintf(stderr, "kpo: %s\n", message);
+    exit(1);
+}
+
+#endif

@@ -1,0 +1,23 @@
+/* The little MPI that `kpo eval` needs, with a one-process fallback when
+ * the build has no MPI: ranks, agreeing on failure, summing counts onto
+ * rank 0, and ending every rank on a fatal error. */
+#ifndef KPO_EVAL_EVAL_COMM_H
+#define KPO_EVAL_EVAL_COMM_H
+
+#include <stdint.h>
+
+void eval_comm_init(int *argc, char ***argv, int *rank, int *size);
+void eval_comm_finalize(void);
+
+/* Collective: the lowest rank with failed != 0, or -1 when none failed, so
+ * exactly one rank reports a failure that several may share. */
+int eval_comm_first_failure(int failed);
+
+/* Collective: values[n] summed over ranks onto rank 0 (others' are left
+ * as they were). */
+void eval_comm_sum_to_root(int64_t *values, int64_t n);
+
+/* Ends the whole job from one rank with "kpo: rank R: message". */
+_Noreturn void eval_comm_abort(const char *message);
+
+#endif

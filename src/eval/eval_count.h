@@ -1,0 +1,42 @@
+/* Sampling k responses per problem and counting the correct ones, with the
+ * problems cut into fixed chunks that ranks take round-robin. A chunk's
+ * responses depend only on (seed, problem, sample) and the chunk itself,
+ * never on how many ranks share the work, so any rank layout writes the
+ * same counts. */
+#ifndef KPO_EVAL_EVAL_COUNT_H
+#define KPO_EVAL_EVAL_COUNT_H
+
+#include <stdint.h>
+
+#include "core/error.h"
+#include "eval/eval_bench.h"
+#include "model/model.h"
+#include "rollout/reward.h"
+#include "rollout/sampler.h"
+#include "tokenizer/tokenizer.h"
+
+/* The RNG streams of evaluation are (seed, EVAL_STREAM_STEP, problem index
+ * in the source, sample): training steps are 1-based, so an eval never
+ * replays a training rollout's stream. */
+enum { EVAL_STREAM_STEP = -1 };
+
+typedef struct eval_sampling {
+    int64_t k;               /* samples per problem */
+    sampler_config sampler;
+    int64_t max_new_tokens;
+    int64_t max_batch;       /* sequences decoded together */
+    uint64_t seed;
+    reward_kind reward;
+} eval_sampling;
+
+/* Problems per chunk: as many whole problems as fit max_batch, at least one. */
+int64_t eval_chunk_problems(const eval_sampling *s);
+
+/* Adds, for every chunk c with c % n_ranks == rank, the correct samples of
+ * each of its problems to correct[i] (i: position in b->prompts). correct
+ * is [b->prompts.n] and is left alone for other ranks' problems. */
+int eval_count_correct(const model *m, const tokenizer *tok, const eval_bench *b,
+                       const eval_sampling *s, int rank, int n_ranks, int64_t *correct,
+                       kpo_error *err);
+
+#endif

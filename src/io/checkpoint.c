@@ -1,0 +1,396 @@
+#include "io/checkpoint.h"
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/file_util.h"
+#include "io/fs_util.h"
+#include "model/model_io_util.h"
+
+static const char STEP_PREFIX[] = "step-";
+static const char TMP_PREFIX[] = ".tmp-step-";
+static const char OPTIMIZER_FILE[] = "optimizer.safetensors";
+static const char TRAINER_FILE[] = "trainer_state.json";
+static const char *const MOMENT_PREFIX[2] = {"exp_avg.", "exp_avg_sq."};
+
+void checkpoint_dir_name(const char *root, int64_t step, char *out, size_t size)
+{
+    snprintf(out, size, "%s/%s%08lld", root, STEP_PREFIX, (long long)step);
+}
+
+/* "step-00000042" -> 42; anything else (tmp dirs, stray files) -> -1. */
+/* dir/name into out; a path too long for the buffer is an error, not a
+ * silently different file. */
+static int join_path(char *out, size_t size, const char *dir, const char *name, kpo_error *err)
+{
+    int n = snprintf(out, size, "%s/%s", dir, name);
+    if (n < 0 || (size_t)n >= size)
+        return error_set(err, "%s: path too long", dir);
+    return KPO_OK;
+}
+
+static int64_t parse_step_name(const char *name)
+{
+    size_t n = strlen(STEP_PREFIX);
+    if (strncmp(name, STEP_PREFIX, n) != 0 || strlen(name + n) < 8 || strlen(name + n) > 18)
+        return -1;
+    int64_t step = 0;
+    for (const char *p = name + n; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return -1;
+        step = step * 10 + (*p - '0');
+    }
+    return step;
+}
+
+static int compare_steps(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Steps of the complete checkpoints under root, ascending; a missing root
+ * has none. Stale temporary directories are removed on the way when
+ * clean_tmp is set (only the writer does that). */
+static int scan_root(const char *root, int clean_tmp, int64_t **steps, size_t *n_steps,
+                     kpo_error *err)
+{
+    *steps = NULL;
+    *n_steps = 0;
+    DIR *d = opendir(root);
+    if (!d)
+        return errno == ENOENT ? KPO_OK
+                               : error_set(err, "%s: cannot read directory: %s", root,
+                                           strerror(errno));
+    size_t capacity = 0;
+    int status = KPO_OK;
+    for (struct dirent *e; status == KPO_OK && (e = readdir(d)) != NULL;) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", root, e->d_name);
+        if (clean_tmp && strncmp(e->d_name, TMP_PREFIX, strlen(TMP_PREFIX)) == 0) {
+            status = fs_remove_tree(path, err);
+            continue;
+        }
+        int64_t step = parse_step_name(e->d_name);
+        struct stat st;
+        if (step < 0 || stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+            continue;
+        if (*n_steps == capacity) {
+            capacity = capacity ? 2 * capacity : 16;
+            int64_t *grown = realloc(*steps, capacity * sizeof *grown);
+            if (!grown) {
+                status = error_set(err, "%s: out of memory listing checkpoints", root);
+                break;
+            }
+            *steps = grown;
+        }
+        (*steps)[(*n_steps)++] = step;
+    }
+    closedir(d);
+    if (status != KPO_OK) {
+        free(*steps);
+        *steps = NULL;
+        *n_steps = 0;
+        return status;
+    }
+    qsort(*steps, *n_steps, sizeof **steps, compare_steps);
+    return KPO_OK;
+}
+
+int checkpoint_find_latest(const char *root, char *dir_out, size_t dir_size, int64_t *step,
+                           kpo_error *err)
+{
+    int64_t *steps;
+    size_t n;
+    *step = -1;
+    if (dir_size)
+        dir_out[0] = '\0';
+    if (scan_root(root, 0, &steps, &n, err) != KPO_OK)
+        return KPO_ERR;
+    if (n > 0) {
+        *step = steps[n - 1];
+        checkpoint_dir_name(root, *step, dir_out, dir_size);
+    }
+    free(steps);
+    return KPO_OK;
+}
+
+/* ---- writing ---- */
+
+static int write_optimizer(const char *path, const model *m, const adamw_state *opt,
+                           kpo_error *err)
+{
+    const size_t n = m->n_params_table;
+    safetensors_entry *entries = calloc(2 * n + 1, sizeof *entries);
+    char(*names)[128] = calloc(2 * n, sizeof *names);
+    if (!entries || !names) {
+        free(entries);
+        free(names);
+        return error_set(err, "%s: out of memory", path);
+    }
+    for (int which = 0; which < 2; which++) {
+        const float *moment = which == 0 ? opt->m : opt->v; /* [n_params] */
+        for (size_t k = 0; k < n; k++) {
+            const model_param *p = &m->params[k];
+            safetensors_entry *e = &entries[which * n + k];
+            snprintf(names[which * n + k], sizeof names[0], "%s%s", MOMENT_PREFIX[which],
+                     p->name);
+            e->name = names[which * n + k];
+            e->data = moment + p->offset;
+            e->rank = p->rank;
+            e->shape[0] = p->shape[0];
+            e->shape[1] = p->shape[1];
+        }
+    }
+    /* F32 holds every integer up to 2^24 exactly; save checks the range. */
+    const float step_value = (float)opt->step;
+    entries[2 * n] = (safetensors_entry){.name = "step", .data = &step_value, .rank = 1,
+                                         .shape = {1}};
+    int status = safetensors_write(path, entries, 2 * n + 1, SAFETENSORS_F32, err);
+    free(entries);
+    free(names);
+    return status;
+}
+
+static int write_contents(const char *dir, const model *m, const adamw_state *opt,
+                          const char *trainer_state_json, kpo_error *err)
+{
+    char path[4096];
+    if (mkdir(dir, 0777) != 0)
+        return error_set(err, "%s: cannot create directory: %s", dir, strerror(errno));
+    if (model_save(m, dir, SAFETENSORS_F32, err) != KPO_OK ||
+        join_path(path, sizeof path, dir, OPTIMIZER_FILE, err) != KPO_OK ||
+        write_optimizer(path, m, opt, err) != KPO_OK ||
+        join_path(path, sizeof path, dir, TRAINER_FILE, err) != KPO_OK)
+        return KPO_ERR;
+    if (model_io_write_atomic(path, trainer_state_json, strlen(trainer_state_json), err) != KPO_OK)
+        return KPO_ERR;
+    return fs_sync_dir_files(dir, err);
+}
+
+/* Moves a published directory out of the namespace readers scan, then
+ * deletes it: a crash mid-delete leaves a .tmp dir, never a torn step-. */
+static int retire_dir(const char *root, const char *dir, int64_t step, const char *why,
+                      kpo_error *err)
+{
+    char gone[4096];
+    snprintf(gone, sizeof gone, "%s/%s%08lld-%ld-%s", root, TMP_PREFIX, (long long)step,
+             (long)getpid(), why);
+    if (rename(dir, gone) != 0)
+        return error_set(err, "%s: cannot move aside: %s", dir, strerror(errno));
+    return fs_remove_tree(gone, err);
+}
+
+static int prune_old(const char *root, int keep_last, kpo_error *err)
+{
+    int64_t *steps;
+    size_t n;
+    if (scan_root(root, 0, &steps, &n, err) != KPO_OK)
+        return KPO_ERR;
+    int status = KPO_OK;
+    for (size_t k = 0; status == KPO_OK && k + (size_t)keep_last < n; k++) {
+        char dir[4096];
+        checkpoint_dir_name(root, steps[k], dir, sizeof dir);
+        status = retire_dir(root, dir, steps[k], "old", err);
+    }
+    free(steps);
+    return status == KPO_OK ? fs_sync_path(root, err) : status;
+}
+
+static int check_save_args(int64_t step, const model *m, const adamw_state *opt,
+                           const char *json, kpo_error *err)
+{
+    if (step < 0 || step > CHECKPOINT_MAX_STEP)
+        return error_set(err, "checkpoint: step %lld outside [0, %lld]", (long long)step,
+                         CHECKPOINT_MAX_STEP);
+    if (opt->step < 0 || opt->step > CHECKPOINT_MAX_STEP)
+        return error_set(err, "checkpoint: optimizer step %lld outside [0, %lld]",
+                         (long long)opt->step, CHECKPOINT_MAX_STEP);
+    if (opt->n_params != m->weights.n_params)
+        return error_set(err, "checkpoint: optimizer holds %lld moments, model %lld parameters",
+                         (long long)opt->n_params, (long long)m->weights.n_params);
+    cJSON *parsed = json ? cJSON_Parse(json) : NULL;
+    if (!parsed)
+        return error_set(err, "checkpoint: trainer state is not valid JSON");
+    cJSON_Delete(parsed);
+    return KPO_OK;
+}
+
+int checkpoint_save(const char *root, int64_t step, const model *m, const adamw_state *opt,
+                    const char *trainer_state_json, int keep_last, kpo_error *err)
+{
+    if (check_save_args(step, m, opt, trainer_state_json, err) != KPO_OK)
+        return KPO_ERR;
+    int64_t *steps;
+    size_t n;
+    if (fs_make_dirs(root, err) != KPO_OK || scan_root(root, 1, &steps, &n, err) != KPO_OK)
+        return KPO_ERR;
+    free(steps);
+    char tmp[4096], final[4096];
+    snprintf(tmp, sizeof tmp, "%s/%s%08lld-%ld", root, TMP_PREFIX, (long long)step,
+             (long)getpid());
+    checkpoint_dir_name(root, step, final, sizeof final);
+    if (write_contents(tmp, m, opt, trainer_state_json, err) != KPO_OK) {
+        fs_remove_tree(tmp, NULL);
+        return error_prefix(err, "checkpoint step %lld: ", (long long)step);
+    }
+    /* rename() cannot replace a non-empty directory: a re-save of the same
+     * step first retires the old one (readers then see the previous step). */
+    struct stat st;
+    int status = KPO_OK;
+    if (stat(final, &st) == 0)
+        status = retire_dir(root, final, step, "replaced", err);
+    if (status == KPO_OK && rename(tmp, final) != 0)
+        status = error_set(err, "%s: cannot rename into place: %s", final, strerror(errno));
+    if (status != KPO_OK) {
+        fs_remove_tree(tmp, NULL);
+        return KPO_ERR;
+    }
+    if (fs_sync_path(root, err) != KPO_OK)
+        return KPO_ERR;
+    return keep_last > 0 ? prune_old(root, keep_last, err) : KPO_OK;
+}
+
+/* ---- reading ---- */
+
+static int check_config(const char *path, const model_config *got, const model_config *want,
+                        kpo_error *err)
+{
+#define CHECK_FIELD(field, fmt, cast)                                                             \
+    if (got->field != want->field)                                                                 \
+        return error_set(err, "%s: '" #field "' is " fmt " but the model has " fmt, path,          \
+                         (cast)got->field, (cast)want->field);
+    CHECK_FIELD(vocab_size, "%lld", long long)
+    CHECK_FIELD(hidden_size, "%lld", long long)
+    CHECK_FIELD(intermediate_size, "%lld", long long)
+    CHECK_FIELD(num_hidden_layers, "%lld", long long)
+    CHECK_FIELD(num_attention_heads, "%lld", long long)
+    CHECK_FIELD(num_key_value_heads, "%lld", long long)
+    CHECK_FIELD(head_dim, "%lld", long long)
+    CHECK_FIELD(max_position_embeddings, "%lld", long long)
+    CHECK_FIELD(rope_theta, "%.17g", double)
+    CHECK_FIELD(rms_norm_eps, "%.17g", double)
+    CHECK_FIELD(tie_word_embeddings, "%d", int)
+#undef CHECK_FIELD
+    return KPO_OK;
+}
+
+static int read_moment(const safetensors_file *file, const model_param *p, const char *prefix,
+                       float *out, kpo_error *err)
+{
+    char name[160];
+    snprintf(name, sizeof name, "%s%s", prefix, p->name);
+    const safetensors_tensor *t = safetensors_find(file, name);
+    if (!t)
+        return error_set(err, "%s: tensor '%s' is missing", file->path, name);
+    int same = t->rank == p->rank && t->dtype == SAFETENSORS_F32;
+    for (int d = 0; same && d < p->rank; d++)
+        same = t->shape[d] == p->shape[d];
+    if (!same)
+        return error_set(err, "%s: tensor '%s' must be F32 with the parameter's shape", file->path,
+                         name);
+    safetensors_read_f32(file, t, out + p->offset);
+    return KPO_OK;
+}
+
+static int read_step(const safetensors_file *file, int64_t *step, kpo_error *err)
+{
+    const safetensors_tensor *t = safetensors_find(file, "step");
+    if (!t || t->dtype != SAFETENSORS_F32 || t->numel != 1)
+        return error_set(err, "%s: tensor 'step' (F32, one value) is missing or malformed",
+                         file->path);
+    float value;
+    safetensors_read_f32(file, t, &value);
+    if (!(value >= 0 && value <= (float)CHECKPOINT_MAX_STEP) || value != (float)(int64_t)value)
+        return error_set(err, "%s: 'step' is %g, not a step count", file->path, (double)value);
+    *step = (int64_t)value;
+    return KPO_OK;
+}
+
+/* Both moments and the step into fresh buffers, so a bad file leaves the
+ * caller's optimizer as it was. */
+static int read_optimizer(const char *path, const model *m, float *mom1, float *mom2,
+                          int64_t *step, kpo_error *err)
+{
+    safetensors_file file;
+    if (safetensors_open(path, &file, err) != KPO_OK)
+        return KPO_ERR;
+    int status = KPO_OK;
+    for (size_t k = 0; status == KPO_OK && k < m->n_params_table; k++) {
+        status = read_moment(&file, &m->params[k], MOMENT_PREFIX[0], mom1, err);
+        if (status == KPO_OK)
+            status = read_moment(&file, &m->params[k], MOMENT_PREFIX[1], mom2, err);
+    }
+    if (status == KPO_OK)
+        status = read_step(&file, step, err);
+    safetensors_close(&file);
+    return status;
+}
+
+static int read_trainer_state(const char *path, char **out, kpo_error *err)
+{
+    char *text;
+    if (file_read_all(path, &text, NULL, err) != KPO_OK)
+        return KPO_ERR;
+    cJSON *parsed = cJSON_Parse(text);
+    if (!parsed) {
+        free(text);
+        return error_set(err, "%s: not valid JSON", path);
+    }
+    cJSON_Delete(parsed);
+    *out = text;
+    return KPO_OK;
+}
+
+int checkpoint_load(const char *dir, model *m, adamw_state *opt, char **trainer_state_json,
+                    kpo_error *err)
+{
+    char path[4096];
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return error_set(err, "%s: not a checkpoint directory", dir);
+    if (opt->n_params != m->weights.n_params)
+        return error_set(err, "%s: optimizer holds %lld moments, model %lld parameters", dir,
+                         (long long)opt->n_params, (long long)m->weights.n_params);
+    /* model_load validates every tensor; the config must equal ours so the
+     * restored weights fit the caller's buffers. */
+    model loaded;
+    if (model_load(dir, &loaded, err) != KPO_OK)
+        return KPO_ERR;
+    int status = join_path(path, sizeof path, dir, "config.json", err);
+    if (status == KPO_OK)
+        status = check_config(path, &loaded.config, &m->config, err);
+    const size_t n = (size_t)m->weights.n_params;
+    float *mom1 = status == KPO_OK ? malloc(n * sizeof *mom1) : NULL; /* [n_params] */
+    float *mom2 = status == KPO_OK ? malloc(n * sizeof *mom2) : NULL; /* [n_params] */
+    if (status == KPO_OK && (!mom1 || !mom2))
+        status = error_set(err, "%s: out of memory for the optimizer state", dir);
+    int64_t step = 0;
+    if (status == KPO_OK)
+        status = join_path(path, sizeof path, dir, OPTIMIZER_FILE, err);
+    if (status == KPO_OK)
+        status = read_optimizer(path, m, mom1, mom2, &step, err);
+    char *json = NULL;
+    if (status == KPO_OK && trainer_state_json)
+        status = join_path(path, sizeof path, dir, TRAINER_FILE, err);
+    if (status == KPO_OK && trainer_state_json)
+        status = read_trainer_state(path, &json, err);
+    if (status == KPO_OK) {
+        memcpy(m->weights.data, loaded.weights.data, n * sizeof *m->weights.data);
+        memcpy(opt->m, mom1, n * sizeof *mom1);
+        memcpy(opt->v, mom2, n * sizeof *mom2);
+        opt->step = step;
+        if (trainer_state_json)
+            *trainer_state_json = json;
+    }
+    free(mom1);
+    free(mom2);
+    model_free(&loaded);
+    return status;
+}

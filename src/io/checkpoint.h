@@ -1,0 +1,52 @@
+/* Training checkpoints: one directory per step, published atomically.
+ *
+ *   ROOT/step-%08lld/
+ *     config.json, model.safetensors   the model, HF F32 (model_save)
+ *     optimizer.safetensors            AdamW: exp_avg.<name>, exp_avg_sq.<name>
+ *                                      for every parameter, and "step" (F32 [1],
+ *                                      as torch stores it)
+ *     trainer_state.json               the caller's opaque JSON: step, data
+ *                                      cursor, seeds, resolved config
+ *
+ * Everything is written into ROOT/.tmp-step-%08lld-PID/, fsync'ed, and only
+ * then renamed to step-%08lld, so a directory with that name is always
+ * complete; a crash leaves at most a .tmp directory, which readers ignore and
+ * the next save removes. One writer per ROOT (learner rank 0). docs/checkpoints.md
+ * has the resume contract. */
+#ifndef KPO_IO_CHECKPOINT_H
+#define KPO_IO_CHECKPOINT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+#include "model/model.h"
+#include "model/optimizer_adamw.h"
+
+/* Largest step the F32 "step" tensor holds exactly (2^24). */
+#define CHECKPOINT_MAX_STEP 16777216LL
+
+/* "ROOT/step-00000042". */
+void checkpoint_dir_name(const char *root, int64_t step, char *out, size_t size);
+
+/* Writes step's checkpoint under root (created if missing), replacing an
+ * existing one of the same step. keep_last > 0 then deletes the oldest
+ * complete checkpoints beyond that many; stale .tmp directories are removed
+ * first. */
+int checkpoint_save(const char *root, int64_t step, const model *m, const adamw_state *opt,
+                    const char *trainer_state_json, int keep_last, kpo_error *err);
+
+/* The newest complete checkpoint: its directory in dir_out and its step.
+ * No checkpoint (or no root) is not an error: *step = -1, dir_out "". */
+int checkpoint_find_latest(const char *root, char *dir_out, size_t dir_size, int64_t *step,
+                           kpo_error *err);
+
+/* Restores a checkpoint into an initialised model and optimizer whose shapes
+ * must match the checkpoint's config.json exactly; weights, moments and the
+ * step come back bit for bit. *trainer_state_json (malloc'ed; NULL to skip)
+ * receives the caller's JSON. Everything is read and checked before anything
+ * is written, so on error m and opt are untouched. */
+int checkpoint_load(const char *dir, model *m, adamw_state *opt, char **trainer_state_json,
+                    kpo_error *err);
+
+#endif

@@ -1,0 +1,368 @@
+/* Checkpoints: bit-exact round trips, AdamW resumed from a checkpoint
+ * matching an uninterrupted run, crash leftovers ignored and cleaned,
+ * keep_last, and damaged checkpoints failing with the file's name while
+ * leaving the caller's model and optimizer untouched. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <math.h>
+#include <sys/stat.h>
+
+#include "core/file_util.h"
+#include "core/rng.h"
+#include "io/checkpoint.h"
+#include "io/fs_util.h"
+#include "model/optimizer_adamw.h"
+#include "../model/model_test_util.h"
+
+static const char STATE[] = "{\"step\": 3, \"cursor\": 12, \"seed\": 7}";
+
+static char root[256];
+
+static int setup(void **state)
+{
+    (void)state;
+    test_temp_dir(root);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    return fs_remove_tree(root, NULL);
+}
+
+static adamw_config test_adamw_config(void)
+{
+    adamw_config c = adamw_config_default();
+    c.lr = 1e-2;
+    c.warmup_steps = 4; /* the lr depends on the restored step count */
+    c.max_grad_norm = 0.5;
+    return c;
+}
+
+/* A model and an optimizer with every buffer holding distinct values. */
+static void make_pair(model *m, adamw_state *opt, uint64_t seed)
+{
+    test_tiny_model(m, 0, 4, 2, seed);
+    adamw_config c = test_adamw_config();
+    assert_int_equal(adamw_init(opt, m, &c, NULL), KPO_OK);
+    rng_stream rng;
+    rng_stream_init(&rng, seed, 99);
+    for (int64_t i = 0; i < opt->n_params; i++) {
+        opt->m[i] = (float)rng_normal(&rng);
+        opt->v[i] = (float)fabs(rng_normal(&rng));
+    }
+    opt->step = 7;
+}
+
+/* A fresh model of the same shape, zeroed, and a zeroed optimizer. */
+static void make_blank(const model *like, model *m, adamw_state *opt)
+{
+    assert_int_equal(model_init(m, &like->config, NULL), KPO_OK);
+    adamw_config c = test_adamw_config();
+    assert_int_equal(adamw_init(opt, m, &c, NULL), KPO_OK);
+}
+
+static void assert_same(const model *a, const adamw_state *oa, const model *b,
+                        const adamw_state *ob)
+{
+    size_t bytes = (size_t)a->weights.n_params * sizeof(float);
+    assert_int_equal(a->weights.n_params, b->weights.n_params);
+    assert_memory_equal(a->weights.data, b->weights.data, bytes);
+    assert_memory_equal(oa->m, ob->m, bytes);
+    assert_memory_equal(oa->v, ob->v, bytes);
+    assert_int_equal(oa->step, ob->step);
+}
+
+static void free_pair(model *m, adamw_state *opt)
+{
+    adamw_free(opt);
+    model_free(m);
+}
+
+static void save_ok(int64_t step, const model *m, const adamw_state *opt, int keep_last)
+{
+    kpo_error err;
+    int status = checkpoint_save(root, step, m, opt, STATE, keep_last, &err);
+    if (status != KPO_OK)
+        fail_msg("%s", err.message);
+}
+
+static void test_round_trip_bit_exact(void **state)
+{
+    (void)state;
+    model m, back;
+    adamw_state opt, opt_back;
+    make_pair(&m, &opt, 1);
+    save_ok(3, &m, &opt, 0);
+
+    char dir[4096], want[4096];
+    int64_t step;
+    kpo_error err;
+    assert_int_equal(checkpoint_find_latest(root, dir, sizeof dir, &step, &err), KPO_OK);
+    assert_int_equal(step, 3);
+    checkpoint_dir_name(root, 3, want, sizeof want);
+    assert_string_equal(dir, want);
+
+    make_blank(&m, &back, &opt_back);
+    char *json = NULL;
+    if (checkpoint_load(dir, &back, &opt_back, &json, &err) != KPO_OK)
+        fail_msg("%s", err.message);
+    assert_same(&m, &opt, &back, &opt_back);
+    assert_string_equal(json, STATE);
+    free(json);
+
+    /* The weights alone are an ordinary HF checkpoint. */
+    model plain;
+    assert_int_equal(model_load(dir, &plain, &err), KPO_OK);
+    assert_memory_equal(plain.weights.data, m.weights.data,
+                        (size_t)m.weights.n_params * sizeof(float));
+    model_free(&plain);
+    free_pair(&back, &opt_back);
+    free_pair(&m, &opt);
+}
+
+static void test_find_latest_empty(void **state)
+{
+    (void)state;
+    char dir[4096], missing[512];
+    int64_t step = 5;
+    kpo_error err;
+    assert_int_equal(checkpoint_find_latest(root, dir, sizeof dir, &step, &err), KPO_OK);
+    assert_int_equal(step, -1);
+    assert_string_equal(dir, "");
+    snprintf(missing, sizeof missing, "%s/nowhere", root);
+    assert_int_equal(checkpoint_find_latest(missing, dir, sizeof dir, &step, &err), KPO_OK);
+    assert_int_equal(step, -1);
+}
+
+/* A gradient that depends on the weights, so the trajectory depends on
+ * everything the optimizer carries. */
+static void fake_gradient(const model *m, model_weights *g)
+{
+    for (int64_t i = 0; i < g->n_params; i++)
+        g->data[i] = sinf(3.0f * m->weights.data[i] + 0.001f * (float)i);
+}
+
+static void run_steps(model *m, adamw_state *opt, int n)
+{
+    model_weights g;
+    assert_int_equal(model_weights_init(m, &g, NULL), KPO_OK);
+    for (int k = 0; k < n; k++) {
+        fake_gradient(m, &g);
+        adamw_step(opt, m, &g, NULL);
+    }
+    model_weights_free(&g);
+}
+
+static void test_resume_matches_uninterrupted(void **state)
+{
+    (void)state;
+    model a, b;
+    adamw_state oa, ob;
+    test_tiny_model(&a, 1, 4, 2, 5);
+    adamw_config c = test_adamw_config();
+    assert_int_equal(adamw_init(&oa, &a, &c, NULL), KPO_OK);
+    run_steps(&a, &oa, 3);
+    save_ok(3, &a, &oa, 0);
+    run_steps(&a, &oa, 4); /* uninterrupted: 7 steps */
+
+    make_blank(&a, &b, &ob);
+    char dir[4096];
+    int64_t step;
+    kpo_error err;
+    assert_int_equal(checkpoint_find_latest(root, dir, sizeof dir, &step, &err), KPO_OK);
+    if (checkpoint_load(dir, &b, &ob, NULL, &err) != KPO_OK)
+        fail_msg("%s", err.message);
+    assert_int_equal(ob.step, 3);
+    run_steps(&b, &ob, 4);
+    assert_same(&a, &oa, &b, &ob);
+    free_pair(&a, &oa);
+    free_pair(&b, &ob);
+}
+
+static void make_dir_with_file(const char *dir, const char *name)
+{
+    char path[8192];
+    assert_int_equal(mkdir(dir, 0777), 0);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    fputs("half", f);
+    fclose(f);
+}
+
+static void test_crash_leftovers_ignored_and_cleaned(void **state)
+{
+    (void)state;
+    model m;
+    adamw_state opt;
+    make_pair(&m, &opt, 2);
+    save_ok(1, &m, &opt, 0);
+    /* What a crash mid-save leaves: a newer temporary dir, half written. */
+    char tmp[4096], dir[4096];
+    snprintf(tmp, sizeof tmp, "%s/.tmp-step-00000002-4242", root);
+    make_dir_with_file(tmp, "model.safetensors");
+    int64_t step;
+    kpo_error err;
+    assert_int_equal(checkpoint_find_latest(root, dir, sizeof dir, &step, &err), KPO_OK);
+    assert_int_equal(step, 1);
+    assert_true(file_exists(tmp));
+    save_ok(2, &m, &opt, 0);
+    assert_false(file_exists(tmp));
+    assert_int_equal(checkpoint_find_latest(root, dir, sizeof dir, &step, &err), KPO_OK);
+    assert_int_equal(step, 2);
+    free_pair(&m, &opt);
+}
+
+static int step_exists(int64_t step)
+{
+    char dir[4096];
+    checkpoint_dir_name(root, step, dir, sizeof dir);
+    return file_exists(dir);
+}
+
+static void test_keep_last_and_resave(void **state)
+{
+    (void)state;
+    model m, back;
+    adamw_state opt, opt_back;
+    make_pair(&m, &opt, 3);
+    for (int64_t s = 1; s <= 5; s++)
+        save_ok(s * 10, &m, &opt, 2);
+    for (int64_t s = 1; s <= 3; s++)
+        assert_false(step_exists(s * 10));
+    assert_true(step_exists(40));
+    assert_true(step_exists(50));
+    /* Saving a step again replaces it with the new contents. */
+    opt.step = 11;
+    m.weights.data[0] += 1.0f;
+    save_ok(50, &m, &opt, 2);
+    char dir[4096];
+    checkpoint_dir_name(root, 50, dir, sizeof dir);
+    make_blank(&m, &back, &opt_back);
+    kpo_error err;
+    assert_int_equal(checkpoint_load(dir, &back, &opt_back, NULL, &err), KPO_OK);
+    assert_same(&m, &opt, &back, &opt_back);
+    assert_true(step_exists(40));
+    free_pair(&back, &opt_back);
+    free_pair(&m, &opt);
+}
+
+/* Loads dir into a blank model that must come back unchanged, and checks
+ * the error names `needle`. */
+static void expect_load_error(const model *like, const char *dir, const char *needle)
+{
+    model back;
+    adamw_state opt_back;
+    make_blank(like, &back, &opt_back);
+    back.weights.data[0] = 123.0f;
+    opt_back.step = 99;
+    kpo_error err;
+    char *json = NULL;
+    assert_int_equal(checkpoint_load(dir, &back, &opt_back, &json, &err), KPO_ERR);
+    if (!strstr(err.message, needle))
+        fail_msg("error '%s' does not name '%s'", err.message, needle);
+    assert_null(json);
+    assert_true(back.weights.data[0] == 123.0f && back.weights.data[1] == 0.0f);
+    assert_int_equal(opt_back.step, 99);
+    free_pair(&back, &opt_back);
+}
+
+static void overwrite(const char *dir, const char *name, const char *text)
+{
+    char path[8192];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void remove_file(const char *dir, const char *name)
+{
+    char path[8192];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    assert_int_equal(remove(path), 0);
+}
+
+static void test_damaged_checkpoints(void **state)
+{
+    (void)state;
+    model m;
+    adamw_state opt;
+    make_pair(&m, &opt, 4);
+    char dir[4096];
+    checkpoint_dir_name(root, 1, dir, sizeof dir);
+
+    save_ok(1, &m, &opt, 0);
+    remove_file(dir, "optimizer.safetensors");
+    expect_load_error(&m, dir, "optimizer.safetensors");
+
+    save_ok(1, &m, &opt, 0);
+    overwrite(dir, "optimizer.safetensors", "\x10\0\0\0\0\0\0\0{\"a\":");
+    expect_load_error(&m, dir, "optimizer.safetensors");
+
+    save_ok(1, &m, &opt, 0);
+    overwrite(dir, "trainer_state.json", "{\"step\": ");
+    expect_load_error(&m, dir, "trainer_state.json");
+
+    save_ok(1, &m, &opt, 0);
+    remove_file(dir, "trainer_state.json");
+    expect_load_error(&m, dir, "trainer_state.json");
+
+    save_ok(1, &m, &opt, 0);
+    remove_file(dir, "model.safetensors");
+    expect_load_error(&m, dir, "model.safetensors");
+
+    /* A checkpoint of another shape is refused, naming the field. */
+    model other;
+    adamw_state other_opt;
+    test_tiny_model(&other, 0, 4, 4, 4);
+    adamw_config c = test_adamw_config();
+    assert_int_equal(adamw_init(&other_opt, &other, &c, NULL), KPO_OK);
+    save_ok(1, &other, &other_opt, 0);
+    expect_load_error(&m, dir, "num_key_value_heads");
+    free_pair(&other, &other_opt);
+
+    char missing[4096];
+    checkpoint_dir_name(root, 77, missing, sizeof missing);
+    expect_load_error(&m, missing, "step-00000077");
+    free_pair(&m, &opt);
+}
+
+static void test_bad_save_arguments(void **state)
+{
+    (void)state;
+    model m;
+    adamw_state opt;
+    make_pair(&m, &opt, 6);
+    kpo_error err;
+    assert_int_equal(checkpoint_save(root, 1, &m, &opt, "{not json", 0, &err), KPO_ERR);
+    assert_non_null(strstr(err.message, "JSON"));
+    assert_int_equal(checkpoint_save(root, -1, &m, &opt, STATE, 0, &err), KPO_ERR);
+    assert_non_null(strstr(err.message, "step"));
+    assert_false(step_exists(1));
+    free_pair(&m, &opt);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_round_trip_bit_exact, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_find_latest_empty, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resume_matches_uninterrupted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crash_leftovers_ignored_and_cleaned, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keep_last_and_resave, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_checkpoints, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_save_arguments, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
