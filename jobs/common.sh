@@ -88,6 +88,7 @@ kpo_launch_words() {
 # every rank; kpo then checkpoints at the end of the current step and exits 0.
 # Sets KPO_SIGNAL to the name of the last signal seen (empty when none) and
 # returns the command's exit status.
+# shellcheck disable=SC2034  # read by the scripts that source this file
 KPO_SIGNAL=""
 KPO_CHILD=""
 kpo_forward_signal() {
@@ -95,6 +96,7 @@ kpo_forward_signal() {
   kpo_log "received SIG$1: asking kpo to checkpoint at the end of this step"
   if [ -n "$KPO_CHILD" ]; then kill "-$1" "$KPO_CHILD" 2>/dev/null || true; fi
 }
+# shellcheck disable=SC2034  # KPO_SIGNAL is read by the caller
 kpo_run_forwarding() {
   local status=0
   KPO_SIGNAL=""

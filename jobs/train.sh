@@ -128,7 +128,8 @@ resolve_resume() {
   RESUME=0
   if compgen -G "$OUT/checkpoints/step-*" >/dev/null; then
     RESUME=1
-    kpo_log "resuming $OUT from its newest checkpoint ($(basename "$(ls -d "$OUT"/checkpoints/step-* | tail -n 1)"))"
+    local checkpoints=("$OUT"/checkpoints/step-*)
+    kpo_log "resuming $OUT from its newest checkpoint ($(basename "${checkpoints[-1]}"))"
   elif [ -e "$OUT/run.h5" ]; then
     local aside
     aside="$OUT/run.h5.no-checkpoint.$(date +%Y%m%d-%H%M%S)"

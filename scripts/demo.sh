@@ -1,34 +1,57 @@
 #!/usr/bin/env bash
-# The embedded default, until the training loop lands: the paper's three
-# conditions on synthetic heavy-tailed log-ratio streams shaped like a KPO
-# run's (4 mini-batches of growing staleness, Student-t noise), then every
-# offline tool on the result. Run files stay in runs/ for the user.
+# The embedded default: the paper's three conditions at CPU scale, whole.
+#   1. warm-start a tiny Qwen3-shaped model (byte tokenizer) on the built-in
+#      arithmetic task with kpo sft, to a middling accuracy;
+#   2. train KPO-strong, KPO-weak and IS-KPO-weak from it with kpo train,
+#      one rollout rank and one learner rank under mpirun;
+#   3. evaluate the warm start and each run with kpo eval;
+#   4. print Table 2 (kpo diag), Table 3 (kpo gain), Table 1's statistics
+#      (kpo stats), and a replay of the filter at V = 0.1 (kpo filter).
+# Everything stays under runs/demo-<time>/ for the user to open.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KPO=${KPO_BIN:-build/kpo}
-OUT=runs/demo-$(date +%Y%m%d-%H%M%S)
+OUT=${KPO_DEMO_OUT:-runs/demo-$(date +%Y%m%d-%H%M%S)}
+STEPS=${KPO_DEMO_STEPS:-40}
+SFT_STEPS=${KPO_DEMO_SFT_STEPS:-3000}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+MPIRUN=(mpirun -np 2 --oversubscribe)
+CONDITIONS=(kpo-strong kpo-weak is-kpo-weak)
 mkdir -p "$OUT"
 
 say() { printf '\n### %s\n$ %s\n' "$1" "${*:2}"; "${@:2}"; }
 
-say "Gain, memory and thresholds of the paper's settings (its Table 3, computed)" \
-  "$KPO" gain --q 0.01 --v 1 --kappa 3 --tokens 1,2,10,100,1000
-say "Optimization 1 of the paper: V = 0.1" "$KPO" gain --q 0.01 --v 0.1 --kappa 2 --tokens 1,2,10,100
+latest_checkpoint() { ls -d "$1"/checkpoints/step-* | sort | tail -n 1; }
 
-say "KPO-strong (Q = 1e-6, V = 1)" "$KPO" simulate --out "$OUT/kpo-strong.h5" --q 1e-6 --v 1 --steps 16
-say "KPO-weak (Q = 1e-2, V = 1)" "$KPO" simulate --out "$OUT/kpo-weak.h5" --q 1e-2 --v 1 --steps 16
-say "IS-KPO-weak (Q = 1e-2, V = 1, kappa = 3, sigma saturation)" \
-  "$KPO" simulate --out "$OUT/is-kpo-weak.h5" --q 1e-2 --v 1 --mode sigma --kappa 3 --steps 16
+evaluate() { # model_dir out.h5
+  "${MPIRUN[@]}" "$KPO" eval --model "$1" --tokenizer byte --bench arith \
+    --arith-difficulty 2 --arith-problems 200 --k 8 --max-new-tokens 24 \
+    --prompt-template '{problem}\n' --chat-template raw --out "$2"
+}
 
-say "Table 2: innovation statistics at the paper's steps, runs side by side" \
-  "$KPO" diag "$OUT/kpo-strong.h5" "$OUT/kpo-weak.h5" "$OUT/is-kpo-weak.h5" --steps 1,5,10,15
+say "1. Warm start: kpo sft on the arithmetic task (difficulty 2)" \
+  "$KPO" sft --init tiny --out "$OUT/sft-model" --difficulty 2 --steps "$SFT_STEPS" --log-every 500
 
-say "Would saturation activate at V = 0.1, kappa = 2? Replay the recorded log-ratios" \
-  "$KPO" filter "$OUT/is-kpo-weak.h5" --q 0.01 --v 0.1 --mode sigma --kappa 2
-say "... and with Yang & Boyd's iterated saturation at c = 1" \
-  "$KPO" filter "$OUT/is-kpo-weak.h5" --q 0.01 --v 0.1 --mode iterated --kappa 1
+for cond in "${CONDITIONS[@]}"; do
+  say "2. Train $cond: 1 rollout rank + 1 learner rank, $STEPS steps" \
+    "${MPIRUN[@]}" "$KPO" train configs/base-paper.ini "configs/$cond.ini" configs/tiny.ini \
+      --set run.out="$OUT/$cond" --set model.path="$OUT/sft-model" \
+      --set rollout.ranks=1 --set run.steps="$STEPS"
+done
 
-say "The paper's z-test, done right (48.59 vs 47.81 avg@16, 500 problems x 16 samples)" \
-  "$KPO" stats --p1 48.59% --n1 8000 --p2 47.81% --n2 8000
+say "3. Evaluate the warm start" evaluate "$OUT/sft-model" "$OUT/sft-model.eval.h5"
+for cond in "${CONDITIONS[@]}"; do
+  say "3. Evaluate $cond (its final checkpoint)" evaluate "$(latest_checkpoint "$OUT/$cond")" "$OUT/$cond/eval.h5"
+done
 
-printf '\nRun files are in %s (open them with kpo diag, h5py or h5dump).\n' "$OUT"
+say "4. Table 2: innovation statistics, runs side by side" \
+  "$KPO" diag "$OUT/kpo-strong/run.h5" "$OUT/kpo-weak/run.h5" "$OUT/is-kpo-weak/run.h5" \
+    --steps 1,5,10,20,30,40
+say "4. Table 3: gain and thresholds of the weak setting, computed" \
+  "$KPO" gain --q 0.01 --v 1 --kappa 3 --tokens 1,2,10,100
+say "4. Table 1's test: IS-KPO-weak against KPO-weak, gap to KPO-strong recovered" \
+  "$KPO" stats "$OUT/is-kpo-weak/eval.h5" "$OUT/kpo-weak/eval.h5" "$OUT/kpo-strong/eval.h5"
+say "4. Would saturation activate at V = 0.1, kappa = 2? Replay IS-KPO-weak's recorded log-ratios" \
+  "$KPO" filter "$OUT/is-kpo-weak/run.h5" --q 0.01 --v 0.1 --mode sigma --kappa 2
+
+printf '\nEverything is in %s: run.h5 and checkpoints/ per condition, eval files, the warm start.\n' "$OUT"

@@ -15,6 +15,7 @@ PACKAGES=(
   libcmocka-dev libhdf5-dev hdf5-tools openmpi-bin libopenmpi-dev
   libcjson-dev libpcre2-dev libinih-dev libopenblas-dev libopenblas-openmp-dev
   clang libfuzzer-14-dev
+  slurm-wlm munge iproute2
   python3 python3-h5py python3-numpy python3-torch python3-regex python3-pytest
 )
 

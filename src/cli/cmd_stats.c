@@ -98,10 +98,14 @@ static int compare_arms(const char **paths, problem_count *const *arm, size_t n,
                                (double)nb, &z, &err) != KPO_OK ||
         eval_paired_test(arm[0], arm[1], n, &t, &err) != KPO_OK ||
         eval_bootstrap_diff(arm[0], arm[1], n, (long)p->resamples, (uint64_t)p->seed, p->level,
-                            &diff, &err) != KPO_OK ||
-        (n_arms == 3 && eval_bootstrap_gap(arm[0], arm[1], arm[2], n, (long)p->resamples,
-                                           (uint64_t)p->seed, p->level, &gap, &err) != KPO_OK))
+                            &diff, &err) != KPO_OK)
         return command_fail(err.message);
+    /* A gap that does not exist (reference = baseline) leaves the other
+     * tests standing: report it as undefined rather than fail. */
+    kpo_error gap_err;
+    int have_gap = n_arms == 3 && eval_bootstrap_gap(arm[0], arm[1], arm[2], n,
+                                                     (long)p->resamples, (uint64_t)p->seed,
+                                                     p->level, &gap, &gap_err) == KPO_OK;
     printf("pooled two-proportion z-test (samples as independent: optimistic)\n");
     printf("  z = %.3f   two-sided p = %.3f\n", z.z, z.p_value);
     printf("paired t-test over problems\n");
@@ -110,10 +114,12 @@ static int compare_arms(const char **paths, problem_count *const *arm, size_t n,
     printf("bootstrap over problems (%lld resamples, seed %lld)\n", p->resamples, p->seed);
     printf("  difference %+.4f   %.0f%% CI [%+.4f, %+.4f]   share <= 0: %.4f\n", diff.estimate,
            100 * p->level, diff.low, diff.high, diff.frac_le_zero);
-    if (n_arms == 3)
+    if (have_gap)
         printf("gap recovered: %.1f%% of the reference-baseline gap   %.0f%% CI "
                "[%.1f%%, %.1f%%]\n",
                gap.estimate, 100 * p->level, gap.low, gap.high);
+    else if (n_arms == 3)
+        printf("gap recovered: undefined (%s)\n", gap_err.message);
     return 0;
 }
 

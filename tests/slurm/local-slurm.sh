@@ -105,7 +105,13 @@ CONF_EOF
   mv "$CONF.tmp" "$CONF"
 }
 
-pid_alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+read_pid() { if [ -s "$1" ]; then cat "$1" 2>/dev/null || true; fi; }
+
+pid_alive() {
+  local pid
+  pid=$(read_pid "$1")
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+}
 
 ctld_answers() { timeout 10 scontrol ping 2>/dev/null | grep -q "is UP"; }
 
@@ -148,19 +154,22 @@ start_cluster() {
 }
 
 wait_gone() {
-  local pidfile=$1 i
+  local pid=$1 i
   for ((i = 0; i < 100; i++)); do
-    pid_alive "$pidfile" || return 0
+    kill -0 "$pid" 2>/dev/null || return 0
+    # An exited daemon its parent has not reaped yet counts as gone.
+    [ "$(ps -o stat= -p "$pid" 2>/dev/null | cut -c1)" != Z ] || return 0
     sleep 0.1
   done
   return 1
 }
 
 stop_daemon() {
-  local pidfile=$1 name=$2
-  if pid_alive "$pidfile"; then
-    kill -TERM "$(cat "$pidfile")" 2>/dev/null || true
-    wait_gone "$pidfile" || { log "$name did not stop; killing it"; kill -KILL "$(cat "$pidfile")" 2>/dev/null || true; }
+  local pidfile=$1 name=$2 pid
+  pid=$(read_pid "$pidfile")
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    wait_gone "$pid" || { log "$name did not stop; killing it"; kill -KILL "$pid" 2>/dev/null || true; }
   fi
   rm -f "$pidfile"
 }

@@ -155,13 +155,16 @@ def test_tiny_run_through_sbatch_two_tasks(slurm, tmp_path, tiny_model):
 def test_requeue_mid_run_resumes_with_every_step_once(slurm, tmp_path, tiny_model):
     runs = tmp_path / "runs"
     log = tmp_path / "train.out"
-    steps = 5
+    # Enough steps that the requeue lands mid-run on a fast machine too (a
+    # tiny step can take 0.1 s); the log is polled often.
+    steps = 40
     job = sbatch(slurm, *CPU_RESOURCES, f"--output={log}",
                  *train_job_args(tiny_model, runs, "kpo-weak", steps))
-    # Mid-run: step 2 is recorded (handlers installed, a checkpoint exists), 3.. are not.
-    wait_for(lambda: rank_log_has(log, r"^step +2/5"), 240, what="step 2 in the job log")
-    assert not rank_log_has(log, r"^step +5/5")
+    # Mid-run: step 2 is recorded (handlers installed, a checkpoint exists).
+    wait_for(lambda: rank_log_has(log, rf"^step +2/{steps}"), 240, interval=0.05,
+             what="step 2 in the job log")
     run(["scontrol", "requeue", job], env=slurm, timeout=30)
+    assert not rank_log_has(log, rf"^finished at step {steps}"), "requeued after the end: no test"
     release_now(slurm, job)
     state = wait_job_done(slurm, job, 300, log)
     text = log.read_text()
@@ -208,16 +211,20 @@ def test_reproduce_paper_tiny_end_to_end(slurm, tmp_path, tiny_model):
     for heading in ("Table 1", "Table 1 statistics", "Table 2", "Table 3"):
         assert f"== {heading}" in tables, tables
     for condition in CONDITIONS:
-        assert_every_step_once(runs / condition / "run.h5", steps)
+        assert_every_step_once(runs / condition / "run.h5", steps,
+                               filtered=condition not in ("grpo", "gspo"))
         assert (runs / condition / "eval.h5").exists(), logs
         row = re.search(rf"^{re.escape(condition)} +([\d.]+) / ([\d.]+)", tables, re.M)
         assert row, f"no Table 1 row for {condition}:\n{tables}"
         assert 0 <= float(row.group(1)) <= 100 and 0 <= float(row.group(2)) <= 100
     # kpo stats ran for each comparison against KPO-weak (with KPO-strong as reference).
-    assert tables.count("paired t-test over problems") == len(CONDITIONS) - 1, tables
-    assert tables.count("gap recovered") == len(CONDITIONS) - 2, tables
+    comparisons = re.findall(r"^-- arith: (\S+) vs kpo-weak$", tables, re.M)
+    assert sorted(comparisons) == sorted(c for c in CONDITIONS if c != "kpo-weak"), tables
+    assert tables.count("paired t-test over problems") >= len(comparisons), tables
+    assert tables.count("bootstrap over problems") >= len(comparisons), tables
     # Table 2 holds both filtered runs; Table 3 the four saturation variants.
-    assert "kpo-weak/run.h5" in tables and "is-kpo-weak/run.h5" in tables
+    assert re.search(r"^== \S*/kpo-weak\.h5 \(2 steps\)", tables, re.M), tables
+    assert re.search(r"^== \S*/is-kpo-weak\.h5 \(2 steps\)", tables, re.M), tables
     for condition in ("is-kpo-weak", "kpo-weak", "opt0", "opt1"):
         assert re.search(rf"^{re.escape(condition)} +\S+ +\S+ +\S+ +\d", tables, re.M), tables
     print(f"reproduce-paper.sh (tiny) took {time.monotonic() - started:.0f}s")

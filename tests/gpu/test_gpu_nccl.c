@@ -1,0 +1,207 @@
+/* NCCL collectives under mpirun, with as many ranks as the node has GPUs
+ * (NCCL refuses two ranks on one GPU). Bootstrap agreement, bucketed
+ * all-reduce against exact sums, the bf16 broadcast, the learner_comm
+ * (NCCL floats, MPI doubles and statistics), and with two GPUs or more a
+ * dead peer: the survivor's collective ends within its timeout.
+ * Without a usable GPU per rank every rank must still fail init alike
+ * (checked), then the suite skips. Rank 0 reports. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+#include <mpi.h>
+
+#include "comm/comm_nccl.h"
+#include "kpo_config.h"
+
+#if KPO_HAVE_NCCL
+#include <cuda_runtime_api.h>
+#endif
+
+static int rank, size, usable; /* usable: every rank has a GPU and a communicator */
+static comm_nccl *world_nccl;
+
+/* Every rank tries; all must agree on the outcome (no rank may proceed
+ * alone). Without GPUs that agreement is the whole test. */
+static void test_init_agrees(void **state)
+{
+    (void)state;
+    kpo_error err;
+    int device = -1;
+    int status = comm_nccl_select_device(MPI_COMM_WORLD, &device, &err);
+    if (status == KPO_OK)
+        status = comm_nccl_init(&world_nccl, MPI_COMM_WORLD, 60.0, &err);
+    else
+        assert_int_equal(comm_nccl_init(&world_nccl, MPI_COMM_WORLD, 60.0, &err), KPO_ERR);
+    int lo = 0, hi = 0;
+    MPI_Allreduce(&status, &lo, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    MPI_Allreduce(&status, &hi, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    assert_int_equal(lo, hi); /* every rank alike */
+    usable = status == KPO_OK;
+    if (!usable) {
+        assert_null(world_nccl);
+        /* the library's messages already start "no usable GPU: " */
+        print_message("%s%s\n", strncmp(err.message, "no usable GPU", 13) ? "no usable GPU: " : "",
+                      err.message);
+        skip();
+    }
+    print_message("NCCL communicator over %d rank(s), rank 0 on GPU %d\n", size, device);
+}
+
+#if KPO_HAVE_NCCL
+#define SKIP_UNLESS_USABLE()                                                   \
+    do {                                                                       \
+        if (!usable) {                                                         \
+            print_message("no usable GPU: see test_init_agrees\n");            \
+            skip();                                                            \
+        }                                                                      \
+    } while (0)
+
+/* Values are small integers, so every float sum is exact whatever the
+ * order NCCL adds in. A 1000-float bucket makes n span several buckets. */
+static void test_sum_floats_bucketed(void **state)
+{
+    (void)state;
+    SKIP_UNLESS_USABLE();
+    const int64_t n = 2500 + 7;
+    float host[2507], *dev;
+    for (int64_t i = 0; i < n; i++)
+        host[i] = (float)(rank * 10 + i % 97);
+    assert_int_equal(cudaMalloc((void **)&dev, sizeof host), 0);
+    assert_int_equal(cudaMemcpy(dev, host, sizeof host, cudaMemcpyHostToDevice), 0);
+    comm_nccl_set_bucket_bytes(world_nccl, 1000 * sizeof(float));
+    kpo_error err;
+    if (comm_nccl_sum_floats(world_nccl, dev, n, &err))
+        fail_msg("%s", err.message);
+    assert_int_equal(cudaMemcpy(host, dev, sizeof host, cudaMemcpyDeviceToHost), 0);
+    double rank_sum = 10.0 * size * (size - 1) / 2;
+    for (int64_t i = 0; i < n; i++)
+        if (host[i] != (float)(rank_sum + size * (i % 97)))
+            fail_msg("element %lld: %g, expected %g", (long long)i, host[i],
+                     rank_sum + size * (i % 97));
+    comm_nccl_set_bucket_bytes(world_nccl, COMM_NCCL_DEFAULT_BUCKET_BYTES);
+    cudaFree(dev);
+}
+
+static void test_broadcast_bf16(void **state)
+{
+    (void)state;
+    SKIP_UNLESS_USABLE();
+    enum { N = 4099 };
+    static uint16_t host[N];
+    uint16_t *dev;
+    assert_int_equal(cudaMalloc((void **)&dev, sizeof host), 0);
+    for (int root = 0; root < size; root += size > 1 ? size - 1 : 1) {
+        for (int i = 0; i < N; i++)
+            host[i] = (uint16_t)(rank == root ? (i * 31 + root) & 0xffff : 0xdead);
+        assert_int_equal(cudaMemcpy(dev, host, sizeof host, cudaMemcpyHostToDevice), 0);
+        kpo_error err;
+        if (comm_nccl_broadcast_bf16(world_nccl, dev, N, root, &err))
+            fail_msg("%s", err.message);
+        assert_int_equal(cudaMemcpy(host, dev, sizeof host, cudaMemcpyDeviceToHost), 0);
+        for (int i = 0; i < N; i++)
+            assert_int_equal(host[i], (uint16_t)((i * 31 + root) & 0xffff));
+    }
+    cudaFree(dev);
+}
+
+/* sum_floats on device memory through NCCL; the rest on host memory
+ * through MPI, from the same context pointer. */
+static void test_learner_comm(void **state)
+{
+    (void)state;
+    SKIP_UNLESS_USABLE();
+    learner_comm lc = comm_learner_nccl(world_nccl);
+    assert_int_equal(lc.rank, rank);
+    assert_int_equal(lc.size, size);
+    kpo_error err;
+    float one = 1.0f, *dev;
+    assert_int_equal(cudaMalloc((void **)&dev, sizeof one), 0);
+    assert_int_equal(cudaMemcpy(dev, &one, sizeof one, cudaMemcpyHostToDevice), 0);
+    assert_int_equal(lc.sum_floats(lc.context, dev, 1, &err), KPO_OK);
+    assert_int_equal(cudaMemcpy(&one, dev, sizeof one, cudaMemcpyDeviceToHost), 0);
+    assert_true(one == (float)size);
+    cudaFree(dev);
+    double d[2] = {rank + 0.5, -rank};
+    assert_int_equal(lc.sum_doubles(lc.context, d, 2, &err), KPO_OK);
+    assert_true(d[0] == size * (size - 1) / 2.0 + 0.5 * size);
+    double m = rank;
+    assert_int_equal(lc.max_doubles(lc.context, &m, 1, &err), KPO_OK);
+    assert_true(m == size - 1);
+    innov_stats s;
+    innov_stats_init(&s);
+    innov_stats_add(&s, rank, 1.0, 0.5, INFINITY, 0);
+    assert_int_equal(lc.merge_stats(lc.context, &s, 1, &err), KPO_OK);
+    assert_true(s.count == size);
+}
+
+/* Rank 1 "dies" (aborts its communicator and never joins the collective):
+ * rank 0's all-reduce must come back with an error within its timeout
+ * instead of hanging. Needs two GPUs. Runs last: it breaks the comm. */
+static void test_dead_peer_times_out(void **state)
+{
+    (void)state;
+    SKIP_UNLESS_USABLE();
+    if (size < 2) {
+        print_message("dead-peer timeout needs 2 ranks on 2 GPUs; this run has %d\n", size);
+        skip();
+    }
+    comm_nccl *c;
+    kpo_error err;
+    assert_int_equal(comm_nccl_init(&c, MPI_COMM_WORLD, 5.0, &err), KPO_OK);
+    float *dev;
+    assert_int_equal(cudaMalloc((void **)&dev, 1024 * sizeof(float)), 0);
+    int status = KPO_OK;
+    double elapsed = 0;
+    if (rank == 1) {
+        comm_nccl_abort(c);
+    } else {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        status = comm_nccl_sum_floats(c, dev, 1024, &err);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        elapsed = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    }
+    comm_nccl_free(c);
+    cudaFree(dev);
+    int bad = rank != 1 && status == KPO_OK, any_bad = 0;
+    MPI_Allreduce(&bad, &any_bad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (rank == 0)
+        print_message("survivor's all-reduce returned after %.1f s: %s\n", elapsed,
+                      status == KPO_OK ? "success?!" : err.message);
+    assert_int_equal(any_bad, 0);
+    assert_true(elapsed < 5.0 + 10.0);
+}
+#endif
+
+int main(int argc, char **argv)
+{
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (rank != 0 && !freopen("/dev/null", "w", stdout))
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_init_agrees),
+#if KPO_HAVE_NCCL
+        cmocka_unit_test(test_sum_floats_bucketed),
+        cmocka_unit_test(test_broadcast_bf16),
+        cmocka_unit_test(test_learner_comm),
+        cmocka_unit_test(test_dead_peer_times_out),
+#endif
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    comm_nccl_free(world_nccl);
+    int any_failed = 0, all_usable = 0;
+    MPI_Allreduce(&failed, &any_failed, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    MPI_Allreduce(&usable, &all_usable, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    MPI_Finalize();
+    /* 77: meson's SKIP, so a run without GPUs says so in its summary */
+    return any_failed ? 1 : all_usable ? 0 : 77;
+}
