@@ -86,7 +86,11 @@ def release_now(env, job_id):
     """Slurm holds a requeued job back (BeginTime, about two minutes); let it start."""
     wait_for(lambda: job_field(env, job_id, "JobState") == "PENDING", 90, interval=0.5,
              what=f"job {job_id} to be requeued")
-    run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], env=env, timeout=30)
+    # Not "now": slurmd refuses a batch job started within the same second as
+    # the revocation of its previous credential ("Killing non-startable batch
+    # job: Job credential revoked"), which a requeue right after the job ended
+    # hits. A few seconds' grace avoids it.
+    run(["scontrol", "update", f"jobid={job_id}", "StartTime=now+3"], env=env, timeout=30)
 
 
 def train_job_args(model, runs, condition, steps, extra=()):
@@ -183,8 +187,10 @@ def test_requeue_mid_run_resumes_with_every_step_once(slurm, tmp_path, tiny_mode
     # A finished job that Slurm requeues (node failure, admin) does not train again.
     run(["scontrol", "requeue", job], env=slurm, timeout=30)
     release_now(slurm, job)
-    assert wait_job_done(slurm, job, 120, log) == "COMPLETED"
+    final = wait_job_done(slurm, job, 120, log)
     tail = log.read_text()[len(text):]
+    details = run(["scontrol", "show", "job", job], env=slurm, timeout=30).stdout
+    assert final == "COMPLETED", f"{final}\n{details}\nlog after the first run:\n{tail}"
     assert "already finished" in tail and "run: srun" not in tail, tail
     assert_every_step_once(runs / "kpo-weak" / "run.h5", steps)
 
