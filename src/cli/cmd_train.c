@@ -79,6 +79,8 @@ int cmd_train(int argc, char **argv)
         return command_fail("kpo train: name a config file (kpo train CONFIG.ini)");
 #if !KPO_HAVE_MPI
     (void)resume;
+    (void)paths;
+    (void)overrides;
     (void)load_settings;
     return command_fail("kpo train: this build has no MPI (install libopenmpi-dev and rebuild)");
 #else

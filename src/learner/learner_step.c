@@ -136,6 +136,17 @@ int learner_gradients(const model *m, const learner_config *cfg, const rl_batch 
         status = forward_batch(m, share, &acts, targets, logp, entropy, err);
         have_acts = status == KPO_OK;
     }
+    /* A diverged model (non-finite log-probs) is not an input error: the
+     * mini-batch's loss becomes NaN, its gradient stays zero, and every
+     * learner skips the update together once the losses are summed. */
+    int finite = 1;
+    for (int64_t r = 0; status == KPO_OK && r < R && finite; r++)
+        finite = isfinite(logp[r]) && isfinite(logp_old[r]);
+    if (status == KPO_OK && !finite) {
+        om->loss = NAN;
+        status = KPO_OK;
+        goto done;
+    }
     if (status == KPO_OK)
         status = objective_compute(&cfg->objective, logp, logp_old, offsets, share->n,
                                    share->advantage, norm, d_logp, om, err);
@@ -150,6 +161,7 @@ int learner_gradients(const model *m, const learner_config *cfg, const rl_batch 
             *entropy_sum += entropy[r];
         status = model_backward(m, &acts, targets, dlogp_pos, NULL, grads, err);
     }
+done:
     if (have_acts)
         model_acts_free(&acts);
     free(offsets);
@@ -242,12 +254,12 @@ int learner_step(model *m, adamw_state *opt, model_weights *grads, const learner
             status = comm->sum_doubles(comm->context, &loss, 1, err);
         if (status != KPO_OK)
             break;
-        objective_metrics_merge(&metrics->objective, &om);
         double grad_norm = adamw_grad_norm(grads);
         if (!isfinite(loss) || !isfinite(grad_norm)) {
             metrics->skipped++; /* every learner sees the same sums: all skip together */
             continue;
         }
+        objective_metrics_merge(&metrics->objective, &om);
         adamw_step(opt, m, grads, &grad_norm);
         metrics->updates++;
         metrics->grad_norm_sum += grad_norm;
