@@ -164,6 +164,7 @@ int train_settings_from_config(const config *cfg, int world_size, train_settings
     l->group_size = (int)config_get_int(cfg, "rollout.group_size");
     l->norm_adv_by_std = config_get_bool(cfg, "learner.norm_adv_by_std");
     l->adv_eps = config_get_double(cfg, "learner.adv_eps");
+    l->log_samples = s->log_samples;
     if (objective_kind_parse(config_get_string(cfg, "learner.objective"), &o->kind, err) != KPO_OK ||
         loss_aggregation_parse(config_get_string(cfg, "learner.loss_aggregation"),
                                &o->aggregation, err) != KPO_OK)

@@ -316,11 +316,6 @@ int train_run(const train_settings *s, const config *cfg, int resume, MPI_Comm w
     }
     t.started = timer_now();
     learner_metrics lm = {0};
-    learner_config lcfg = s->learner;
-    lcfg.log_samples = s->log_samples;
-    train_settings local = *s;
-    local.learner = lcfg;
-    t.s = &local;
     outcome->last_step = t.first_step - 1;
     for (int64_t step = t.first_step; status == KPO_OK && step <= s->steps; step++) {
         double t0 = timer_now(), sync_seconds = 0;
