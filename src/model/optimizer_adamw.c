@@ -47,34 +47,36 @@ double adamw_grad_norm(const model_weights *g)
     return sqrt(ss);
 }
 
+adamw_coeffs adamw_coeffs_at(const adamw_config *c, int64_t step, double norm)
+{
+    adamw_coeffs k;
+    k.clip = c->max_grad_norm > 0 && norm > c->max_grad_norm
+                 ? (float)(c->max_grad_norm / (norm + 1e-6))
+                 : 1.0f;
+    k.lr = adamw_lr_at(c, step);
+    k.bc1 = 1.0 - pow(c->beta1, (double)step);
+    k.bc2 = 1.0 - pow(c->beta2, (double)step);
+    k.b1 = (float)c->beta1;
+    k.b2 = (float)c->beta2;
+    k.eps = c->eps;
+    k.decay_rate = k.lr * c->weight_decay;
+    return k;
+}
+
 void adamw_step(adamw_state *s, model *m, model_weights *grads, double *grad_norm)
 {
-    const adamw_config *c = &s->config;
     const double norm = adamw_grad_norm(grads);
     if (grad_norm)
         *grad_norm = norm;
-    const float clip = c->max_grad_norm > 0 && norm > c->max_grad_norm
-                           ? (float)(c->max_grad_norm / (norm + 1e-6))
-                           : 1.0f;
     s->step++;
-    const double lr = adamw_lr_at(c, s->step);
-    const double bc1 = 1.0 - pow(c->beta1, (double)s->step);
-    const double bc2 = 1.0 - pow(c->beta2, (double)s->step);
-    const float b1 = (float)c->beta1, b2 = (float)c->beta2;
-    for (size_t k = 0; k < m->n_params_table; k++) {
-        const model_param *p = &m->params[k];
-        const float decay = p->is_norm ? 0.0f : (float)(lr * c->weight_decay);
+    const adamw_coeffs k = adamw_coeffs_at(&s->config, s->step, norm);
+    for (size_t t = 0; t < m->n_params_table; t++) {
+        const model_param *p = &m->params[t];
+        const float decay = p->is_norm ? 0.0f : (float)k.decay_rate;
         float *w = m->weights.data + p->offset, *g = grads->data + p->offset;
         float *m1 = s->m + p->offset, *m2 = s->v + p->offset;
 #pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < p->numel; i++) {
-            const float gi = g[i] * clip;
-            g[i] = gi;
-            m1[i] = b1 * m1[i] + (1 - b1) * gi;
-            m2[i] = b2 * m2[i] + (1 - b2) * gi * gi;
-            const double mhat = m1[i] / bc1, vhat = m2[i] / bc2;
-            /* Decoupled: decay scales the weight, not the gradient. */
-            w[i] -= decay * w[i] + (float)(lr * mhat / (sqrt(vhat) + c->eps));
-        }
+        for (int64_t i = 0; i < p->numel; i++)
+            adamw_update_element(&w[i], &g[i], &m1[i], &m2[i], decay, &k);
     }
 }

@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "model/adamw_update.h"
 #include "model/model.h"
 
 typedef struct adamw_config {
@@ -33,6 +34,11 @@ double adamw_lr_at(const adamw_config *config, int64_t step);
 
 /* L2 norm of all gradients, accumulated in double in a fixed order. */
 double adamw_grad_norm(const model_weights *grads);
+
+/* The scalars of 1-based step `step` given the pre-clip gradient norm
+ * (decay_rate = lr * weight_decay; a tensor's decay is 0 when is_norm).
+ * Shared by adamw_step and the GPU optimizer. */
+adamw_coeffs adamw_coeffs_at(const adamw_config *config, int64_t step, double grad_norm);
 
 /* Clips grads to max_grad_norm (in place), then updates m's weights.
  * Returns the pre-clip gradient norm through *grad_norm when not NULL. */

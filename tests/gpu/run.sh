@@ -83,7 +83,17 @@ if [ -n "$bench" ]; then
   fi
 fi
 
-# TODO(cuda model issue): when src/model/cuda exists, add here, each as a
+# The CUDA model's kernels (src/model/cuda): cuBLASLt GEMM TFLOP/s at
+# Qwen3-4B shapes, 4096 tokens.
+if [ -x "$build/tests/gpu/bench_gpu_kernels" ]; then
+  before=$(grep -c '^ROW|' "$log")
+  stage bench-kernels 120 "$build/tests/gpu/bench_gpu_kernels"
+  rows $((before + 1))
+else
+  printf 'STAGE|bench-kernels|NOT RUN (needs the full build)|-\n' >>"$table"
+fi
+
+# TODO(cuda model issue): when the full CUDA model exists, add here, each as a
 # stage that prints ROW| lines measured by a program, never typed in:
 #  - train-step tokens/s and MFU on random Qwen3-0.6B- and 4B-shaped models
 #    (state the FLOP formula, e.g. 6 N tokens + attention 12 L d T per token,
