@@ -12,6 +12,7 @@
 #include "core/build_info.h"
 #include "core/file_util.h"
 #include "io/hdf5_util.h"
+#include "io/runfile_internal.h"
 
 enum { STEP_CHUNK = 64, SAMPLE_CHUNK = 1 << 14, VALUE_CHUNK = 1 << 16 };
 
@@ -50,8 +51,7 @@ static int fail(runfile *rf, kpo_error *err, const char *what)
     return error_set(err, "%s: HDF5 error while %s", rf->path, what);
 }
 
-/* Dataset at "group/name" under the file, or -1. */
-static hid_t open_dataset(hid_t file, const char *path)
+hid_t runfile_open_dataset(hid_t file, const char *path)
 {
     if (H5Lexists(file, path, H5P_DEFAULT) <= 0)
         return -1;
@@ -227,13 +227,13 @@ static int resize_step_datasets(runfile *rf, int64_t rows)
  * completely written. */
 static int trim_samples(runfile *rf, int64_t last_step)
 {
-    hid_t sets[3], values = open_dataset(rf->file, "samples/values");
+    hid_t sets[3], values = runfile_open_dataset(rf->file, "samples/values");
     int64_t n = INT64_MAX;
     int ok = values >= 0;
     for (int k = 0; k < 3; k++) {
         char name[64];
         snprintf(name, sizeof name, "samples/%s", SAMPLE_INDEX_SETS[k]);
-        sets[k] = open_dataset(rf->file, name);
+        sets[k] = runfile_open_dataset(rf->file, name);
         int64_t rows = sets[k] >= 0 ? h5u_rows(sets[k]) : -1;
         ok = ok && rows >= 0;
         if (rows >= 0 && rows < n)
@@ -272,7 +272,7 @@ static int trim_samples(runfile *rf, int64_t last_step)
 
 static int read_last_step(runfile *rf)
 {
-    hid_t d = open_dataset(rf->file, "steps/step");
+    hid_t d = runfile_open_dataset(rf->file, "steps/step");
     if (d < 0)
         return KPO_ERR;
     rf->rows = h5u_rows(d);
@@ -302,7 +302,7 @@ static int check_format(hid_t file, const char *path, kpo_error *err)
     return status;
 }
 
-static hid_t open_hdf5(const char *path, unsigned flags, kpo_error *err)
+hid_t runfile_open_hdf5(const char *path, unsigned flags, kpo_error *err)
 {
     h5u_silence();
     if (!file_exists(path)) {
@@ -327,7 +327,7 @@ static hid_t open_hdf5(const char *path, unsigned flags, kpo_error *err)
 
 int runfile_open_append(const char *path, runfile **out, kpo_error *err)
 {
-    hid_t file = open_hdf5(path, H5F_ACC_RDWR, err);
+    hid_t file = runfile_open_hdf5(path, H5F_ACC_RDWR, err);
     if (file < 0)
         return KPO_ERR;
     runfile *rf = calloc(1, sizeof *rf);
@@ -372,7 +372,7 @@ static int valid_metric_name(const char *name)
 
 static int write_step_value(hid_t file, const char *path, int64_t row, double value)
 {
-    hid_t d = open_dataset(file, path);
+    hid_t d = runfile_open_dataset(file, path);
     if (d < 0)
         return KPO_ERR;
     int status = h5u_write_rows(d, H5T_NATIVE_DOUBLE, row, 1, &value);
@@ -416,8 +416,8 @@ int runfile_append_step(runfile *rf, int64_t step, const innov_stats *stats,
     }
     double flat[INNOV_STATS_FLAT_LEN];
     innov_stats_to_flat(stats, flat);
-    hid_t acc = open_dataset(rf->file, "innovation/accumulator");
-    hid_t hist = open_dataset(rf->file, "innovation/histogram");
+    hid_t acc = runfile_open_dataset(rf->file, "innovation/accumulator");
+    hid_t hist = runfile_open_dataset(rf->file, "innovation/histogram");
     int ok = acc >= 0 && hist >= 0 &&
              h5u_write_rows(acc, H5T_NATIVE_DOUBLE, row, 1, flat) == KPO_OK &&
              h5u_write_rows(hist, H5T_NATIVE_DOUBLE, row, 1, stats->hist) == KPO_OK;
@@ -435,7 +435,7 @@ int runfile_append_step(runfile *rf, int64_t step, const innov_stats *stats,
     static const char *const metrics_group[] = {"metrics"};
     if (resize_groups(rf, metrics_group, 1, row + 1) != KPO_OK)
         return fail(rf, err, "extending the metrics");
-    hid_t steps = open_dataset(rf->file, "steps/step");
+    hid_t steps = runfile_open_dataset(rf->file, "steps/step");
     ok = steps >= 0 && h5u_write_rows(steps, H5T_NATIVE_INT64, row, 1, &step) == KPO_OK;
     if (steps >= 0)
         H5Dclose(steps);
@@ -458,12 +458,12 @@ int runfile_append_samples(runfile *rf, int64_t step, const double *values,
                          rf->path, (long long)step, (long long)rf->last_step);
     if (n_responses <= 0)
         return KPO_OK;
-    hid_t vals = open_dataset(rf->file, "samples/values");
+    hid_t vals = runfile_open_dataset(rf->file, "samples/values");
     hid_t sets[3];
     for (int k = 0; k < 3; k++) {
         char name[64];
         snprintf(name, sizeof name, "samples/%s", SAMPLE_INDEX_SETS[k]);
-        sets[k] = open_dataset(rf->file, name);
+        sets[k] = runfile_open_dataset(rf->file, name);
     }
     int ok = vals >= 0 && sets[0] >= 0 && sets[1] >= 0 && sets[2] >= 0;
     int64_t base = ok ? h5u_rows(vals) : -1, first = ok ? h5u_rows(sets[0]) : -1;
@@ -493,7 +493,7 @@ int runfile_append_samples(runfile *rf, int64_t step, const double *values,
 
 int runfile_truncate(runfile *rf, int64_t last_step_kept, kpo_error *err)
 {
-    hid_t d = open_dataset(rf->file, "steps/step");
+    hid_t d = runfile_open_dataset(rf->file, "steps/step");
     if (d < 0)
         return fail(rf, err, "opening /steps/step");
     int64_t *steps = malloc((size_t)(rf->rows > 0 ? rf->rows : 1) * sizeof *steps);
@@ -520,131 +520,4 @@ int runfile_close(runfile *rf, kpo_error *err)
     int result = status < 0 ? fail(rf, err, "closing") : KPO_OK;
     free(rf);
     return result;
-}
-
-/* --- Reading ------------------------------------------------------------ */
-
-static int read_int64_set(hid_t file, const char *path, int64_t n, int64_t *out)
-{
-    hid_t d = open_dataset(file, path);
-    int status = (d >= 0 && h5u_rows(d) >= n) ? h5u_read_rows(d, H5T_NATIVE_INT64, 0, n, out)
-                                              : KPO_ERR;
-    if (d >= 0)
-        H5Dclose(d);
-    return status;
-}
-
-int runfile_read_innovation(const char *path, runfile_innovation *out, kpo_error *err)
-{
-    memset(out, 0, sizeof *out);
-    hid_t file = open_hdf5(path, H5F_ACC_RDONLY, err);
-    if (file < 0)
-        return KPO_ERR;
-    hid_t steps = open_dataset(file, "steps/step"), acc = open_dataset(file, "innovation/accumulator");
-    int64_t n = (steps >= 0 && acc >= 0) ? h5u_rows(steps) : -1;
-    int64_t n_acc = acc >= 0 ? h5u_rows(acc) : -1;
-    if (n_acc >= 0 && n_acc < n)
-        n = n_acc; /* tolerate a file cut off mid-step */
-    double *flat = NULL;
-    int ok = n >= 0;
-    if (ok) {
-        out->n_rows = n;
-        out->step = malloc((size_t)(n ? n : 1) * sizeof *out->step);
-        out->stats = malloc((size_t)(n ? n : 1) * sizeof *out->stats);
-        flat = malloc((size_t)(n ? n : 1) * INNOV_STATS_FLAT_LEN * sizeof *flat);
-        ok = out->step && out->stats && flat &&
-             h5u_read_rows(steps, H5T_NATIVE_INT64, 0, n, out->step) == KPO_OK &&
-             h5u_read_rows(acc, H5T_NATIVE_DOUBLE, 0, n, flat) == KPO_OK;
-    }
-    for (int64_t r = 0; ok && r < n; r++)
-        innov_stats_from_flat(&out->stats[r], flat + r * INNOV_STATS_FLAT_LEN);
-    free(flat);
-    if (steps >= 0)
-        H5Dclose(steps);
-    if (acc >= 0)
-        H5Dclose(acc);
-    H5Fclose(file);
-    if (!ok) {
-        runfile_innovation_free(out);
-        return error_set(err, "%s: cannot read /steps/step and /innovation/accumulator", path);
-    }
-    return KPO_OK;
-}
-
-void runfile_innovation_free(runfile_innovation *table)
-{
-    free(table->step);
-    free(table->stats);
-    memset(table, 0, sizeof *table);
-}
-
-int runfile_read_samples(const char *path, runfile_samples *out, kpo_error *err)
-{
-    memset(out, 0, sizeof *out);
-    hid_t file = open_hdf5(path, H5F_ACC_RDONLY, err);
-    if (file < 0)
-        return KPO_ERR;
-    hid_t offsets = open_dataset(file, "samples/offsets"), values = open_dataset(file, "samples/values");
-    int64_t n = offsets >= 0 ? h5u_rows(offsets) : -1;
-    int64_t n_values = values >= 0 ? h5u_rows(values) : -1;
-    int ok = n >= 0 && n_values >= 0;
-    int64_t *starts = NULL, *lengths = NULL;
-    if (ok) {
-        out->n_responses = n;
-        starts = malloc((size_t)(n + 1) * sizeof *starts);
-        lengths = malloc((size_t)(n + 1) * sizeof *lengths);
-        out->offsets = malloc((size_t)(n + 1) * sizeof *out->offsets);
-        out->step = malloc((size_t)(n + 1) * sizeof *out->step);
-        ok = starts && lengths && out->offsets && out->step &&
-             read_int64_set(file, "samples/offsets", n, starts) == KPO_OK &&
-             read_int64_set(file, "samples/lengths", n, lengths) == KPO_OK &&
-             read_int64_set(file, "samples/step", n, out->step) == KPO_OK;
-    }
-    /* Repack into one contiguous CSR array (responses are stored in order,
-     * but a reader should not depend on it). */
-    int64_t total = 0;
-    for (int64_t r = 0; ok && r < n; r++) {
-        ok = lengths[r] >= 0 && starts[r] >= 0 && starts[r] + lengths[r] <= n_values;
-        out->offsets[r] = total;
-        total += ok ? lengths[r] : 0;
-    }
-    if (ok) {
-        out->offsets[n] = total;
-        out->values = malloc((size_t)(total ? total : 1) * sizeof *out->values);
-        ok = out->values != NULL;
-    }
-    for (int64_t r = 0; ok && r < n; r++)
-        ok = h5u_read_rows(values, H5T_NATIVE_DOUBLE, starts[r], lengths[r],
-                           out->values + out->offsets[r]) == KPO_OK;
-    free(starts);
-    free(lengths);
-    if (offsets >= 0)
-        H5Dclose(offsets);
-    if (values >= 0)
-        H5Dclose(values);
-    H5Fclose(file);
-    if (!ok) {
-        runfile_samples_free(out);
-        return error_set(err, "%s: /samples is missing or inconsistent (offsets, lengths, step, "
-                              "values)", path);
-    }
-    return KPO_OK;
-}
-
-void runfile_samples_free(runfile_samples *samples)
-{
-    free(samples->values);
-    free(samples->offsets);
-    free(samples->step);
-    memset(samples, 0, sizeof *samples);
-}
-
-int runfile_read_config(const char *path, char **config_text, kpo_error *err)
-{
-    hid_t file = open_hdf5(path, H5F_ACC_RDONLY, err);
-    if (file < 0)
-        return KPO_ERR;
-    int status = h5u_read_string_attr(file, "config", config_text);
-    H5Fclose(file);
-    return status == KPO_OK ? KPO_OK : error_set(err, "%s: no 'config' attribute", path);
 }
