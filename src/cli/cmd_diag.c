@@ -90,6 +90,37 @@ static void print_comparison(const char *title, char **paths, const runfile_inno
     printf("\n");
 }
 
+/* Per mini-batch rows, "step.k" with k = 1 the on-policy mini-batch. */
+static int print_minibatches(const char *path, const int64_t *steps, size_t n_steps, int csv,
+                             kpo_error *err)
+{
+    runfile_minibatches table;
+    if (runfile_read_minibatches(path, &table, err) != KPO_OK)
+        return KPO_ERR;
+    if (!csv) {
+        printf("== %s per mini-batch (step.k; k = 1 is on-policy, later ones are k-1 updates "
+               "stale)\n", path);
+        if (table.n_rows == 0)
+            printf("   (no per-mini-batch statistics recorded)\n");
+        else
+            innov_table_print_header(stdout);
+    }
+    for (int64_t r = 0; r < table.n_rows; r++) {
+        if (!step_selected(table.step[r], steps, n_steps))
+            continue;
+        for (int k = 0; k < table.n_minibatches; k++) {
+            char step_text[48];
+            snprintf(step_text, sizeof step_text, "%lld.%d", (long long)table.step[r], k + 1);
+            innov_table_print_row(stdout, path, step_text,
+                                  &table.stats[r * table.n_minibatches + k], csv);
+        }
+    }
+    if (!csv)
+        printf("\n");
+    runfile_minibatches_free(&table);
+    return KPO_OK;
+}
+
 static double stat_max_abs(const innov_stats *s)
 {
     return s->count > 0 ? s->max_abs : NAN;
@@ -100,6 +131,7 @@ int cmd_diag(int argc, char **argv)
     cli_option options[] = {
         {"steps", "LIST", "only these steps, e.g. 1,5,10,15 (default: all)", NULL},
         {"csv", NULL, "machine-readable CSV, one row per run and step", NULL},
+        {"minibatches", NULL, "also each step's mini-batches (step.k; k = 1 on-policy)", NULL},
     };
     cli_command_spec spec = {"diag", "RUN.h5 [RUN2.h5 ...] [--steps LIST] [--csv]",
                              "Innovation statistics per step (the paper's Table 2: kurtosis, "
@@ -132,8 +164,16 @@ int cmd_diag(int argc, char **argv)
     int csv = cli_get(&spec, "csv") != NULL;
     if (csv)
         innov_table_print_csv_header(stdout);
-    for (size_t k = 0; k < n_runs; k++)
+    for (size_t k = 0; k < n_runs; k++) {
         print_run(paths[k], &runs[k], steps, n_steps, csv);
+        if (cli_get(&spec, "minibatches") &&
+            print_minibatches(paths[k], steps, n_steps, csv, &err) != KPO_OK) {
+            for (size_t j = 0; j < n_runs; j++)
+                runfile_innovation_free(&runs[j]);
+            free(steps);
+            return command_fail(err.message);
+        }
+    }
     if (!csv && n_runs > 1) {
         char **names = (char **)paths;
         print_comparison("kurtosis (Pearson, Gaussian = 3)", names, runs, (int)n_runs, steps,

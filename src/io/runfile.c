@@ -491,6 +491,46 @@ int runfile_append_samples(runfile *rf, int64_t step, const double *values,
     return ok ? KPO_OK : fail(rf, err, "writing log-ratio samples");
 }
 
+int runfile_append_minibatch_stats(runfile *rf, int64_t step, const innov_stats *stats, int n,
+                                   kpo_error *err)
+{
+    if (step <= rf->last_step)
+        return error_set(err, "%s: mini-batch statistics of step %lld: the step does not follow "
+                              "the last recorded step %lld",
+                         rf->path, (long long)step, (long long)rf->last_step);
+    if (n < 1)
+        return KPO_OK;
+    const hsize_t cols = (hsize_t)n * INNOV_STATS_FLAT_LEN;
+    hid_t d = runfile_open_dataset(rf->file, "innovation/minibatch_accumulator");
+    if (d < 0) {
+        hid_t group = H5Gopen2(rf->file, "innovation", H5P_DEFAULT);
+        d = group < 0 ? -1 : h5u_create_rows(group, "minibatch_accumulator", H5T_IEEE_F64LE,
+                                             cols, STEP_CHUNK);
+        if (group >= 0)
+            H5Gclose(group);
+        if (d < 0 || h5u_write_int_attr(d, "minibatches", n) != KPO_OK) {
+            if (d >= 0)
+                H5Dclose(d);
+            return fail(rf, err, "creating /innovation/minibatch_accumulator");
+        }
+    }
+    int64_t stored = 0;
+    h5u_read_int_attr(d, "minibatches", &stored);
+    if (stored != n) {
+        H5Dclose(d);
+        return error_set(err, "%s: %d mini-batches at step %lld, but the run recorded %lld",
+                         rf->path, n, (long long)step, (long long)stored);
+    }
+    double *flat = malloc((size_t)cols * sizeof *flat);
+    int ok = flat != NULL;
+    for (int k = 0; ok && k < n; k++)
+        innov_stats_to_flat(&stats[k], flat + (size_t)k * INNOV_STATS_FLAT_LEN);
+    ok = ok && h5u_write_rows(d, H5T_NATIVE_DOUBLE, rf->rows, 1, flat) == KPO_OK;
+    free(flat);
+    H5Dclose(d);
+    return ok ? KPO_OK : fail(rf, err, "writing mini-batch statistics");
+}
+
 int runfile_truncate(runfile *rf, int64_t last_step_kept, kpo_error *err)
 {
     hid_t d = runfile_open_dataset(rf->file, "steps/step");

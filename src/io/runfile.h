@@ -10,6 +10,8 @@
  *                                              mean_gain, mean_sigma, mean_threshold
  *   /innovation/accumulator float64 [n_steps, INNOV_STATS_FLAT_LEN]  mergeable raw form
  *   /innovation/histogram  float64 [n_steps, INNOV_HIST_SLOTS]  attr bin_edges
+ *   /innovation/minibatch_accumulator float64 [n_steps, M * INNOV_STATS_FLAT_LEN]
+ *                          the accumulator of each of the step's M mini-batches
  *   /metrics/<name>        float64 [n_steps]   any other per-step scalar (NaN if absent)
  *   /samples/values        float64 [n_tokens]  raw log-ratios of sampled responses
  *   /samples/offsets       int64   [n_responses] start of each response in values
@@ -55,6 +57,11 @@ int runfile_append_step(runfile *rf, int64_t step, const innov_stats *stats,
 int runfile_append_samples(runfile *rf, int64_t step, const double *values,
                            const int64_t *offsets, int64_t n_responses, kpo_error *err);
 
+/* Records the accumulators of the step's mini-batches; call before
+ * runfile_append_step of that step. n must stay the same over a run. */
+int runfile_append_minibatch_stats(runfile *rf, int64_t step, const innov_stats *stats, int n,
+                                   kpo_error *err);
+
 /* Cuts every record back so that no step after last_step_kept remains (for
  * resume from a checkpoint taken at last_step_kept). Flushes. */
 int runfile_truncate(runfile *rf, int64_t last_step_kept, kpo_error *err);
@@ -72,6 +79,18 @@ typedef struct runfile_innovation {
 
 int runfile_read_innovation(const char *path, runfile_innovation *out, kpo_error *err);
 void runfile_innovation_free(runfile_innovation *table);
+
+/* Per-mini-batch accumulators: stats[row * n_minibatches + k]. A run
+ * without them reads as n_rows = 0. */
+typedef struct runfile_minibatches {
+    int64_t n_rows;
+    int n_minibatches;
+    int64_t *step;      /* [n_rows] */
+    innov_stats *stats; /* [n_rows * n_minibatches] */
+} runfile_minibatches;
+
+int runfile_read_minibatches(const char *path, runfile_minibatches *out, kpo_error *err);
+void runfile_minibatches_free(runfile_minibatches *table);
 
 /* The recorded raw log-ratio samples: offsets has n_responses + 1 entries. */
 typedef struct runfile_samples {

@@ -130,3 +130,55 @@ int runfile_read_config(const char *path, char **config_text, kpo_error *err)
     H5Fclose(file);
     return status == KPO_OK ? KPO_OK : error_set(err, "%s: no 'config' attribute", path);
 }
+
+int runfile_read_minibatches(const char *path, runfile_minibatches *out, kpo_error *err)
+{
+    memset(out, 0, sizeof *out);
+    hid_t file = runfile_open_hdf5(path, H5F_ACC_RDONLY, err);
+    if (file < 0)
+        return KPO_ERR;
+    hid_t d = runfile_open_dataset(file, "innovation/minibatch_accumulator");
+    hid_t steps = runfile_open_dataset(file, "steps/step");
+    int ok = steps >= 0;
+    int64_t minibatches = 0, n = 0;
+    if (ok && d >= 0) {
+        n = h5u_rows(steps);
+        int64_t rows = h5u_rows(d);
+        ok = n >= 0 && rows >= 0 && h5u_read_int_attr(d, "minibatches", &minibatches) == KPO_OK &&
+             minibatches > 0;
+        if (ok && rows < n)
+            n = rows;
+    }
+    double *flat = NULL;
+    if (ok && d >= 0 && n > 0) {
+        size_t width = (size_t)minibatches * INNOV_STATS_FLAT_LEN;
+        out->step = malloc((size_t)n * sizeof *out->step);
+        out->stats = malloc((size_t)n * (size_t)minibatches * sizeof *out->stats);
+        flat = malloc((size_t)n * width * sizeof *flat);
+        ok = out->step && out->stats && flat &&
+             h5u_read_rows(steps, H5T_NATIVE_INT64, 0, n, out->step) == KPO_OK &&
+             h5u_read_rows(d, H5T_NATIVE_DOUBLE, 0, n, flat) == KPO_OK;
+        for (int64_t i = 0; ok && i < n * minibatches; i++)
+            innov_stats_from_flat(&out->stats[i], flat + (size_t)i * INNOV_STATS_FLAT_LEN);
+        out->n_rows = ok ? n : 0;
+        out->n_minibatches = (int)minibatches;
+    }
+    free(flat);
+    if (d >= 0)
+        H5Dclose(d);
+    if (steps >= 0)
+        H5Dclose(steps);
+    H5Fclose(file);
+    if (!ok) {
+        runfile_minibatches_free(out);
+        return error_set(err, "%s: /innovation/minibatch_accumulator is unreadable", path);
+    }
+    return KPO_OK;
+}
+
+void runfile_minibatches_free(runfile_minibatches *table)
+{
+    free(table->step);
+    free(table->stats);
+    memset(table, 0, sizeof *table);
+}

@@ -88,3 +88,21 @@ int runfile_read_config(const char *path, char **config_text, kpo_error *err)
     (void)config_text;
     return unavailable(path, err);
 }
+
+int runfile_append_minibatch_stats(runfile *rf, int64_t step, const innov_stats *stats, int n,
+                                   kpo_error *err)
+{
+    (void)rf, (void)step, (void)stats, (void)n;
+    return unavailable(NULL, err);
+}
+
+int runfile_read_minibatches(const char *path, runfile_minibatches *out, kpo_error *err)
+{
+    memset(out, 0, sizeof *out);
+    return unavailable(path, err);
+}
+
+void runfile_minibatches_free(runfile_minibatches *table)
+{
+    memset(table, 0, sizeof *table);
+}

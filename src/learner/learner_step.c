@@ -77,7 +77,7 @@ int learner_response_logprobs(const model *m, const rl_batch *batch, double *log
     return status;
 }
 
-void learner_metrics_free(learner_metrics *metrics)
+static void samples_free(learner_metrics *metrics)
 {
     free(metrics->sample_values);
     free(metrics->sample_offsets);
@@ -86,19 +86,27 @@ void learner_metrics_free(learner_metrics *metrics)
     metrics->n_samples = 0;
 }
 
+void learner_metrics_free(learner_metrics *metrics)
+{
+    free(metrics->minibatch_innovation);
+    metrics->minibatch_innovation = NULL;
+    metrics->n_minibatches = 0;
+    samples_free(metrics);
+}
+
 /* Keeps z = logp - logp_old of the share's first responses. */
 static int keep_samples(const learner_config *cfg, const int64_t *offsets, int64_t n_responses,
                         const double *logp, const double *logp_old, learner_metrics *lm,
                         kpo_error *err)
 {
     int64_t n = cfg->log_samples < n_responses ? cfg->log_samples : n_responses;
-    learner_metrics_free(lm);
+    samples_free(lm);
     if (n <= 0)
         return KPO_OK;
     lm->sample_offsets = malloc((size_t)(n + 1) * sizeof *lm->sample_offsets);
     lm->sample_values = malloc((size_t)(offsets[n] + 1) * sizeof *lm->sample_values);
     if (!lm->sample_offsets || !lm->sample_values) {
-        learner_metrics_free(lm);
+        samples_free(lm);
         return error_set(err, "learner: out of memory for log-ratio samples");
     }
     memcpy(lm->sample_offsets, offsets, (size_t)(n + 1) * sizeof *offsets);
@@ -206,6 +214,10 @@ int learner_step(model *m, adamw_state *opt, model_weights *grads, const learner
     memset(metrics, 0, sizeof *metrics);
     objective_metrics_init(&metrics->objective);
     const int M = cfg->minibatches;
+    metrics->minibatch_innovation = calloc((size_t)(M > 0 ? M : 1), sizeof(innov_stats));
+    if (!metrics->minibatch_innovation)
+        return error_set(err, "learner: out of memory");
+    metrics->n_minibatches = M;
     if (M < 1 || cfg->group_size < 1 || batch->n % cfg->group_size != 0)
         return error_set(err, "learner: %lld sequences do not form groups of %d",
                          (long long)batch->n, cfg->group_size);
@@ -260,6 +272,7 @@ int learner_step(model *m, adamw_state *opt, model_weights *grads, const learner
             continue;
         }
         objective_metrics_merge(&metrics->objective, &om);
+        metrics->minibatch_innovation[k] = om.innovation;
         adamw_step(opt, m, grads, &grad_norm);
         metrics->updates++;
         metrics->grad_norm_sum += grad_norm;
@@ -268,6 +281,8 @@ int learner_step(model *m, adamw_state *opt, model_weights *grads, const learner
     double t2 = timer_now();
     if (status == KPO_OK)
         status = reduce_metrics(comm, metrics, err);
+    if (status == KPO_OK)
+        status = comm->merge_stats(comm->context, metrics->minibatch_innovation, M, err);
     metrics->old_logprob_seconds = t1 - t0;
     metrics->learn_seconds = t2 - t1;
     for (int k = 0; k < M; k++) {

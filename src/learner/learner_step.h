@@ -36,6 +36,11 @@ typedef struct learner_metrics {
     double grad_norm_max;
     int updates, skipped;        /* optimizer steps taken / skipped as non-finite */
     double old_logprob_seconds, learn_seconds;
+    /* The filter's statistics of each mini-batch (all learners merged): the
+     * first is on-policy (z is rounding noise), later ones increasingly
+     * stale, and mixing such scales is itself a source of kurtosis. */
+    int n_minibatches;
+    innov_stats *minibatch_innovation; /* [n_minibatches] */
     /* Sampled raw log-ratios z = log pi - log pi_old, ragged (learner rank 0). */
     int64_t n_samples;
     double *sample_values;   /* [sample_offsets[n_samples]] */

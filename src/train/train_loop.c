@@ -243,6 +243,9 @@ static int record_step(trainer *t, int64_t step, const rl_batch *batch, const ro
         {"tokens_per_second", rs->response_tokens / step_seconds},
         {"prompts_skipped_long", (double)t->data.skipped_long},
     };
+    if (runfile_append_minibatch_stats(t->rf, step, lm->minibatch_innovation, lm->n_minibatches,
+                                       err) != KPO_OK)
+        return KPO_ERR;
     if (lm->n_samples > 0 &&
         runfile_append_samples(t->rf, step, lm->sample_values, lm->sample_offsets, lm->n_samples,
                                err) != KPO_OK)

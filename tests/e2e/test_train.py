@@ -46,6 +46,16 @@ def test_layouts_write_a_complete_run_file(tmp_path, tiny_model, ranks, rollout_
         assert np.all(np.isfinite(f["metrics/loss"][:]))
         assert f["samples/lengths"].shape[0] == 16            # 4 per step
         assert "[filter]" in f.attrs["config"] and "mode = sigma" in f.attrs["config"]
+        # Per mini-batch: they add up to the step, and the first, on-policy
+        # one sees log-ratios of exactly 0 (old log-probs recomputed by the
+        # same learner on the same share).
+        per_mb = f["innovation/minibatch_accumulator"][:]
+        assert per_mb.shape == (4, 2 * 77)
+        assert np.array_equal(per_mb[:, 0] + per_mb[:, 77], f["innovation/count"][:])
+        assert np.all(per_mb[:, 5] == 0) and np.all(per_mb[:, 77 + 5] > 0)
+    rows = run(["diag", tmp_path / "run" / "run.h5", "--minibatches", "--csv"]).stdout.splitlines()
+    assert [r.split(",")[1] for r in rows[1:]] == ["1", "2", "3", "4", "all", "1.1", "1.2", "2.1",
+                                                   "2.2", "3.1", "3.2", "4.1", "4.2"]
     ckpts = sorted(os.listdir(tmp_path / "run" / "checkpoints"))
     assert ckpts == ["step-00000002", "step-00000004"]
 
