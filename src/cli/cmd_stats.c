@@ -117,7 +117,7 @@ static int compare_arms(const char **paths, problem_count *const *arm, size_t n,
     if (have_gap)
         printf("gap recovered: %.1f%% of the reference-baseline gap   %.0f%% CI "
                "[%.1f%%, %.1f%%]\n",
-               gap.estimate, 100 * p->level, gap.low, gap.high);
+               gap.estimate + 0.0, 100 * p->level, gap.low + 0.0, gap.high + 0.0); /* no -0.0 */
     else if (n_arms == 3)
         printf("gap recovered: undefined (%s)\n", gap_err.message);
     return 0;
