@@ -11,6 +11,8 @@
 #include <cmocka.h>
 #include <mpi.h>
 
+#include "mpi_test.h"
+
 #include "comm/comm_innov_stats.h"
 #include "core/rng.h"
 
@@ -89,18 +91,13 @@ static void test_reduction_is_reproducible(void **state)
 
 int main(int argc, char **argv)
 {
-    MPI_Init(&argc, &argv);
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
-    if (rank != 0 && !freopen("/dev/null", "w", stdout))
+    rank = mpi_test_begin(&argc, &argv);
+    if (rank < 0)
         return 1;
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reduce_equals_one_pass),
         cmocka_unit_test(test_reduction_is_reproducible),
     };
-    int failed = cmocka_run_group_tests(tests, NULL, NULL);
-    int any_failed = 0;
-    MPI_Allreduce(&failed, &any_failed, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    MPI_Finalize();
-    return any_failed ? 1 : 0;
+    return mpi_test_end(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -11,6 +11,8 @@
 #include <cmocka.h>
 #include <mpi.h>
 
+#include "mpi_test.h"
+
 #include "../learner/learner_fixture.h"
 #include "comm/comm_learner.h"
 #include "learner/learner_step.h"
@@ -95,17 +97,13 @@ static void test_grpo_update_matches_single_rank(void **state)
 
 int main(int argc, char **argv)
 {
-    MPI_Init(&argc, &argv);
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
-    if (rank != 0 && !freopen("/dev/null", "w", stdout))
+    rank = mpi_test_begin(&argc, &argv);
+    if (rank < 0)
         return 1;
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kpo_update_matches_single_rank),
         cmocka_unit_test(test_grpo_update_matches_single_rank),
     };
-    int failed = cmocka_run_group_tests(tests, NULL, NULL), any = 0;
-    MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    MPI_Finalize();
-    return any ? 1 : 0;
+    return mpi_test_end(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -11,9 +11,11 @@
 #include <cmocka.h>
 #include <mpi.h>
 
+#include "mpi_test.h"
+
 #include "comm/comm_roles.h"
 
-static int rollout_ranks;
+static int rollout_ranks, rank;
 
 static void test_roles_partition_the_world(void **state)
 {
@@ -68,18 +70,13 @@ static void test_too_many_rollout_ranks_is_refused(void **state)
 
 int main(int argc, char **argv)
 {
-    MPI_Init(&argc, &argv);
-    int rank;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    rollout_ranks = argc > 1 ? atoi(argv[1]) : 0;
-    if (rank != 0 && !freopen("/dev/null", "w", stdout))
+    rank = mpi_test_begin(&argc, &argv);
+    if (rank < 0)
         return 1;
+    rollout_ranks = argc > 1 ? atoi(argv[1]) : 0;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roles_partition_the_world),
         cmocka_unit_test(test_too_many_rollout_ranks_is_refused),
     };
-    int failed = cmocka_run_group_tests(tests, NULL, NULL), any = 0;
-    MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    MPI_Finalize();
-    return any ? 1 : 0;
+    return mpi_test_end(cmocka_run_group_tests(tests, NULL, NULL));
 }
