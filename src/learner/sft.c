@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "data/prompt_template.h"
+#include "data/prompt_encode.h"
 
 model_config sft_tiny_config(int64_t vocab_size)
 {
@@ -27,12 +27,11 @@ int sft_target_text(reward_kind reward, const char *answer, text_buf *out, kpo_e
 int sft_encode_prompt(const sft_format *fmt, const tokenizer *tok, const char *problem,
                       id_list *out, kpo_error *err)
 {
-    text_buf prompt;
-    text_buf_init(&prompt);
-    int status = prompt_template_render(fmt->prompt_template, problem, &prompt, err);
-    if (status == KPO_OK)
-        status = chat_template_encode(fmt->chat, tok, prompt.data, out, err);
-    text_buf_free(&prompt);
+    text_buf scratch;
+    text_buf_init(&scratch);
+    int status = prompt_encode_one(fmt->prompt_template, fmt->chat, tok, problem, &scratch, out,
+                                   err);
+    text_buf_free(&scratch);
     return status;
 }
 

@@ -5,7 +5,9 @@
 #include <string.h>
 
 #include "learner/sft.h"
+#include "data/prompt_encode.h"
 #include "rollout/generate.h"
+#include "rollout/response_score.h"
 
 /* Prompts of every record, packed for rollout_generate. */
 static int encode_prompts(const sft_format *fmt, const tokenizer *tok, const dataset *ds,
@@ -21,25 +23,6 @@ static int encode_prompts(const sft_format *fmt, const tokenizer *tok, const dat
     return tokens->failed ? error_set(err, "sft eval: out of memory") : KPO_OK;
 }
 
-/* Scores one response; the stop token that ended it is not part of the text. */
-static int score_response(const tokenizer *tok, const rollout_responses *r, int64_t k,
-                          reward_kind reward, const char *gold, text_buf *text, int *correct,
-                          kpo_error *err)
-{
-    int64_t n = r->offsets[k + 1] - r->offsets[k];
-    if (r->stopped[k] && n > 0)
-        n--;
-    text_buf_clear(text);
-    text_buf_append(text, "", 0); /* an empty response is still a string */
-    if (tokenizer_decode(tok, r->tokens + r->offsets[k], (size_t)n, text, err) != KPO_OK)
-        return KPO_ERR;
-    reward_result result;
-    if (reward_score(reward, text->data, gold, NULL, &result, err) != KPO_OK)
-        return KPO_ERR;
-    *correct = result.correct;
-    return KPO_OK;
-}
-
 int sft_evaluate(const model *m, const tokenizer *tok, const sft_format *fmt, const dataset *ds,
                  int group_size, double temperature, uint64_t seed, int64_t max_new_tokens,
                  sft_eval_result *out, kpo_error *err)
@@ -49,7 +32,8 @@ int sft_evaluate(const model *m, const tokenizer *tok, const sft_format *fmt, co
     id_list_init(&tokens);
     int64_t *offsets = malloc((ds->count + 1) * sizeof *offsets); /* [n + 1] */
     int64_t *ids = malloc((ds->count + 1) * sizeof *ids);         /* [n] */
-    int32_t stop[2] = {tokenizer_eos_id(tok), tokenizer_token_id(tok, "<|im_end|>")};
+    int32_t stop[2];
+    const int n_stop = prompt_stop_ids(tok, stop);
     rollout_responses r = {0};
     int status = offsets && ids ? encode_prompts(fmt, tok, ds, &tokens, offsets, ids, err)
                                 : error_set(err, "sft eval: out of memory");
@@ -57,21 +41,21 @@ int sft_evaluate(const model *m, const tokenizer *tok, const sft_format *fmt, co
         rollout_request req = {.prompt_tokens = tokens.ids, .prompt_offsets = offsets,
                                .prompt_ids = ids, .n_prompts = (int64_t)ds->count,
                                .group_size = group_size, .max_new_tokens = max_new_tokens,
-                               .stop_ids = stop, .n_stop = stop[1] >= 0 ? 2 : 1,
+                               .stop_ids = stop, .n_stop = n_stop,
                                .sampler = {.temperature = temperature, .top_p = 1.0},
-                               .seed = seed, .step = 0, .max_batch = 64};
+                               .seed = seed, .step = 0, .max_batch = 64,
+                               .sample_vocab = (int64_t)tokenizer_vocab_size(tok)};
         status = rollout_generate(m, &req, &r, err);
     }
-    text_buf text;
-    text_buf_init(&text);
     for (size_t p = 0; status == KPO_OK && p < ds->count; p++) {
         int64_t right = 0;
         for (int g = 0; status == KPO_OK && g < group_size; g++) {
             const int64_t k = (int64_t)p * group_size + g;
-            int correct = 0;
-            status = score_response(tok, &r, k, fmt->reward, ds->records[p].answer, &text,
-                                    &correct, err);
-            right += correct;
+            reward_result result;
+            status = rollout_score_response(tok, fmt->reward, NULL, r.tokens + r.offsets[k],
+                                            r.offsets[k + 1] - r.offsets[k], r.stopped[k],
+                                            ds->records[p].answer, &result, err);
+            right += status == KPO_OK && result.correct;
             out->n_unstopped += !r.stopped[k];
         }
         out->n_correct += right;
@@ -79,7 +63,6 @@ int sft_evaluate(const model *m, const tokenizer *tok, const sft_format *fmt, co
     }
     out->n_prompts = (int64_t)ds->count;
     out->n_responses = out->n_prompts * group_size;
-    text_buf_free(&text);
     rollout_responses_free(&r);
     id_list_free(&tokens);
     free(offsets);
