@@ -19,7 +19,7 @@ static void print_usage(FILE *out)
 
 /* OpenMP's default is to spin idle worker threads; with MPI ranks sharing
  * cores (and OpenBLAS calls between parallel regions) the spinning starves
- * the threads doing work: decode on the 50M model ran 8-25x slower on 2
+ * the threads doing work: decode on the 50M model ran 8-15x slower on 2
  * cores. libgomp reads OMP_WAIT_POLICY when it loads, before main, so when
  * the user has not chosen a policy kpo sets "passive" and executes itself
  * again (before MPI or any thread starts). */

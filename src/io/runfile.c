@@ -350,16 +350,6 @@ int runfile_open_append(const char *path, runfile **out, kpo_error *err)
     return KPO_OK;
 }
 
-int64_t runfile_row_count(const runfile *rf)
-{
-    return rf->rows;
-}
-
-int64_t runfile_last_step(const runfile *rf)
-{
-    return rf->last_step;
-}
-
 static int valid_metric_name(const char *name)
 {
     if (!name || !*name || strlen(name) > 120)

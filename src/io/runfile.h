@@ -43,9 +43,6 @@ int runfile_create(const char *path, const char *config_text, runfile **out, kpo
  * complete step. */
 int runfile_open_append(const char *path, runfile **out, kpo_error *err);
 
-/* Rows (steps) the file holds; the last recorded step, or -1 when empty. */
-int64_t runfile_row_count(const runfile *rf);
-int64_t runfile_last_step(const runfile *rf);
 
 /* Appends one row and flushes the file. Steps must increase. */
 int runfile_append_step(runfile *rf, int64_t step, const innov_stats *stats,
@@ -102,8 +99,5 @@ typedef struct runfile_samples {
 
 int runfile_read_samples(const char *path, runfile_samples *out, kpo_error *err);
 void runfile_samples_free(runfile_samples *samples);
-
-/* The resolved config stored in the file's attributes (malloc'ed). */
-int runfile_read_config(const char *path, char **config_text, kpo_error *err);
 
 #endif

@@ -121,16 +121,6 @@ void runfile_samples_free(runfile_samples *samples)
     memset(samples, 0, sizeof *samples);
 }
 
-int runfile_read_config(const char *path, char **config_text, kpo_error *err)
-{
-    hid_t file = runfile_open_hdf5(path, H5F_ACC_RDONLY, err);
-    if (file < 0)
-        return KPO_ERR;
-    int status = h5u_read_string_attr(file, "config", config_text);
-    H5Fclose(file);
-    return status == KPO_OK ? KPO_OK : error_set(err, "%s: no 'config' attribute", path);
-}
-
 int runfile_read_minibatches(const char *path, runfile_minibatches *out, kpo_error *err)
 {
     memset(out, 0, sizeof *out);

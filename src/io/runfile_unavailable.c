@@ -23,18 +23,6 @@ int runfile_open_append(const char *path, runfile **out, kpo_error *err)
     return unavailable(path, err);
 }
 
-int64_t runfile_row_count(const runfile *rf)
-{
-    (void)rf;
-    return 0;
-}
-
-int64_t runfile_last_step(const runfile *rf)
-{
-    (void)rf;
-    return -1;
-}
-
 int runfile_append_step(runfile *rf, int64_t step, const innov_stats *stats,
                         const runfile_metric *metrics, size_t n_metrics, kpo_error *err)
 {
@@ -81,12 +69,6 @@ int runfile_read_samples(const char *path, runfile_samples *out, kpo_error *err)
 void runfile_samples_free(runfile_samples *samples)
 {
     memset(samples, 0, sizeof *samples);
-}
-
-int runfile_read_config(const char *path, char **config_text, kpo_error *err)
-{
-    (void)config_text;
-    return unavailable(path, err);
 }
 
 int runfile_append_minibatch_stats(runfile *rf, int64_t step, const innov_stats *stats, int n,
