@@ -212,7 +212,7 @@ static int check_save_args(int64_t step, const model *m, const adamw_state *opt,
     if (opt->step < 0 || opt->step > CHECKPOINT_MAX_STEP)
         return error_set(err, "checkpoint: optimizer step %lld outside [0, %lld]",
                          (long long)opt->step, CHECKPOINT_MAX_STEP);
-    if (opt->n_params != m->weights.n_params)
+    if (opt && opt->n_params != m->weights.n_params)
         return error_set(err, "checkpoint: optimizer holds %lld moments, model %lld parameters",
                          (long long)opt->n_params, (long long)m->weights.n_params);
     cJSON *parsed = json ? cJSON_Parse(json) : NULL;
@@ -355,7 +355,7 @@ int checkpoint_load(const char *dir, model *m, adamw_state *opt, char **trainer_
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
         return error_set(err, "%s: not a checkpoint directory", dir);
-    if (opt->n_params != m->weights.n_params)
+    if (opt && opt->n_params != m->weights.n_params)
         return error_set(err, "%s: optimizer holds %lld moments, model %lld parameters", dir,
                          (long long)opt->n_params, (long long)m->weights.n_params);
     /* model_load validates every tensor; the config must equal ours so the
@@ -367,14 +367,16 @@ int checkpoint_load(const char *dir, model *m, adamw_state *opt, char **trainer_
     if (status == KPO_OK)
         status = check_config(path, &loaded.config, &m->config, err);
     const size_t n = (size_t)m->weights.n_params;
-    float *mom1 = status == KPO_OK ? malloc(n * sizeof *mom1) : NULL; /* [n_params] */
-    float *mom2 = status == KPO_OK ? malloc(n * sizeof *mom2) : NULL; /* [n_params] */
-    if (status == KPO_OK && (!mom1 || !mom2))
+    /* Without an optimizer (a rollout-only rank) only the weights are read. */
+    const int with_opt = opt != NULL;
+    float *mom1 = status == KPO_OK && with_opt ? malloc(n * sizeof *mom1) : NULL; /* [n_params] */
+    float *mom2 = status == KPO_OK && with_opt ? malloc(n * sizeof *mom2) : NULL; /* [n_params] */
+    if (status == KPO_OK && with_opt && (!mom1 || !mom2))
         status = error_set(err, "%s: out of memory for the optimizer state", dir);
     int64_t step = 0;
-    if (status == KPO_OK)
+    if (status == KPO_OK && with_opt)
         status = join_path(path, sizeof path, dir, OPTIMIZER_FILE, err);
-    if (status == KPO_OK)
+    if (status == KPO_OK && with_opt)
         status = read_optimizer(path, m, mom1, mom2, &step, err);
     char *json = NULL;
     if (status == KPO_OK && trainer_state_json)
@@ -383,9 +385,11 @@ int checkpoint_load(const char *dir, model *m, adamw_state *opt, char **trainer_
         status = read_trainer_state(path, &json, err);
     if (status == KPO_OK) {
         memcpy(m->weights.data, loaded.weights.data, n * sizeof *m->weights.data);
-        memcpy(opt->m, mom1, n * sizeof *mom1);
-        memcpy(opt->v, mom2, n * sizeof *mom2);
-        opt->step = step;
+        if (with_opt) {
+            memcpy(opt->m, mom1, n * sizeof *mom1);
+            memcpy(opt->v, mom2, n * sizeof *mom2);
+            opt->step = step;
+        }
         if (trainer_state_json)
             *trainer_state_json = json;
     }

@@ -41,7 +41,8 @@ int checkpoint_save(const char *root, int64_t step, const model *m, const adamw_
 int checkpoint_find_latest(const char *root, char *dir_out, size_t dir_size, int64_t *step,
                            kpo_error *err);
 
-/* Restores a checkpoint into an initialised model and optimizer whose shapes
+/* Restores a checkpoint into an initialised model and optimizer (NULL: the
+ * weights only, for a rank that never updates them) whose shapes
  * must match the checkpoint's config.json exactly; weights, moments and the
  * step come back bit for bit. *trainer_state_json (malloc'ed; NULL to skip)
  * receives the caller's JSON. Everything is read and checked before anything

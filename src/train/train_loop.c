@@ -126,7 +126,7 @@ static int restore(trainer *t, int resume, int64_t *resume_step, kpo_error *err)
                              t->run_path, t->checkpoint_root);
         return KPO_OK; /* nothing ran yet: start fresh */
     }
-    return checkpoint_load(dir, &t->m, &t->opt, NULL, err);
+    return checkpoint_load(dir, &t->m, t->roles.is_learner ? &t->opt : NULL, NULL, err);
 }
 
 static int trainer_open(trainer *t, const train_settings *s, const config *cfg, int resume,
@@ -140,9 +140,11 @@ static int trainer_open(trainer *t, const train_settings *s, const config *cfg, 
     snprintf(t->checkpoint_root, sizeof t->checkpoint_root, "%s/checkpoints", s->out_dir);
     if (t->roles.is_learner)
         t->lcomm = comm_learner_mpi(&t->roles.learners);
+    /* Gradients and AdamW state live on learners only: a rollout rank holds
+     * just the weights it samples with. */
     if (model_load(s->model_path, &t->m, err) != KPO_OK ||
-        model_weights_init(&t->m, &t->grads, err) != KPO_OK ||
-        adamw_init(&t->opt, &t->m, &s->optim, err) != KPO_OK ||
+        (t->roles.is_learner && (model_weights_init(&t->m, &t->grads, err) != KPO_OK ||
+                                 adamw_init(&t->opt, &t->m, &s->optim, err) != KPO_OK)) ||
         train_data_open(s, &t->data, err) != KPO_OK)
         return KPO_ERR;
     if ((int64_t)tokenizer_vocab_size(t->data.tok) > t->m.config.vocab_size)

@@ -125,6 +125,15 @@ static void test_round_trip_bit_exact(void **state)
     assert_memory_equal(plain.weights.data, m.weights.data,
                         (size_t)m.weights.n_params * sizeof(float));
     model_free(&plain);
+
+    /* A rank without an optimizer restores the weights alone. */
+    adamw_state unused;
+    model weights_only;
+    make_blank(&m, &weights_only, &unused);
+    assert_int_equal(checkpoint_load(dir, &weights_only, NULL, NULL, &err), KPO_OK);
+    assert_memory_equal(weights_only.weights.data, m.weights.data,
+                        (size_t)m.weights.n_params * sizeof(float));
+    free_pair(&weights_only, &unused);
     free_pair(&back, &opt_back);
     free_pair(&m, &opt);
 }
