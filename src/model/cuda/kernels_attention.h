@@ -1,0 +1,79 @@
+/* Causal grouped-query attention on the device, bf16 in and out, fp32
+ * softmax statistics, flash-style: keys are visited a tile at a time with an
+ * online softmax, so no time x time matrix ever exists, whatever the length.
+ * Layouts are the CPU model's (model_compute.h): q [tokens, heads, head_dim],
+ * k and v [tokens, kv_heads, head_dim], out like q, lse [tokens, heads] the
+ * natural log-sum-exp of the scaled scores (scale 1/sqrt(head_dim)). Query
+ * head h reads kv head h / (heads / kv_heads). Only built with CUDA. */
+#ifndef KPO_MODEL_CUDA_KERNELS_ATTENTION_H
+#define KPO_MODEL_CUDA_KERNELS_ATTENTION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A packed training batch: sequences back to back, attention causal inside
+ * each and never across. */
+typedef struct gpu_attention_shape {
+    int64_t n_tokens;
+    int64_t n_seqs;
+    const int64_t *seq_offsets; /* device [n_seqs + 1], seq_offsets[0] = 0 */
+    int64_t max_seq_len;        /* the longest sequence: sizes the grid */
+    int heads, kv_heads, head_dim;
+} gpu_attention_shape;
+
+/* out and lse from q, k, v. */
+int gpu_attention_forward(const gpu_attention_shape *s, const uint16_t *q, const uint16_t *k,
+                          const uint16_t *v, uint16_t *out, float *lse, void *stream,
+                          kpo_error *err);
+
+/* Device scratch bytes gpu_attention_backward needs for shape s. */
+size_t gpu_attention_backward_workspace(const gpu_attention_shape *s);
+
+/* dq, dk, dv (written, not accumulated) from dout and the forward's q, k,
+ * v, out, lse. Deterministic: no floating-point atomics. */
+int gpu_attention_backward(const gpu_attention_shape *s, const uint16_t *q, const uint16_t *k,
+                           const uint16_t *v, const uint16_t *out, const uint16_t *dout,
+                           const float *lse, uint16_t *dq, uint16_t *dk, uint16_t *dv,
+                           void *workspace, void *stream, kpo_error *err);
+
+/* Incremental decoding over one layer's KV cache, k_cache and v_cache
+ * [n_slots, max_len, kv_heads, head_dim] bf16. n_seqs sequences bring
+ * query_offsets[i+1] - query_offsets[i] new tokens each (1 in a decode
+ * step, a whole prompt in a prefill), packed as q [n_queries, heads,
+ * head_dim]; sequence i lives in cache slot slots[i], and its first new
+ * token sits at position start_positions[i] (the tokens it had cached).
+ * New token j of sequence i attends to cache positions
+ * [0, start_positions[i] + j] of its slot. */
+typedef struct gpu_decode_shape {
+    int64_t n_queries;
+    int64_t n_seqs;
+    const int64_t *query_offsets;   /* device [n_seqs + 1] */
+    const int64_t *slots;           /* device [n_seqs] */
+    const int64_t *start_positions; /* device [n_seqs] */
+    int64_t n_slots, max_len;
+    int64_t max_new;                /* the most new tokens of any sequence: sizes the grid */
+    int64_t max_context;            /* the longest start_positions[i] + new tokens */
+    int heads, kv_heads, head_dim;
+} gpu_decode_shape;
+
+/* Writes the new tokens' k_new, v_new [n_queries, kv_heads, head_dim]
+ * (normed and rotated, as the forward makes them) into their slots. */
+int gpu_kv_cache_write(const gpu_decode_shape *s, const uint16_t *k_new, const uint16_t *v_new,
+                       uint16_t *k_cache, uint16_t *v_cache, void *stream, kpo_error *err);
+
+/* out [n_queries, heads, head_dim] from q and the cache (after
+ * gpu_kv_cache_write put the new tokens there). */
+int gpu_attention_decode(const gpu_decode_shape *s, const uint16_t *q, const uint16_t *k_cache,
+                         const uint16_t *v_cache, uint16_t *out, void *stream, kpo_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

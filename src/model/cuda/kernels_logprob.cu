@@ -1,0 +1,2 @@
+/* Placeholder: being written (issue 7). */
+#include "kernels_common.cuh"

@@ -1,0 +1,123 @@
+/* The Qwen3 model on one GPU: bf16 weights and activations, fp32 master
+ * weights, gradients and AdamW moments (same layout as model_weights: one
+ * buffer in parameter-table order), the CPU model (model_compute.h) as its
+ * oracle. Plain C: device memory is opaque here. Built from
+ * src/model/cuda/model_cuda.c with CUDA, from model_cuda_none.c without,
+ * where every call fails with "no usable GPU: kpo was built without CUDA". */
+#ifndef KPO_MODEL_MODEL_CUDA_H
+#define KPO_MODEL_MODEL_CUDA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "core/error.h"
+#include "model/model.h"
+#include "model/model_compute.h"
+#include "model/optimizer_adamw.h"
+#include "rollout/sampler.h"
+
+typedef struct gpu_model gpu_model;
+
+typedef struct gpu_model_options {
+    bool train;             /* fp32 master weights, gradients and AdamW state; false: a
+                               rollout/eval copy with the bf16 weights alone */
+    bool recompute;         /* keep only each layer's input and redo the layer in backward */
+    int64_t max_tokens;     /* the largest training micro-batch (tokens) the plan budgets */
+    int64_t logprob_chunk;  /* rows whose fp32 logits exist at once; 0: 1024 */
+    adamw_config optim;     /* used when train */
+} gpu_model_options;
+
+/* What the device memory goes to, in bytes (printed at start-up). */
+typedef struct gpu_memory_plan {
+    size_t weights_bf16, master_fp32, grads_fp32, adam_fp32;
+    size_t activations;     /* saved for backward at max_tokens */
+    size_t layer_scratch;   /* one layer's working set (recomputed in backward) */
+    size_t logprob_scratch; /* the logits chunk and its gradient */
+    size_t workspace;       /* cuBLASLt and the attention backward */
+    size_t total;
+    size_t device_free, device_total; /* cudaMemGetInfo before allocation */
+} gpu_memory_plan;
+
+/* The plan for config c and options o without allocating anything
+ * (device_free/device_total are 0; usable without a GPU). */
+gpu_memory_plan gpu_model_plan(const model_config *c, const gpu_model_options *o);
+void gpu_memory_plan_print(const gpu_memory_plan *plan, const model_config *c,
+                           const gpu_model_options *o, FILE *out);
+
+/* Selects nothing: the caller picked the device (comm_nccl_select_device).
+ * Uploads m's weights (fp32 -> master, bf16 copy). Fails, naming the
+ * shortfall, when the plan does not fit the free memory. */
+int gpu_model_create(gpu_model **out, const model *m, const gpu_model_options *o,
+                     kpo_error *err);
+void gpu_model_destroy(gpu_model *g);
+const gpu_memory_plan *gpu_model_memory_plan(const gpu_model *g);
+
+/* Host <-> device weights (fp32 host; the device's master and bf16 copy,
+ * or the bf16 copy alone when not training). Download is what a checkpoint
+ * saves; upload follows a resume. */
+int gpu_model_upload(gpu_model *g, const model *m, kpo_error *err);
+int gpu_model_download(const gpu_model *g, model *m, kpo_error *err);
+/* The AdamW moments and step count, for checkpoints (train only). */
+int gpu_model_optimizer_upload(gpu_model *g, const adamw_state *opt, kpo_error *err);
+int gpu_model_optimizer_download(const gpu_model *g, adamw_state *opt, kpo_error *err);
+
+/* Training forward of a packed batch (host arrays; checked as
+ * model_batch_validate): logp and entropy [n_tokens] host, per
+ * model_logprobs' contract for targets [n_tokens] (host). Keeps what the
+ * backward needs until the next forward. */
+int gpu_model_forward(gpu_model *g, const model_batch *batch, const int32_t *targets,
+                      float *logp, float *entropy, kpo_error *err);
+
+/* After gpu_model_forward: grads += d/dtheta of sum_t dlogp[t] logp[t] +
+ * dentropy[t] entropy[t] (host [n_tokens]; dentropy may be NULL). */
+int gpu_model_backward(gpu_model *g, const float *dlogp, const float *dentropy,
+                       kpo_error *err);
+
+int gpu_model_zero_grads(gpu_model *g, kpo_error *err);
+/* The fp32 gradient buffer [n_params], device: what NCCL all-reduces. */
+float *gpu_model_grads(gpu_model *g, int64_t *n_params);
+/* The gradients, downloaded (tests). */
+int gpu_model_grads_download(const gpu_model *g, model_weights *grads, kpo_error *err);
+/* The bf16 weight copy [n_params], device: what the learner broadcasts to
+ * rollout ranks; after a broadcast into it, nothing else needs refreshing. */
+uint16_t *gpu_model_bf16_weights(gpu_model *g, int64_t *n_params);
+
+/* adamw_grad_norm and adamw_step on the device. */
+int gpu_model_grad_norm(gpu_model *g, double *norm, kpo_error *err);
+int gpu_model_adamw_step(gpu_model *g, double *grad_norm, kpo_error *err);
+int64_t gpu_model_adamw_steps(const gpu_model *g);
+
+/* Batched decoding, as model_kv_cache / model_decode_step. The cache is
+ * bf16 [layers, n_slots, max_len, kv_heads, head_dim] for K and for V.
+ * gpu_model_kv_slots_fit: how many slots of max_len fit in the memory
+ * free now, keeping `reserve` bytes back. */
+int64_t gpu_model_kv_slots_fit(const gpu_model *g, int64_t max_len, size_t reserve);
+int gpu_model_kv_cache_init(gpu_model *g, int64_t n_slots, int64_t max_len, kpo_error *err);
+void gpu_model_kv_cache_free(gpu_model *g);
+/* Slot lengths go to 0 (a new chunk of sequences). */
+void gpu_model_kv_cache_reset(gpu_model *g);
+
+/* Appends tokens to slots and computes the next-token logits (fp32, kept on
+ * the device) after each sequence's last new token; logits_host
+ * [n_seqs, vocab] receives a copy when not NULL (tests). */
+int gpu_model_decode_step(gpu_model *g, int64_t n_seqs, const int64_t *slots,
+                          const int64_t *n_new, const int32_t *tokens, float *logits_host,
+                          kpo_error *err);
+
+/* Draws one token per sequence of the last decode step from its logits on
+ * the device: row i uses stream (seed, streams[i].stream_id) at draw
+ * streams[i].draw_index (see model/cuda/kernels_sample.h); tokens [n_seqs]
+ * host. Only ids below drawable are drawn. */
+typedef struct gpu_sample_request {
+    sampler_config sampler;
+    uint64_t seed;
+    int64_t drawable;
+    const uint64_t *stream_ids;  /* [n_seqs] host */
+    const uint64_t *draw_index;  /* [n_seqs] host */
+} gpu_sample_request;
+int gpu_model_sample(gpu_model *g, const gpu_sample_request *req, int64_t n_seqs,
+                     int32_t *tokens, kpo_error *err);
+
+#endif
