@@ -1,31 +1,14 @@
 #include "core/rng.h"
 
+#include "core/philox.h"
+
 #include <math.h>
 
-enum { PHILOX_ROUNDS = 10 };
-static const uint32_t PHILOX_M0 = 0xD2511F53u, PHILOX_M1 = 0xCD9E8D57u;
-static const uint32_t PHILOX_W0 = 0x9E3779B9u, PHILOX_W1 = 0xBB67AE85u;
-
+/* The round function and the uniform's bit layout live in core/philox.h,
+ * shared with the CUDA sampler, so both backends draw the same numbers. */
 void rng_philox4x32_10(const uint32_t counter[4], const uint32_t key[2], uint32_t out[4])
 {
-    uint32_t c0 = counter[0], c1 = counter[1], c2 = counter[2], c3 = counter[3];
-    uint32_t k0 = key[0], k1 = key[1];
-    for (int round = 0; round < PHILOX_ROUNDS; round++) {
-        uint64_t p0 = (uint64_t)PHILOX_M0 * c0;
-        uint64_t p1 = (uint64_t)PHILOX_M1 * c2;
-        uint32_t hi0 = (uint32_t)(p0 >> 32), lo0 = (uint32_t)p0;
-        uint32_t hi1 = (uint32_t)(p1 >> 32), lo1 = (uint32_t)p1;
-        c0 = hi1 ^ c1 ^ k0;
-        c1 = lo1;
-        c2 = hi0 ^ c3 ^ k1;
-        c3 = lo0;
-        k0 += PHILOX_W0;
-        k1 += PHILOX_W1;
-    }
-    out[0] = c0;
-    out[1] = c1;
-    out[2] = c2;
-    out[3] = c3;
+    philox4x32_10(counter, key, out);
 }
 
 static uint64_t splitmix64(uint64_t x)
@@ -43,12 +26,8 @@ uint64_t rng_stream_id(uint64_t a, uint64_t b, uint64_t c)
 
 void rng_stream_init(rng_stream *rng, uint64_t seed, uint64_t stream_id)
 {
-    rng->key[0] = (uint32_t)seed;
-    rng->key[1] = (uint32_t)(seed >> 32);
-    rng->counter[0] = 0;
-    rng->counter[1] = 0;
-    rng->counter[2] = (uint32_t)stream_id;
-    rng->counter[3] = (uint32_t)(stream_id >> 32);
+    philox_key_of(seed, rng->key);
+    philox_counter_of(0, stream_id, rng->counter);
     rng->used = 4;
     rng->has_spare_normal = 0;
     rng->spare_normal = 0.0;
@@ -57,7 +36,7 @@ void rng_stream_init(rng_stream *rng, uint64_t seed, uint64_t stream_id)
 uint32_t rng_next_u32(rng_stream *rng)
 {
     if (rng->used == 4) {
-        rng_philox4x32_10(rng->counter, rng->key, rng->block);
+        philox4x32_10(rng->counter, rng->key, rng->block);
         if (++rng->counter[0] == 0)
             rng->counter[1]++;
         rng->used = 0;
@@ -67,10 +46,9 @@ uint32_t rng_next_u32(rng_stream *rng)
 
 double rng_uniform(rng_stream *rng)
 {
-    uint64_t hi = rng_next_u32(rng) >> 5; /* 27 bits */
-    uint64_t lo = rng_next_u32(rng) >> 6; /* 26 bits */
-    /* (k + 0.5) / 2^53 never hits 0 or 1, so log() below is always finite. */
-    return ((double)((hi << 26) | lo) + 0.5) * 0x1p-53;
+    uint32_t first = rng_next_u32(rng); /* two statements: the order is fixed */
+    uint32_t second = rng_next_u32(rng);
+    return philox_uniform_from_words(first, second);
 }
 
 double rng_normal(rng_stream *rng)

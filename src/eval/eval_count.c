@@ -10,7 +10,7 @@ int64_t eval_chunk_problems(const eval_sampling *s)
 }
 
 /* Generates and scores problems [first, first + count) of b. */
-static int count_chunk(const model *m, const tokenizer *tok, const eval_bench *b,
+static int count_chunk(model_backend *be, const tokenizer *tok, const eval_bench *b,
                        const eval_sampling *s, int64_t first, int64_t count, int64_t *correct,
                        kpo_error *err)
 {
@@ -32,7 +32,7 @@ static int count_chunk(const model *m, const tokenizer *tok, const eval_bench *b
                            .max_batch = s->max_batch,
                            .sample_vocab = (int64_t)tokenizer_vocab_size(tok)};
     rollout_responses out;
-    if (rollout_generate(m, &req, &out, err) != KPO_OK)
+    if (rollout_generate(be, &req, &out, err) != KPO_OK)
         return KPO_ERR;
     /* Accuracy is binary whatever the reward's scale, so dapo's -1 never
      * enters a count. */
@@ -59,12 +59,16 @@ int eval_count_correct(const model *m, const tokenizer *tok, const eval_bench *b
     if (s->k < 1 || s->k > (1 << 30))
         return error_set(err, "--k must be in [1, 2^30]");
     const int64_t n = b->prompts.n, per_chunk = eval_chunk_problems(s);
-    for (int64_t c = 0; c * per_chunk < n; c++) {
+    /* Evaluation stays on the CPU model (kpo eval has no device key). */
+    model_backend be = model_backend_cpu_eval(m);
+    int status = KPO_OK;
+    for (int64_t c = 0; c * per_chunk < n && status == KPO_OK; c++) {
         if (c % n_ranks != rank)
             continue;
         int64_t first = c * per_chunk, count = n - first < per_chunk ? n - first : per_chunk;
-        if (count_chunk(m, tok, b, s, first, count, correct, err) != KPO_OK)
-            return error_prefix(err, "benchmark %s: ", b->name);
+        if (count_chunk(&be, tok, b, s, first, count, correct, err) != KPO_OK)
+            status = error_prefix(err, "benchmark %s: ", b->name);
     }
-    return KPO_OK;
+    model_backend_free(&be);
+    return status;
 }

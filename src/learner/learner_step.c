@@ -6,7 +6,6 @@
 
 #include "core/timer.h"
 #include "learner/advantage.h"
-#include "model/model_compute.h"
 
 /* Sequences of mini-batch k that learner `rank` of `size` trains on. */
 static void share_of(int64_t n, int minibatches, int k, int rank, int size, int64_t *first,
@@ -28,22 +27,21 @@ static void response_targets(const rl_batch *b, int32_t *targets)
     }
 }
 
-/* Runs the forward pass of b and leaves acts ready for backward; logp and
- * entropy (response-token order) are filled when not NULL. */
-static int forward_batch(const model *m, const rl_batch *b, model_acts *acts, int32_t *targets,
-                         double *logp, double *entropy, kpo_error *err)
+/* Runs the forward pass of b and leaves the backend ready for backward;
+ * logp and entropy (response-token order) are filled when not NULL. b's
+ * arrays must outlive the backward. */
+static int forward_batch(model_backend *be, const rl_batch *b, int32_t *targets, double *logp,
+                         double *entropy, kpo_error *err)
 {
     const int64_t T = b->seq_offsets[b->n];
     model_batch mb = {b->tokens, T, b->seq_offsets, b->n};
-    if (model_acts_init(acts, m, T, err) != KPO_OK)
-        return KPO_ERR;
     float *lp = malloc((size_t)T * sizeof *lp), *ent = malloc((size_t)T * sizeof *ent);
     int status = (lp && ent) ? KPO_OK : error_set(err, "learner: out of memory");
-    if (status == KPO_OK)
-        status = model_forward_train(m, &mb, acts, err);
     if (status == KPO_OK) {
         response_targets(b, targets);
-        model_logprobs(m, acts, targets, lp, ent);
+        status = model_backend_forward(be, &mb, targets, lp, ent, err);
+    }
+    if (status == KPO_OK) {
         int64_t k = 0;
         for (int64_t p = 0; p < T; p++)
             if (targets[p] >= 0) {
@@ -56,23 +54,19 @@ static int forward_batch(const model *m, const rl_batch *b, model_acts *acts, in
     }
     free(lp);
     free(ent);
-    if (status != KPO_OK)
-        model_acts_free(acts);
     return status;
 }
 
-int learner_response_logprobs(const model *m, const rl_batch *batch, double *logp,
+int learner_response_logprobs(model_backend *b, const rl_batch *batch, double *logp,
                               double *entropy, kpo_error *err)
 {
     if (batch->n == 0)
         return KPO_OK;
-    model_acts acts;
     int32_t *targets = malloc((size_t)batch->seq_offsets[batch->n] * sizeof *targets);
     if (!targets)
         return error_set(err, "learner: out of memory");
-    int status = forward_batch(m, batch, &acts, targets, logp, entropy, err);
-    if (status == KPO_OK)
-        model_acts_free(&acts);
+    int status = forward_batch(b, batch, targets, logp, entropy, err);
+    model_backend_drop_acts(b); /* no backward follows */
     free(targets);
     return status;
 }
@@ -116,12 +110,13 @@ static int keep_samples(const learner_config *cfg, const int64_t *offsets, int64
     return KPO_OK;
 }
 
-int learner_gradients(const model *m, const learner_config *cfg, const rl_batch *share,
+int learner_gradients(model_backend *b, const learner_config *cfg, const rl_batch *share,
                       const double *logp_old, objective_normalizer norm,
-                      model_weights *grads, objective_metrics *om, double *entropy_sum,
-                      learner_metrics *samples, kpo_error *err)
+                      objective_metrics *om, double *entropy_sum, learner_metrics *samples,
+                      kpo_error *err)
 {
-    memset(grads->data, 0, (size_t)grads->n_params * sizeof *grads->data);
+    if (model_backend_zero_grads(b, err) != KPO_OK)
+        return KPO_ERR;
     if (share->n == 0)
         return KPO_OK;
     const int64_t T = share->seq_offsets[share->n], R = rl_batch_response_tokens(share);
@@ -134,15 +129,12 @@ int learner_gradients(const model *m, const learner_config *cfg, const rl_batch 
                      ? KPO_OK
                      : error_set(err, "learner: out of memory for a %lld-token mini-batch",
                                  (long long)T);
-    model_acts acts;
-    int have_acts = 0;
     if (status == KPO_OK) {
         offsets[0] = 0;
         for (int64_t i = 0; i < share->n; i++)
             offsets[i + 1] = offsets[i] + (share->seq_offsets[i + 1] - share->seq_offsets[i] -
                                            share->prompt_len[i]);
-        status = forward_batch(m, share, &acts, targets, logp, entropy, err);
-        have_acts = status == KPO_OK;
+        status = forward_batch(b, share, targets, logp, entropy, err);
     }
     /* A diverged model (non-finite log-probs) is not an input error: the
      * mini-batch's loss becomes NaN, its gradient stays zero, and every
@@ -167,11 +159,10 @@ int learner_gradients(const model *m, const learner_config *cfg, const rl_batch 
                 dlogp_pos[p] = (float)d_logp[k++];
         for (int64_t r = 0; r < R; r++)
             *entropy_sum += entropy[r];
-        status = model_backward(m, &acts, targets, dlogp_pos, NULL, grads, err);
+        status = model_backend_backward(b, dlogp_pos, NULL, err);
     }
 done:
-    if (have_acts)
-        model_acts_free(&acts);
+    model_backend_drop_acts(b);
     free(offsets);
     free(targets);
     free(logp);
@@ -206,9 +197,8 @@ static int reduce_metrics(const learner_comm *comm, learner_metrics *lm, kpo_err
     return KPO_OK;
 }
 
-int learner_step(model *m, adamw_state *opt, model_weights *grads, const learner_config *cfg,
-                 rl_batch *batch, const learner_comm *comm, learner_metrics *metrics,
-                 kpo_error *err)
+int learner_step(model_backend *b, const learner_config *cfg, rl_batch *batch,
+                 const learner_comm *comm, learner_metrics *metrics, kpo_error *err)
 {
     learner_metrics_free(metrics);
     memset(metrics, 0, sizeof *metrics);
@@ -237,7 +227,7 @@ int learner_step(model *m, adamw_state *opt, model_weights *grads, const learner
         if (status == KPO_OK) {
             int64_t R = rl_batch_response_tokens(&shares[k]);
             old[k] = malloc((size_t)(R > 0 ? R : 1) * sizeof **old);
-            status = old[k] ? learner_response_logprobs(m, &shares[k], old[k], NULL, err)
+            status = old[k] ? learner_response_logprobs(b, &shares[k], old[k], NULL, err)
                             : error_set(err, "learner: out of memory");
         }
     }
@@ -257,23 +247,29 @@ int learner_step(model *m, adamw_state *opt, model_weights *grads, const learner
         objective_metrics om;
         objective_metrics_init(&om);
         int keep = comm->rank == 0 && k == M - 1;
-        status = learner_gradients(m, cfg, &shares[k], old[k], norm, grads, &om,
-                                     &metrics->entropy_sum, keep ? metrics : NULL, err);
-        double loss = om.loss;
+        status = learner_gradients(b, cfg, &shares[k], old[k], norm, &om, &metrics->entropy_sum,
+                                   keep ? metrics : NULL, err);
+        double loss = om.loss, grad_norm = 0;
+        float *grads;
+        int64_t n_params;
+        model_backend_grads(b, &grads, &n_params);
         if (status == KPO_OK)
-            status = comm->sum_floats(comm->context, grads->data, grads->n_params, err);
+            status = comm->sum_floats(comm->context, grads, n_params, err);
         if (status == KPO_OK)
             status = comm->sum_doubles(comm->context, &loss, 1, err);
+        if (status == KPO_OK)
+            status = model_backend_grad_norm(b, &grad_norm, err);
         if (status != KPO_OK)
             break;
-        double grad_norm = adamw_grad_norm(grads);
         if (!isfinite(loss) || !isfinite(grad_norm)) {
             metrics->skipped++; /* every learner sees the same sums: all skip together */
             continue;
         }
         objective_metrics_merge(&metrics->objective, &om);
         metrics->minibatch_innovation[k] = om.innovation;
-        adamw_step(opt, m, grads, &grad_norm);
+        status = model_backend_optimizer_step(b, &grad_norm, err);
+        if (status != KPO_OK)
+            break;
         metrics->updates++;
         metrics->grad_norm_sum += grad_norm;
         metrics->grad_norm_max = fmax(metrics->grad_norm_max, grad_norm);

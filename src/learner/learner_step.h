@@ -16,8 +16,7 @@
 #include "learner/learner_comm.h"
 #include "learner/objective.h"
 #include "learner/rl_batch.h"
-#include "model/model.h"
-#include "model/optimizer_adamw.h"
+#include "model/model_backend.h"
 
 typedef struct learner_config {
     objective_config objective;
@@ -49,26 +48,28 @@ typedef struct learner_metrics {
 
 void learner_metrics_free(learner_metrics *metrics);
 
-/* Fills batch->advantage, then trains. grads is scratch with m's layout.
- * metrics must be zero-initialised before the first call (its samples are
- * freed and replaced by each call; learner_metrics_free at the end). */
-int learner_step(model *m, adamw_state *opt, model_weights *grads, const learner_config *cfg,
-                 rl_batch *batch, const learner_comm *comm, learner_metrics *metrics,
-                 kpo_error *err);
+/* Fills batch->advantage, then trains the model behind b, which must hold
+ * an optimizer and gradients (model_backend_cpu with opt and grads, or a
+ * training GPU model; on CUDA comm's sum_floats must take device buffers:
+ * comm_learner_nccl). metrics must be zero-initialised before the first
+ * call (its samples are freed and replaced by each call;
+ * learner_metrics_free at the end). */
+int learner_step(model_backend *b, const learner_config *cfg, rl_batch *batch,
+                 const learner_comm *comm, learner_metrics *metrics, kpo_error *err);
 
-/* Per-response-token log-probs of a batch under m: logp[k] for the k-th
- * response token in batch order (also used by `kpo logprobs`-style checks).
- * entropy may be NULL. */
-int learner_response_logprobs(const model *m, const rl_batch *batch, double *logp,
+/* Per-response-token log-probs of a batch under the model behind b:
+ * logp[k] for the k-th response token in batch order (also used by `kpo
+ * logprobs`-style checks). entropy may be NULL. */
+int learner_response_logprobs(model_backend *b, const rl_batch *batch, double *logp,
                               double *entropy, kpo_error *err);
 
-/* Forward, objective and backward of one share of a mini-batch: grads
- * (zeroed first) receive d loss / d theta, metrics the objective's
- * statistics, entropy_sum the response tokens' entropies. With `samples`
- * not NULL the share's raw log-ratios are kept there. logp_old is in
- * response-token order. */
-int learner_gradients(const model *m, const learner_config *cfg, const rl_batch *share,
-                      const double *logp_old, objective_normalizer norm, model_weights *grads,
+/* Forward, objective and backward of one share of a mini-batch: the
+ * backend's gradients (zeroed first) receive d loss / d theta, metrics the
+ * objective's statistics, entropy_sum the response tokens' entropies. With
+ * `samples` not NULL the share's raw log-ratios are kept there. logp_old is
+ * in response-token order. */
+int learner_gradients(model_backend *b, const learner_config *cfg, const rl_batch *share,
+                      const double *logp_old, objective_normalizer norm,
                       objective_metrics *metrics, double *entropy_sum, learner_metrics *samples,
                       kpo_error *err);
 

@@ -45,7 +45,10 @@ int sft_evaluate(const model *m, const tokenizer *tok, const sft_format *fmt, co
                                .sampler = {.temperature = temperature, .top_p = 1.0},
                                .seed = seed, .step = 0, .max_batch = 64,
                                .sample_vocab = (int64_t)tokenizer_vocab_size(tok)};
-        status = rollout_generate(m, &req, &r, err);
+        /* The warm start is evaluated on the CPU model, as kpo sft trains it. */
+        model_backend be = model_backend_cpu_eval(m);
+        status = rollout_generate(&be, &req, &r, err);
+        model_backend_free(&be);
     }
     for (size_t p = 0; status == KPO_OK && p < ds->count; p++) {
         int64_t right = 0;

@@ -6,7 +6,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
-#include "model/model.h"
+#include "model/model_backend.h"
 #include "rollout/sampler.h"
 
 typedef struct rollout_request {
@@ -34,7 +34,9 @@ typedef struct rollout_responses {
     uint8_t *stopped;  /* [n_responses] 1: ended with a stop token; 0: cut at max_new_tokens */
 } rollout_responses;
 
-int rollout_generate(const model *m, const rollout_request *req, rollout_responses *out,
+/* Decodes with the model behind b (KV-cache slots: max_batch, or on CUDA
+ * as many of them as fit in the device memory free now). */
+int rollout_generate(model_backend *b, const rollout_request *req, rollout_responses *out,
                      kpo_error *err);
 void rollout_responses_free(rollout_responses *r);
 

@@ -1,5 +1,7 @@
 #include "rollout/sampler.h"
 
+#include "rollout/sampler_math.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,41 +51,68 @@ static int32_t argmax(const float *logits, int64_t vocab)
     return (int32_t)best;
 }
 
-/* Most probable first; ties by lower id, so the order is deterministic. */
-static int by_probability_desc(const void *a, const void *b)
+/* Rank order (rollout/sampler_math.h): logit descending, ties by lower id.
+ * order[k].prob carries the logit's key, not a probability: a uint32_t is
+ * exact in a double, and ranking by the logit keeps exp() out of the order. */
+static int by_rank(const void *a, const void *b)
 {
     const sampler_candidate *x = a, *y = b;
-    if (x->prob != y->prob)
-        return x->prob > y->prob ? -1 : 1;
-    return (x->id > y->id) - (x->id < y->id);
+    uint32_t kx = (uint32_t)x->prob, ky = (uint32_t)y->prob;
+    if (sampler_ranks_before(kx, x->id, ky, y->id))
+        return -1;
+    return sampler_ranks_before(ky, y->id, kx, x->id) ? 1 : 0;
 }
 
-/* Fills scratch->probs with the softmax of logits / T; returns how many of
- * scratch->order (most probable first) form the nucleus, or vocab when
- * top_p = 1 (then order is unused). */
-static int64_t nucleus(const sampler_config *cfg, const float *logits, int64_t vocab,
-                       sampler_scratch *s)
+/* probs[vocab] = the softmax of logits / T (sampler_weight, normalised). */
+static void tempered_probabilities(const sampler_config *cfg, const float *logits, int64_t vocab,
+                                   double *probs)
 {
     double max_logit = -INFINITY;
     for (int64_t i = 0; i < vocab; i++)
         max_logit = fmax(max_logit, (double)logits[i]);
     double total = 0.0;
     for (int64_t i = 0; i < vocab; i++) {
-        s->probs[i] = exp(((double)logits[i] - max_logit) / cfg->temperature);
-        total += s->probs[i];
+        probs[i] = sampler_weight(logits[i], max_logit, cfg->temperature);
+        total += probs[i];
     }
     for (int64_t i = 0; i < vocab; i++)
-        s->probs[i] /= total;
+        probs[i] /= total;
+}
+
+/* The nucleus's last member in rank order (the reference: it sorts; the
+ * GPU finds the same cut by a radix select on the keys). */
+static sampler_cut nucleus_cut(const sampler_config *cfg, const float *logits, int64_t vocab,
+                               sampler_scratch *s)
+{
+    sampler_cut cut = {1, 0, 0};
     if (cfg->top_p >= 1.0)
-        return vocab;
+        return cut;
     for (int64_t i = 0; i < vocab; i++)
-        s->order[i] = (sampler_candidate){s->probs[i], (int32_t)i};
-    qsort(s->order, (size_t)vocab, sizeof *s->order, by_probability_desc);
+        s->order[i] = (sampler_candidate){(double)sampler_logit_key(logits[i]), (int32_t)i};
+    qsort(s->order, (size_t)vocab, sizeof *s->order, by_rank);
     double mass = 0.0;
-    int64_t kept = 0;
-    while (kept < vocab && mass < cfg->top_p)
-        mass += s->order[kept++].prob;
-    return kept;
+    for (int64_t k = 0; k < vocab; k++) {
+        mass += s->probs[s->order[k].id];
+        if (mass >= cfg->top_p)
+            return (sampler_cut){0, (uint32_t)s->order[k].prob, s->order[k].id};
+    }
+    return cut; /* rounding kept the total short of top_p: keep everything */
+}
+
+static int is_kept(const sampler_cut *cut, const float *logits, int64_t i)
+{
+    return sampler_is_kept(cut, sampler_logit_key(logits[i]), (int32_t)i);
+}
+
+/* Sum of the kept probabilities, in id order (the order the draw walks). */
+static double kept_mass(const sampler_cut *cut, const float *logits, const double *probs,
+                        int64_t vocab)
+{
+    double mass = 0.0;
+    for (int64_t i = 0; i < vocab; i++)
+        if (is_kept(cut, logits, i))
+            mass += probs[i];
+    return mass;
 }
 
 int32_t sampler_draw(const sampler_config *cfg, const float *logits, int64_t vocab,
@@ -91,27 +120,21 @@ int32_t sampler_draw(const sampler_config *cfg, const float *logits, int64_t voc
 {
     if (cfg->temperature == 0.0)
         return argmax(logits, vocab);
-    int64_t kept = nucleus(cfg, logits, vocab, scratch);
+    tempered_probabilities(cfg, logits, vocab, scratch->probs);
+    sampler_cut cut = nucleus_cut(cfg, logits, vocab, scratch);
     double u = rng_uniform(rng);
-    if (kept == vocab) {
-        double cumulative = 0.0;
-        for (int64_t i = 0; i < vocab; i++) {
-            cumulative += scratch->probs[i];
-            if (u < cumulative)
-                return (int32_t)i;
-        }
-        return (int32_t)(vocab - 1);
+    double mass = cfg->top_p >= 1.0 ? 1.0 : kept_mass(&cut, logits, scratch->probs, vocab);
+    double target = sampler_draw_target(u, mass, cfg->top_p), cumulative = 0.0;
+    int32_t last = 0;
+    for (int64_t i = 0; i < vocab; i++) {
+        if (!is_kept(&cut, logits, i))
+            continue;
+        cumulative += scratch->probs[i];
+        last = (int32_t)i;
+        if (sampler_crosses(cumulative, target))
+            return last;
     }
-    double mass = 0.0;
-    for (int64_t k = 0; k < kept; k++)
-        mass += scratch->order[k].prob;
-    double target = u * mass, cumulative = 0.0;
-    for (int64_t k = 0; k < kept; k++) {
-        cumulative += scratch->order[k].prob;
-        if (target < cumulative)
-            return scratch->order[k].id;
-    }
-    return scratch->order[kept - 1].id;
+    return last;
 }
 
 void sampler_distribution(const sampler_config *cfg, const float *logits, int64_t vocab,
@@ -122,14 +145,14 @@ void sampler_distribution(const sampler_config *cfg, const float *logits, int64_
         probs[argmax(logits, vocab)] = 1.0;
         return;
     }
-    int64_t kept = nucleus(cfg, logits, vocab, scratch);
-    if (kept == vocab) {
+    tempered_probabilities(cfg, logits, vocab, scratch->probs);
+    if (cfg->top_p >= 1.0) {
         memcpy(probs, scratch->probs, (size_t)vocab * sizeof *probs);
         return;
     }
-    double mass = 0.0;
-    for (int64_t k = 0; k < kept; k++)
-        mass += scratch->order[k].prob;
-    for (int64_t k = 0; k < kept; k++)
-        probs[scratch->order[k].id] = scratch->order[k].prob / mass;
+    sampler_cut cut = nucleus_cut(cfg, logits, vocab, scratch);
+    double mass = kept_mass(&cut, logits, scratch->probs, vocab);
+    for (int64_t i = 0; i < vocab; i++)
+        if (is_kept(&cut, logits, i))
+            probs[i] = scratch->probs[i] / mass;
 }

@@ -19,6 +19,8 @@ const config_key TRAIN_SCHEMA[] = {
     {"run", "keep_checkpoints", CONFIG_INT, "2", 1, 1000, NULL, "newest checkpoints kept"},
     {"run", "log_samples", CONFIG_INT, "8", 0, 1e6, NULL,
      "raw log-ratio sequences recorded per step for kpo filter"},
+    {"run", "device", CONFIG_CHOICE, "cpu", 0, 0, "cpu|cuda",
+     "where the model runs: cpu (fp32) or cuda (bf16, one GPU per rank, NCCL)"},
     {"model", "path", CONFIG_STRING, "", 0, 0, NULL, "HF model directory (required)"},
     {"model", "tokenizer", CONFIG_STRING, "", 0, 0, NULL,
      "byte, a tokenizer directory, or empty for the model's (kpo_model.json or its files)"},
@@ -62,6 +64,8 @@ const config_key TRAIN_SCHEMA[] = {
     {"learner", "adv_eps", CONFIG_DOUBLE, "1e-6", 0, 1, NULL, "advantage std epsilon"},
     {"learner", "log_ratio_max", CONFIG_DOUBLE, "10", 1e-9, 1e6, NULL,
      "kpo/gspo: clamp of the log-ratio"},
+    {"learner", "recompute", CONFIG_BOOL, "true", 0, 0, NULL,
+     "device = cuda: keep each layer's input only and redo the layer in backward"},
     {"filter", "q", CONFIG_DOUBLE, "1e-6", 0, BIG, NULL, "process noise Q"},
     {"filter", "v", CONFIG_DOUBLE, "1", 1e-300, BIG, NULL, "measurement noise V"},
     {"filter", "rho0", CONFIG_DOUBLE, "0", -BIG, BIG, NULL, "initial state"},
@@ -136,6 +140,8 @@ int train_settings_from_config(const config *cfg, int world_size, train_settings
     s->checkpoint_every = config_get_int(cfg, "run.checkpoint_every");
     s->keep_checkpoints = (int)config_get_int(cfg, "run.keep_checkpoints");
     s->log_samples = config_get_int(cfg, "run.log_samples");
+    if (model_device_parse(config_get_string(cfg, "run.device"), &s->device, err) != KPO_OK)
+        return error_prefix(err, "run.");
     s->model_path = config_get_string(cfg, "model.path");
     s->tokenizer = config_get_string(cfg, "model.tokenizer");
     s->train_data = config_get_string(cfg, "data.train");
@@ -165,6 +171,7 @@ int train_settings_from_config(const config *cfg, int world_size, train_settings
     l->norm_adv_by_std = config_get_bool(cfg, "learner.norm_adv_by_std");
     l->adv_eps = config_get_double(cfg, "learner.adv_eps");
     l->log_samples = s->log_samples;
+    s->recompute = config_get_bool(cfg, "learner.recompute");
     if (objective_kind_parse(config_get_string(cfg, "learner.objective"), &o->kind, err) != KPO_OK ||
         loss_aggregation_parse(config_get_string(cfg, "learner.loss_aggregation"),
                                &o->aggregation, err) != KPO_OK)

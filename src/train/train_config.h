@@ -11,6 +11,7 @@
 #include "core/config.h"
 #include "data/chat_template.h"
 #include "learner/learner_step.h"
+#include "model/model_backend.h"
 #include "model/optimizer_adamw.h"
 #include "rollout/reward.h"
 #include "rollout/sampler.h"
@@ -26,6 +27,7 @@ typedef struct train_settings {
     int64_t checkpoint_every;
     int keep_checkpoints;
     int64_t log_samples;      /* raw log-ratio sequences recorded per step */
+    model_device device;      /* where the model runs (run.device) */
     /* [model] */
     const char *model_path;
     const char *tokenizer;    /* "byte", a directory, or "" for the model's own */
@@ -47,6 +49,7 @@ typedef struct train_settings {
     int reward_binary;
     /* [learner], [filter] */
     learner_config learner;
+    int recompute;            /* GPU model: recompute each layer in backward */
     /* [optim] */
     adamw_config optim;
 } train_settings;

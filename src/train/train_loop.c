@@ -10,7 +10,6 @@
 #include <sys/stat.h>
 
 #include "comm/comm_batch.h"
-#include "comm/comm_learner.h"
 #include "comm/comm_roles.h"
 #include "core/file_util.h"
 #include "core/timer.h"
@@ -19,6 +18,7 @@
 #include "learner/learner_step.h"
 #include "model/model.h"
 #include "train/train_data.h"
+#include "train/train_device.h"
 #include "train/train_rollout.h"
 
 static volatile sig_atomic_t stop_requested = 0;
@@ -43,10 +43,10 @@ void train_install_signal_handlers(void)
 typedef struct trainer {
     const train_settings *s;
     comm_roles roles;
-    learner_comm lcomm;
-    model m;
-    model_weights grads;
-    adamw_state opt;
+    model m;              /* on cuda the host copy: refreshed for checkpoints */
+    model_weights grads;  /* cpu learners only */
+    adamw_state opt;      /* learners; on cuda the host copy */
+    train_device dev;     /* the backend, the learners' reductions, the weight sync */
     train_data data;
     runfile *rf;          /* world rank 0 only */
     char run_path[4200], checkpoint_root[4200];
@@ -98,6 +98,8 @@ static int save_checkpoint(trainer *t, int64_t step, kpo_error *err)
 {
     if (t->roles.world_rank != 0)
         return KPO_OK;
+    if (model_backend_sync_to_host(&t->dev.backend, err) != KPO_OK)
+        return KPO_ERR;
     char *state = trainer_state_json(t, step);
     int status = state ? checkpoint_save(t->checkpoint_root, step, &t->m, &t->opt, state,
                                          t->s->keep_checkpoints, err)
@@ -129,39 +131,69 @@ static int restore(trainer *t, int resume, int64_t *resume_step, kpo_error *err)
     return checkpoint_load(dir, &t->m, t->roles.is_learner ? &t->opt : NULL, NULL, err);
 }
 
-static int trainer_open(trainer *t, const train_settings *s, const config *cfg, int resume,
-                        MPI_Comm world, kpo_error *err)
+/* Host side of the start-up: roles, model, data, and the checkpoint of a
+ * resumed run. Nothing is written yet. */
+static int trainer_open(trainer *t, const train_settings *s, int resume, MPI_Comm world,
+                        int64_t *resume_step, kpo_error *err)
 {
-    memset(t, 0, sizeof *t);
     t->s = s;
     if (comm_roles_init(&t->roles, world, s->rollout_ranks, err) != KPO_OK)
         return KPO_ERR;
     snprintf(t->run_path, sizeof t->run_path, "%s/run.h5", s->out_dir);
     snprintf(t->checkpoint_root, sizeof t->checkpoint_root, "%s/checkpoints", s->out_dir);
-    if (t->roles.is_learner)
-        t->lcomm = comm_learner_mpi(&t->roles.learners);
     /* Gradients and AdamW state live on learners only: a rollout rank holds
-     * just the weights it samples with. */
+     * just the weights it samples with. On cuda the gradients live on the
+     * GPU; the host AdamW state is what checkpoints save and load. */
+    const int host_grads = t->roles.is_learner && s->device == MODEL_DEVICE_CPU;
     if (model_load(s->model_path, &t->m, err) != KPO_OK ||
-        (t->roles.is_learner && (model_weights_init(&t->m, &t->grads, err) != KPO_OK ||
-                                 adamw_init(&t->opt, &t->m, &s->optim, err) != KPO_OK)) ||
+        (host_grads && model_weights_init(&t->m, &t->grads, err) != KPO_OK) ||
+        (t->roles.is_learner && adamw_init(&t->opt, &t->m, &s->optim, err) != KPO_OK) ||
         train_data_open(s, &t->data, err) != KPO_OK)
         return KPO_ERR;
     if ((int64_t)tokenizer_vocab_size(t->data.tok) > t->m.config.vocab_size)
         return error_set(err, "model.path = '%s': vocabulary of %lld rows is smaller than the "
                               "tokenizer's %zu ids", s->model_path,
                          (long long)t->m.config.vocab_size, tokenizer_vocab_size(t->data.tok));
-    int64_t resume_step;
-    int restored = restore(t, resume, &resume_step, err);
-    /* Every rank looks at the run directory before rank 0 writes to it. */
-    MPI_Barrier(world);
-    if (restored != KPO_OK)
+    if (restore(t, resume, resume_step, err) != KPO_OK)
         return KPO_ERR;
-    t->first_step = resume_step + 1 > 0 ? resume_step + 1 : 1;
-    if (t->roles.world_rank == 0 &&
-        (make_dirs(s->out_dir, err) != KPO_OK || open_run_file(t, cfg, resume_step, err) != KPO_OK))
-        return KPO_ERR;
+    t->first_step = *resume_step + 1 > 0 ? *resume_step + 1 : 1;
     return KPO_OK;
+}
+
+static int64_t longest_prompt(const train_data *d)
+{
+    int64_t longest = 0;
+    for (int64_t i = 0; i < d->n; i++)
+        if (d->prompt_offsets[i + 1] - d->prompt_offsets[i] > longest)
+            longest = d->prompt_offsets[i + 1] - d->prompt_offsets[i];
+    return longest;
+}
+
+/* Start-up, agreed stage by stage: each stage runs only when every rank
+ * passed the one before, and the run directory is written last, so a run
+ * that cannot start (no GPU for run.device = cuda, a bad path) leaves
+ * nothing behind. *failed: the rank that reports (INT_MAX: none). */
+static int trainer_start(trainer *t, const train_settings *s, const config *cfg, int resume,
+                         MPI_Comm world, int *failed, kpo_error *err)
+{
+    int64_t resume_step = -1;
+    int status = trainer_open(t, s, resume, world, &resume_step, err);
+    /* Also makes every rank look at the run directory before rank 0 writes. */
+    *failed = train_first_failure(world, status);
+    if (*failed != INT_MAX)
+        return KPO_ERR;
+    status = train_device_open(&t->dev, s, &t->roles, world, &t->m,
+                               t->roles.is_learner ? &t->opt : NULL,
+                               t->roles.is_learner && s->device == MODEL_DEVICE_CPU ? &t->grads
+                                                                                    : NULL,
+                               longest_prompt(&t->data), failed, err);
+    if (*failed != INT_MAX)
+        return KPO_ERR;
+    if (t->roles.world_rank == 0)
+        status = make_dirs(s->out_dir, err) == KPO_OK ? open_run_file(t, cfg, resume_step, err)
+                                                      : KPO_ERR;
+    *failed = train_first_failure(world, status);
+    return *failed == INT_MAX ? KPO_OK : KPO_ERR;
 }
 
 static void trainer_close(trainer *t)
@@ -169,6 +201,7 @@ static void trainer_close(trainer *t)
     kpo_error ignored;
     if (t->rf)
         runfile_close(t->rf, &ignored);
+    train_device_close(&t->dev);
     train_data_close(&t->data);
     adamw_free(&t->opt);
     model_weights_free(&t->grads);
@@ -213,6 +246,7 @@ static int record_step(trainer *t, int64_t step, const rl_batch *batch, const ro
     for (int64_t i = 0; i < batch->n; i++)
         reward += batch->reward[i];
     const double tokens = o->tokens > 0 ? o->tokens : NAN;
+    const int64_t optimizer_steps = model_backend_optimizer_steps(&t->dev.backend);
     runfile_metric metrics[] = {
         {"reward_mean", reward / (double)batch->n},
         {"accuracy", rs->correct / rs->responses},
@@ -234,7 +268,7 @@ static int record_step(trainer *t, int64_t step, const rl_batch *batch, const ro
         {"grad_norm_max", lm->grad_norm_max},
         {"updates", (double)lm->updates},
         {"skipped_updates", (double)lm->skipped},
-        {"lr", adamw_lr_at(&t->opt.config, t->opt.step > 0 ? t->opt.step : 1)},
+        {"lr", adamw_lr_at(&t->opt.config, optimizer_steps > 0 ? optimizer_steps : 1)},
         {"tokens_response", rs->response_tokens},
         {"tokens_total", (double)batch->seq_offsets[batch->n]},
         {"time_rollout", rs->seconds},
@@ -284,18 +318,18 @@ static int train_step(trainer *t, int64_t step, rollout_stats *rs, learner_metri
     memset(rs, 0, sizeof *rs);
     if (t->roles.is_rollout) {
         int64_t per_rank = s->prompts_per_step / t->roles.rollout_size;
-        status = train_rollout_step(&t->m, &t->data, s, step, t->roles.rollout_rank * per_rank,
-                                    per_rank, &local, rs, err);
+        status = train_rollout_step(&t->dev.backend, &t->data, s, step,
+                                    t->roles.rollout_rank * per_rank, per_rank, &local, rs, err);
     }
     if (status == KPO_OK)
         status = comm_allgather_batch(MPI_COMM_WORLD, &local, batch, err);
     rl_batch_free(&local);
     reduce_rollout_stats(MPI_COMM_WORLD, rs);
     if (status == KPO_OK && t->roles.is_learner)
-        status = learner_step(&t->m, &t->opt, &t->grads, &s->learner, batch, &t->lcomm, lm, err);
+        status = learner_step(&t->dev.backend, &s->learner, batch, &t->dev.lcomm, lm, err);
     double t0 = timer_now();
-    if (status == KPO_OK && t->roles.weight_sync != MPI_COMM_NULL)
-        status = comm_broadcast_weights(t->roles.weight_sync, &t->m.weights, err);
+    if (status == KPO_OK)
+        status = train_device_sync_weights(&t->dev, &t->roles, err);
     *sync_seconds = timer_now() - t0;
     return status;
 }
@@ -304,15 +338,16 @@ int train_run(const train_settings *s, const config *cfg, int resume, MPI_Comm w
               train_outcome *outcome, kpo_error *err)
 {
     trainer t;
+    memset(&t, 0, sizeof t);
     memset(outcome, 0, sizeof *outcome);
-    int status = trainer_open(&t, s, cfg, resume, world, err);
-    /* Start-up errors (a bad path, an existing run) are usually the same on
-     * every rank: agree on them, let the lowest failing rank report, and end
-     * cleanly instead of aborting. */
-    int rank = t.roles.world_rank, mine = status == KPO_OK ? INT_MAX : rank, first_failed;
-    MPI_Allreduce(&mine, &first_failed, 1, MPI_INT, MPI_MIN, world);
+    int rank, first_failed;
+    MPI_Comm_rank(world, &rank);
+    /* Start-up errors (a bad path, an existing run, no GPU) are usually the
+     * same on every rank: agree on them, let the lowest failing rank report,
+     * and end cleanly instead of aborting. */
+    int status = trainer_start(&t, s, cfg, resume, world, &first_failed, err);
     if (first_failed != INT_MAX) {
-        if (status == KPO_OK)
+        if (rank != first_failed)
             error_set(err, "rank %d failed to start", first_failed);
         outcome->startup_failed = 1;
         outcome->report = rank == first_failed;
@@ -348,6 +383,9 @@ int train_run(const train_settings *s, const config *cfg, int resume, MPI_Comm w
             break;
         }
     }
+    /* The caller ends the job; first stop this rank's GPU waiting on NCCL. */
+    if (status != KPO_OK)
+        train_device_abort(&t.dev);
     learner_metrics_free(&lm);
     trainer_close(&t);
     return status;

@@ -7,7 +7,7 @@
 #include "rollout/generate.h"
 #include "rollout/response_score.h"
 
-int train_rollout_step(const model *m, train_data *data, const train_settings *s, int64_t step,
+int train_rollout_step(model_backend *b, train_data *data, const train_settings *s, int64_t step,
                        int64_t first_prompt, int64_t n_prompts, rl_batch *batch,
                        rollout_stats *stats, kpo_error *err)
 {
@@ -43,7 +43,7 @@ int train_rollout_step(const model *m, train_data *data, const train_settings *s
                            .step = step, .max_batch = s->max_batch,
                            .sample_vocab = (int64_t)tokenizer_vocab_size(data->tok)};
     rollout_responses out;
-    int status = rollout_generate(m, &req, &out, err);
+    int status = rollout_generate(b, &req, &out, err);
     const int generated = status == KPO_OK;
     if (status == KPO_OK)
         status = rl_batch_alloc(batch, out.n_responses,

@@ -6,7 +6,7 @@
 #include <stdint.h>
 
 #include "learner/rl_batch.h"
-#include "model/model.h"
+#include "model/model_backend.h"
 #include "train/train_config.h"
 #include "train/train_data.h"
 
@@ -21,8 +21,9 @@ typedef struct rollout_stats {
 
 /* Generates and scores the step's prompts [first_prompt, first_prompt +
  * n_prompts) (positions within the step), into batch (prompt + response
- * sequences, prompt-major, group = position within the step). */
-int train_rollout_step(const model *m, train_data *data, const train_settings *s, int64_t step,
+ * sequences, prompt-major, group = position within the step), sampling
+ * with the model behind b. */
+int train_rollout_step(model_backend *b, train_data *data, const train_settings *s, int64_t step,
                        int64_t first_prompt, int64_t n_prompts, rl_batch *batch,
                        rollout_stats *stats, kpo_error *err);
 

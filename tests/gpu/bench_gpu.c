@@ -22,6 +22,7 @@
 #if KPO_HAVE_MPI
 #include <mpi.h>
 
+#include "bench_shapes.h"
 #include "comm/comm_nccl.h"
 #endif
 
@@ -124,6 +125,40 @@ static int bench_filter(void)
 #endif
 
 #if KPO_HAVE_MPI && KPO_HAVE_NCCL
+/* The learner's weight sync as train does it: Qwen3-4B's bf16 weights
+ * (8 GB) from rank 0 to every other rank in one in-place broadcast. */
+static int bench_weight_broadcast(comm_nccl *c, int rank, const char *note)
+{
+    model_config config;
+    bench_shape_config("4b", &config);
+    const int64_t n = model_config_param_count(&config);
+    kpo_error err;
+    void *dev;
+    if (cudaMalloc(&dev, (size_t)n * 2)) {
+        fprintf(stderr, "bench_gpu: cudaMalloc of the 4B weights (%lld bf16) failed\n", (long long)n);
+        return 1;
+    }
+    cudaMemset(dev, 0, (size_t)n * 2);
+    double best = INFINITY;
+    for (int rep = 0; rep < 3; rep++) {
+        MPI_Barrier(MPI_COMM_WORLD);
+        double t0 = now_seconds();
+        if (comm_nccl_broadcast_bf16(c, dev, n, 0, &err)) {
+            fprintf(stderr, "bench_gpu: %s\n", err.message);
+            return 1;
+        }
+        double t = now_seconds() - t0;
+        best = rep > 0 && t < best ? t : best;
+    }
+    if (rank == 0) {
+        char what[96];
+        snprintf(what, sizeof what, "weight broadcast 4B bf16 (%.2f GB)", 2e-9 * (double)n);
+        row(what, 2.0 * (double)n / best / 1e9, "GB/s", note);
+    }
+    cudaFree(dev);
+    return 0;
+}
+
 static int bench_nccl(void)
 {
     int rank, size, device;
@@ -181,6 +216,8 @@ static int bench_nccl(void)
     if (rank == 0)
         row("NCCL broadcast bf16 1 GiB", (double)max_bytes / best / 1e9, "GB/s", note);
     cudaFree(dev);
+    if (bench_weight_broadcast(c, rank, note))
+        return 1;
     comm_nccl_free(c);
     return 0;
 }

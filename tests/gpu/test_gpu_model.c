@@ -1,21 +1,490 @@
-/* Placeholder (issue 7, being written). */
+/* The whole GPU model against the CPU model (its oracle), on tiny random
+ * Qwen3 shapes: tied with GQA 1, untied with GQA 4, tied with GQA 2 and
+ * head_dim != hidden / heads (3 layers). Both start from the same weights,
+ * rounded to bf16 first so the GPU's bf16 copy holds them exactly and only
+ * the activations' roundings differ. Checked: log-probs and entropies of a
+ * packed batch of 3 ragged sequences; every parameter's gradient; recompute
+ * on vs off bit-identical; KV-cache decode (prefill + steps) vs the
+ * forward's log-probs; one AdamW step vs the CPU step; weight upload and
+ * download exact; the memory plan prints.
+ *
+ * Tolerance rule, per tensor: max_i |gpu_i - cpu_i| <= tol_max * max_i
+ * |cpu_i| and ||gpu - cpu||_2 <= tol_rms ||cpu||_2. Why relative to the
+ * tensor's scale rather than per element: bf16 keeps 8 significant bits
+ * (2^-9 relative per rounding) and the GPU path rounds every activation
+ * (about ten roundings per layer, feeding each other), so each output
+ * carries an error of ~1% of its tensor's typical magnitude, and an element
+ * that cancels to near zero has no relative precision at all. A wrong
+ * operation, a missing term or a layout slip gives errors of the order of
+ * the values themselves. Outputs (log-probs, entropies): 2% max, 2% rms;
+ * gradients (one more pass of bf16 roundings backward): 10% max, 5% rms.
+ * The worst element of each tensor is printed. Skips without a GPU. */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <setjmp.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include <cmocka.h>
+#include <cuda_runtime_api.h>
 
+#include "core/rng.h"
 #include "gpu_skip.h"
+#include "model/model_compute.h"
+#include "model/model_cuda.h"
+#include "model/optimizer_adamw.h"
+#include "model/safetensors.h"
 
-static void test_placeholder(void **state)
+#define CHECK_OK(call)                                                         \
+    do {                                                                       \
+        kpo_error err_;                                                        \
+        error_clear(&err_);                                                    \
+        if ((call) != KPO_OK)                                                  \
+            fail_msg("%s: %s", #call, err_.message);                           \
+    } while (0)
+#define ERR (&err_)
+
+enum { OUT_TOL_PCT = 2, OUT_RMS_PCT = 2, GRAD_TOL_PCT = 10, GRAD_RMS_PCT = 5 };
+
+typedef struct variant {
+    const char *name;
+    int tied;
+    int64_t hidden, inter, heads, kv_heads, head_dim, layers, vocab;
+} variant;
+
+/* head_dim is a multiple of 16: what the attention kernels support. */
+static const variant VARIANTS[] = {
+    {"tied, GQA 1", 1, 64, 96, 4, 4, 16, 2, 304},
+    {"untied, GQA 4", 0, 64, 112, 8, 2, 16, 2, 264},
+    {"tied, GQA 2, head_dim 32 != 48/4", 1, 48, 80, 4, 2, 32, 3, 312},
+};
+
+/* 3 ragged sequences: one longer than an attention tile (64), one of a
+ * single token. */
+static const int64_t SEQ_LENS[] = {70, 1, 29};
+#define N_SEQS 3
+#define N_TOKENS 100
+
+typedef struct fixture {
+    model m;
+    int32_t tokens[N_TOKENS];
+    int64_t offsets[N_SEQS + 1];
+    int32_t targets[N_TOKENS];
+    float dlogp[N_TOKENS], dentropy[N_TOKENS];
+    float logp[N_TOKENS], entropy[N_TOKENS]; /* CPU */
+    model_weights grads;                     /* CPU */
+} fixture;
+
+static model_batch fixture_batch(const fixture *f)
+{
+    model_batch b = {f->tokens, N_TOKENS, f->offsets, N_SEQS};
+    return b;
+}
+
+static float bf16_round(float x) { return safetensors_bf16_to_f32(safetensors_f32_to_bf16(x)); }
+
+/* Random weights (norm gains perturbed so their gradients are not
+ * trivial), every one rounded to bf16; a batch, targets (the first tokens
+ * of sequence 0 have none, as a prompt) and the objective's weights; the
+ * CPU's forward, log-probs and gradients. */
+static void fixture_init(fixture *f, const variant *v, uint64_t seed)
+{
+    model_config c = {.vocab_size = v->vocab, .hidden_size = v->hidden,
+                      .intermediate_size = v->inter, .num_hidden_layers = v->layers,
+                      .num_attention_heads = v->heads, .num_key_value_heads = v->kv_heads,
+                      .head_dim = v->head_dim, .max_position_embeddings = 256,
+                      .rope_theta = 10000.0, .rms_norm_eps = 1e-6,
+                      .tie_word_embeddings = v->tied};
+    CHECK_OK(model_init(&f->m, &c, ERR));
+    model_init_random(&f->m, seed, 0.3);
+    rng_stream rng;
+    rng_stream_init(&rng, seed, 999);
+    for (size_t k = 0; k < f->m.n_params_table; k++)
+        if (f->m.params[k].is_norm)
+            for (int64_t i = 0; i < f->m.params[k].numel; i++)
+                f->m.weights.data[f->m.params[k].offset + i] += (float)(0.2 * rng_normal(&rng));
+    for (int64_t i = 0; i < f->m.weights.n_params; i++)
+        f->m.weights.data[i] = bf16_round(f->m.weights.data[i]);
+
+    f->offsets[0] = 0;
+    for (int s = 0; s < N_SEQS; s++)
+        f->offsets[s + 1] = f->offsets[s] + SEQ_LENS[s];
+    assert_int_equal(f->offsets[N_SEQS], N_TOKENS);
+    for (int t = 0; t < N_TOKENS; t++)
+        f->tokens[t] = (int32_t)(rng_uniform(&rng) * (double)v->vocab) % (int32_t)v->vocab;
+    model_batch b = fixture_batch(f);
+    model_batch_next_targets(&b, f->targets);
+    for (int t = 0; t < 5; t++)
+        f->targets[t] = -1;
+    for (int t = 0; t < N_TOKENS; t++) {
+        f->dlogp[t] = (float)rng_normal(&rng);
+        f->dentropy[t] = (float)(0.5 * rng_normal(&rng));
+    }
+
+    model_acts acts;
+    CHECK_OK(model_acts_init(&acts, &f->m, N_TOKENS, ERR));
+    CHECK_OK(model_forward_train(&f->m, &b, &acts, ERR));
+    model_logprobs(&f->m, &acts, f->targets, f->logp, f->entropy);
+    CHECK_OK(model_weights_init(&f->m, &f->grads, ERR));
+    CHECK_OK(model_backward(&f->m, &acts, f->targets, f->dlogp, f->dentropy, &f->grads, ERR));
+    model_acts_free(&acts);
+}
+
+static void fixture_free(fixture *f)
+{
+    model_weights_free(&f->grads);
+    model_free(&f->m);
+}
+
+/* The rule in the header comment; prints the worst element. Returns 1
+ * when within tolerance. */
+static int compare(const char *what, const float *gpu, const float *cpu, int64_t n,
+                   double tol_max, double tol_rms)
+{
+    double scale = 0, worst = 0, diff2 = 0, ref2 = 0;
+    int64_t at = 0;
+    for (int64_t i = 0; i < n; i++)
+        scale = fmax(scale, fabs(cpu[i]));
+    for (int64_t i = 0; i < n; i++) {
+        const double e = fabs((double)gpu[i] - cpu[i]);
+        diff2 += e * e;
+        ref2 += (double)cpu[i] * cpu[i];
+        if (!(e <= worst)) { /* NaN counts as worst */
+            worst = isnan(e) ? INFINITY : e;
+            at = i;
+        }
+    }
+    const double rel_max = scale > 0 ? worst / scale : worst;
+    const double rel_rms = ref2 > 0 ? sqrt(diff2 / ref2) : sqrt(diff2);
+    const int ok = rel_max <= tol_max && rel_rms <= tol_rms;
+    print_message("  %-52s n=%-6lld max|cpu| %-9.3g worst [%lld] gpu %-10.6g cpu %-10.6g: "
+                  "%.2e of scale, rms %.2e%s\n",
+                  what, (long long)n, scale, (long long)at, n ? gpu[at] : 0.0,
+                  n ? cpu[at] : 0.0, rel_max, rel_rms, ok ? "" : "  <-- OUTSIDE TOLERANCE");
+    return ok;
+}
+
+static gpu_model_options options(int train, int recompute)
+{
+    gpu_model_options o = {.train = train, .recompute = recompute, .max_tokens = N_TOKENS,
+                           .logprob_chunk = 32, .optim = adamw_config_default()};
+    o.optim.lr = 1e-3; /* a visible step */
+    return o;
+}
+
+/* GPU forward + backward; logp, entropy [N_TOKENS], grads (model layout). */
+static void gpu_train_pass(const fixture *f, gpu_model *g, float *logp, float *entropy,
+                           model_weights *grads)
+{
+    model_batch b = fixture_batch(f);
+    CHECK_OK(gpu_model_zero_grads(g, ERR));
+    CHECK_OK(gpu_model_forward(g, &b, f->targets, logp, entropy, ERR));
+    CHECK_OK(gpu_model_backward(g, f->dlogp, f->dentropy, ERR));
+    CHECK_OK(gpu_model_grads_download(g, grads, ERR));
+}
+
+static void check_train(const variant *v, fixture *f)
+{
+    print_message("%s: forward/backward vs CPU\n", v->name);
+    float logp[2][N_TOKENS], entropy[2][N_TOKENS];
+    model_weights grads[2];
+    for (int recompute = 0; recompute <= 1; recompute++) {
+        gpu_model *g;
+        const gpu_model_options o = options(1, recompute);
+        CHECK_OK(gpu_model_create(&g, &f->m, &o, ERR));
+        CHECK_OK(model_weights_init(&f->m, &grads[recompute], ERR));
+        gpu_train_pass(f, g, logp[recompute], entropy[recompute], &grads[recompute]);
+        gpu_model_destroy(g);
+    }
+    int ok = 1;
+    ok &= compare("log-probs", logp[0], f->logp, N_TOKENS, OUT_TOL_PCT / 100.0,
+                  OUT_RMS_PCT / 100.0);
+    ok &= compare("entropies", entropy[0], f->entropy, N_TOKENS, OUT_TOL_PCT / 100.0,
+                  OUT_RMS_PCT / 100.0);
+    for (int t = 0; t < N_TOKENS; t++)
+        if (f->targets[t] < 0 && (logp[0][t] != 0 || entropy[0][t] != 0))
+            fail_msg("token %d has no target but log-prob %g entropy %g", t, logp[0][t],
+                     entropy[0][t]);
+    for (size_t k = 0; k < f->m.n_params_table; k++) {
+        const model_param *p = &f->m.params[k];
+        ok &= compare(p->name, grads[0].data + p->offset, f->grads.data + p->offset, p->numel,
+                      GRAD_TOL_PCT / 100.0, GRAD_RMS_PCT / 100.0);
+    }
+    /* Recompute re-runs the same kernels on the same inputs. */
+    const int same = memcmp(logp[0], logp[1], sizeof logp[0]) == 0 &&
+                     memcmp(entropy[0], entropy[1], sizeof entropy[0]) == 0 &&
+                     memcmp(grads[0].data, grads[1].data,
+                            (size_t)grads[0].n_params * sizeof(float)) == 0;
+    print_message("  recompute on vs off: %s\n", same ? "bit-identical" : "DIFFERENT");
+    model_weights_free(&grads[0]);
+    model_weights_free(&grads[1]);
+    if (!ok)
+        fail_msg("%s: GPU outside tolerance (see above)", v->name);
+    if (!same)
+        fail_msg("%s: recompute changed the results", v->name);
+}
+
+/* log p(token | row's logits), in double. */
+static float log_softmax_at(const float *z, int64_t V, int32_t token)
+{
+    double mx = -INFINITY, sum = 0;
+    for (int64_t j = 0; j < V; j++)
+        mx = fmax(mx, z[j]);
+    for (int64_t j = 0; j < V; j++)
+        sum += exp((double)z[j] - mx);
+    return (float)((double)z[token] - mx - log(sum));
+}
+
+/* Prefill each sequence's first tokens into a shuffled set of slots, then
+ * single-token steps: each step's logits at the next token give the
+ * forward's log-prob of that position. */
+static void check_decode(const variant *v, fixture *f)
+{
+    print_message("%s: decode vs forward\n", v->name);
+    gpu_model *g;
+    const gpu_model_options o = options(0, 0);
+    CHECK_OK(gpu_model_create(&g, &f->m, &o, ERR));
+    CHECK_OK(gpu_model_kv_cache_init(g, 4, 128, ERR));
+    const int64_t V = v->vocab, slots[N_SEQS] = {2, 0, 3};
+    const int64_t prefill[N_SEQS] = {40, 1, 9}; /* then steps to each sequence's end */
+    float *logits = malloc((size_t)(N_SEQS * V) * sizeof *logits);
+    float got[N_TOKENS], want[N_TOKENS];
+    int64_t n = 0, done[N_SEQS], fed = 0;
+    int32_t step_tokens[N_TOKENS];
+    for (int s = 0; s < N_SEQS; s++)
+        for (int64_t j = 0; j < prefill[s]; j++)
+            step_tokens[fed++] = f->tokens[f->offsets[s] + j];
+    CHECK_OK(gpu_model_decode_step(g, N_SEQS, slots, prefill, step_tokens, logits, ERR));
+    for (int s = 0; s < N_SEQS; s++) {
+        done[s] = prefill[s];
+        const int64_t t = f->offsets[s] + done[s] - 1; /* the last token fed */
+        if (f->targets[t] >= 0) {
+            got[n] = log_softmax_at(logits + s * V, V, f->targets[t]);
+            want[n++] = f->logp[t];
+        }
+    }
+    for (;;) {
+        int64_t live_slots[N_SEQS], ones[N_SEQS], live = 0;
+        int32_t next[N_SEQS];
+        int which[N_SEQS];
+        for (int s = 0; s < N_SEQS; s++)
+            if (done[s] < SEQ_LENS[s]) {
+                which[live] = s;
+                live_slots[live] = slots[s];
+                ones[live] = 1;
+                next[live++] = f->tokens[f->offsets[s] + done[s]];
+            }
+        if (live == 0)
+            break;
+        /* Row r of the step's logits belongs to live sequence which[r]. */
+        CHECK_OK(gpu_model_decode_step(g, live, live_slots, ones, next, logits, ERR));
+        for (int64_t r = 0; r < live; r++) {
+            const int s = which[r];
+            done[s]++;
+            const int64_t t = f->offsets[s] + done[s] - 1;
+            if (f->targets[t] >= 0) {
+                got[n] = log_softmax_at(logits + r * V, V, f->targets[t]);
+                want[n++] = f->logp[t];
+            }
+        }
+    }
+    /* Greedy sampling from the last step's logits (one live sequence left:
+     * sequence 0, in logits row 0) is its argmax, lowest id on ties. */
+    {
+        const uint64_t ids[1] = {7}, draws[1] = {0};
+        gpu_sample_request req = {.sampler = {.temperature = 0, .top_p = 1}, .seed = 1,
+                                  .drawable = V, .stream_ids = ids, .draw_index = draws};
+        int32_t token = -1, best = 0;
+        CHECK_OK(gpu_model_sample(g, &req, 1, &token, ERR));
+        for (int64_t j = 1; j < V; j++)
+            if (logits[j] > logits[best])
+                best = (int32_t)j;
+        print_message("  greedy sample %d, argmax %d\n", token, best);
+        assert_int_equal(token, best);
+    }
+    free(logits);
+    const int ok = compare("decode log p(next) vs CPU forward", got, want, n,
+                           OUT_TOL_PCT / 100.0, OUT_RMS_PCT / 100.0);
+
+    /* Argument checks name what is wrong, as model_decode_step does. */
+    kpo_error err;
+    const int64_t bad_slot[1] = {4}, dup[2] = {1, 1}, one[2] = {1, 1}, too_many[1] = {200};
+    const int32_t tok[2] = {1, 2}, bad_tok[1] = {(int32_t)V};
+    const int64_t slot1[1] = {1};
+    assert_int_equal(gpu_model_decode_step(g, 1, bad_slot, one, tok, NULL, &err), KPO_ERR);
+    assert_non_null(strstr(err.message, "out of range"));
+    assert_int_equal(gpu_model_decode_step(g, 2, dup, one, tok, NULL, &err), KPO_ERR);
+    assert_non_null(strstr(err.message, "appears twice"));
+    assert_int_equal(gpu_model_decode_step(g, 1, slot1, too_many, tok, NULL, &err), KPO_ERR);
+    assert_non_null(strstr(err.message, "exceed the cache length"));
+    assert_int_equal(gpu_model_decode_step(g, 1, slot1, one, bad_tok, NULL, &err), KPO_ERR);
+    assert_non_null(strstr(err.message, "token id"));
+    gpu_model_kv_cache_free(g);
+    gpu_model_destroy(g);
+    if (!ok)
+        fail_msg("%s: decode outside tolerance", v->name);
+}
+
+/* One AdamW step from identical weights and gradients (the CPU's, copied
+ * into the device's gradient buffer): expected bit-identical (one shared
+ * update, no FMA), the gradient norm equal within double rounding. */
+static void check_adamw(const variant *v, fixture *f)
+{
+    print_message("%s: AdamW step vs CPU\n", v->name);
+    gpu_model *g;
+    const gpu_model_options o = options(1, 1);
+    CHECK_OK(gpu_model_create(&g, &f->m, &o, ERR));
+    int64_t n = 0;
+    float *d_grads = gpu_model_grads(g, &n);
+    assert_int_equal(n, f->m.weights.n_params);
+    assert_int_equal(cudaMemcpy(d_grads, f->grads.data, (size_t)n * 4, cudaMemcpyHostToDevice),
+                     cudaSuccess);
+    double gpu_norm = 0, cpu_norm = 0;
+    CHECK_OK(gpu_model_adamw_step(g, &gpu_norm, ERR));
+    assert_int_equal(gpu_model_adamw_steps(g), 1);
+
+    model cpu;
+    CHECK_OK(model_init(&cpu, &f->m.config, ERR));
+    memcpy(cpu.weights.data, f->m.weights.data, (size_t)n * 4);
+    model_weights cpu_grads;
+    CHECK_OK(model_weights_init(&cpu, &cpu_grads, ERR));
+    memcpy(cpu_grads.data, f->grads.data, (size_t)n * 4);
+    adamw_state st, gst;
+    CHECK_OK(adamw_init(&st, &cpu, &o.optim, ERR));
+    CHECK_OK(adamw_init(&gst, &cpu, &o.optim, ERR));
+    adamw_step(&st, &cpu, &cpu_grads, &cpu_norm);
+
+    model got;
+    CHECK_OK(model_init(&got, &f->m.config, ERR));
+    CHECK_OK(gpu_model_download(g, &got, ERR));
+    CHECK_OK(gpu_model_optimizer_download(g, &gst, ERR));
+    assert_int_equal(gst.step, 1);
+    int64_t same_w = 0, same_m = 0, same_v = 0;
+    for (int64_t i = 0; i < n; i++) {
+        same_w += got.weights.data[i] == cpu.weights.data[i];
+        same_m += gst.m[i] == st.m[i];
+        same_v += gst.v[i] == st.v[i];
+    }
+    print_message("  grad norm gpu %.17g cpu %.17g; bit-identical: weights %lld/%lld, m "
+                  "%lld, v %lld\n",
+                  gpu_norm, cpu_norm, (long long)same_w, (long long)n, (long long)same_m,
+                  (long long)same_v);
+    assert_true(fabs(gpu_norm - cpu_norm) <= 1e-10 * cpu_norm);
+    int ok = 1;
+    ok &= compare("AdamW weights", got.weights.data, cpu.weights.data, n, 1e-6, 1e-6);
+    ok &= compare("AdamW m", gst.m, st.m, n, 1e-6, 1e-6);
+    ok &= compare("AdamW v", gst.v, st.v, n, 1e-6, 1e-6);
+
+    /* Moments round trip: upload what was downloaded, read it back. */
+    CHECK_OK(gpu_model_optimizer_upload(g, &gst, ERR));
+    adamw_state back;
+    CHECK_OK(adamw_init(&back, &cpu, &o.optim, ERR));
+    CHECK_OK(gpu_model_optimizer_download(g, &back, ERR));
+    assert_memory_equal(back.m, gst.m, (size_t)n * 4);
+    assert_memory_equal(back.v, gst.v, (size_t)n * 4);
+    assert_int_equal(back.step, 1);
+    adamw_free(&back);
+    adamw_free(&st);
+    adamw_free(&gst);
+    model_weights_free(&cpu_grads);
+    model_free(&cpu);
+    model_free(&got);
+    gpu_model_destroy(g);
+    if (!ok)
+        fail_msg("%s: AdamW differs from the CPU", v->name);
+}
+
+/* bf16-representable weights survive upload and download exactly, through
+ * the master copy (train) and through the bf16 copy alone. */
+static void check_round_trip(const variant *v, fixture *f)
+{
+    for (int train = 0; train <= 1; train++) {
+        gpu_model *g;
+        const gpu_model_options o = options(train, 0);
+        CHECK_OK(gpu_model_create(&g, &f->m, &o, ERR));
+        model back;
+        CHECK_OK(model_init(&back, &f->m.config, ERR));
+        CHECK_OK(gpu_model_download(g, &back, ERR));
+        assert_memory_equal(back.weights.data, f->m.weights.data,
+                            (size_t)f->m.weights.n_params * 4);
+        CHECK_OK(gpu_model_upload(g, &back, ERR));
+        CHECK_OK(gpu_model_download(g, &back, ERR));
+        assert_memory_equal(back.weights.data, f->m.weights.data,
+                            (size_t)f->m.weights.n_params * 4);
+        print_message("%s: upload/download exact (%s)\n", v->name,
+                      train ? "master fp32" : "bf16 copy");
+        if (train)
+            gpu_memory_plan_print(gpu_model_memory_plan(g), &f->m.config, &o, stdout);
+        model_free(&back);
+        gpu_model_destroy(g);
+    }
+}
+
+/* Bad input fails with a message and leaves the model usable. */
+static void check_errors(fixture *f)
+{
+    gpu_model *g;
+    const gpu_model_options o = options(1, 0);
+    CHECK_OK(gpu_model_create(&g, &f->m, &o, ERR));
+    kpo_error err;
+    kpo_error *e = &err;
+    assert_int_equal(gpu_model_backward(g, f->dlogp, NULL, e), KPO_ERR);
+    assert_non_null(strstr(err.message, "no forward"));
+    int32_t tokens[N_TOKENS];
+    memcpy(tokens, f->tokens, sizeof tokens);
+    tokens[3] = (int32_t)f->m.config.vocab_size;
+    model_batch b = {tokens, N_TOKENS, f->offsets, N_SEQS};
+    float logp[N_TOKENS], entropy[N_TOKENS];
+    assert_int_equal(gpu_model_forward(g, &b, f->targets, logp, entropy, e), KPO_ERR);
+    assert_non_null(strstr(err.message, "out of range"));
+    gpu_model_destroy(g);
+}
+
+static void run_variant(int k)
+{
+    fixture f;
+    memset(&f, 0, sizeof f);
+    fixture_init(&f, &VARIANTS[k], 1234 + (uint64_t)k);
+    check_train(&VARIANTS[k], &f);
+    check_decode(&VARIANTS[k], &f);
+    check_adamw(&VARIANTS[k], &f);
+    check_round_trip(&VARIANTS[k], &f);
+    if (k == 0)
+        check_errors(&f);
+    fixture_free(&f);
+}
+
+static void test_tied_gqa1(void **state)
 {
     (void)state;
     GPU_REQUIRE_OR_SKIP();
+    run_variant(0);
+}
+
+static void test_untied_gqa4(void **state)
+{
+    (void)state;
+    GPU_REQUIRE_OR_SKIP();
+    run_variant(1);
+}
+
+static void test_tied_gqa2_wide_heads(void **state)
+{
+    (void)state;
+    GPU_REQUIRE_OR_SKIP();
+    run_variant(2);
 }
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_placeholder)};
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tied_gqa1),
+        cmocka_unit_test(test_untied_gqa4),
+        cmocka_unit_test(test_tied_gqa2_wide_heads),
+    };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     char why[512];
     return failed ? 1 : gpu_unavailable(why, sizeof why) ? 77 : 0;

@@ -22,7 +22,9 @@ static double surrogate(const model *m, const rl_batch *b, const double *logp0,
 {
     int64_t R = rl_batch_response_tokens(b);
     double *logp = malloc((size_t)R * sizeof *logp);
-    assert_int_equal(learner_response_logprobs(m, b, logp, NULL, NULL), KPO_OK);
+    model_backend cpu = model_backend_cpu_eval(m);
+    assert_int_equal(learner_response_logprobs(&cpu, b, logp, NULL, NULL), KPO_OK);
+    model_backend_free(&cpu);
     double total = 0;
     int64_t k = 0;
     for (int64_t i = 0; i < b->n; i++) {
@@ -55,7 +57,9 @@ static void test_gradient_is_exp_rho_times_grad_logp(void **state)
     int64_t R = rl_batch_response_tokens(&b);
     double *logp0 = malloc((size_t)R * sizeof *logp0), *old = malloc((size_t)R * sizeof *old);
     double *rho = malloc((size_t)R * sizeof *rho), *weight = malloc((size_t)R * sizeof *weight);
-    assert_int_equal(learner_response_logprobs(&m, &b, logp0, NULL, NULL), KPO_OK);
+    model_backend cpu = model_backend_cpu_eval(&m);
+    assert_int_equal(learner_response_logprobs(&cpu, &b, logp0, NULL, NULL), KPO_OK);
+    model_backend_free(&cpu);
     int64_t k = 0;
     objective_normalizer norm = {(double)b.n, (double)R};
     for (int64_t i = 0; i < b.n; i++) {
@@ -79,8 +83,10 @@ static void test_gradient_is_exp_rho_times_grad_logp(void **state)
     objective_metrics om;
     objective_metrics_init(&om);
     double entropy = 0;
-    assert_int_equal(learner_gradients(&m, &cfg, &b, old, norm, &grads, &om, &entropy, NULL, NULL),
+    cpu = model_backend_cpu(&m, NULL, &grads);
+    assert_int_equal(learner_gradients(&cpu, &cfg, &b, old, norm, &om, &entropy, NULL, NULL),
                      KPO_OK);
+    model_backend_free(&cpu);
     /* The objective's loss is S(theta0). */
     assert_true(fabs(om.loss - surrogate(&m, &b, logp0, rho, weight)) < 1e-6);
 

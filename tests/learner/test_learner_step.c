@@ -33,7 +33,9 @@ static int run(model *m, learner_metrics *lm, kpo_error *err)
     adamw_init(&opt, m, &ac, NULL);
     model_weights_init(m, &grads, NULL);
     learner_comm single = learner_comm_single();
-    int status = learner_step(m, &opt, &grads, &cfg, &b, &single, lm, err);
+    model_backend cpu = model_backend_cpu(m, &opt, &grads);
+    int status = learner_step(&cpu, &cfg, &b, &single, lm, err);
+    model_backend_free(&cpu);
     model_weights_free(&grads);
     adamw_free(&opt);
     rl_batch_free(&b);

@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "core/philox.h"
 #include "rollout/sampler.h"
 
 static const float LOGITS[6] = {2.0f, 1.0f, 0.5f, 2.0f, -1.0f, 0.0f};
@@ -94,6 +95,58 @@ static void test_streams_replay(void **state)
     assert_int_equal(sampler_config_validate(&bad, &err), KPO_ERR);
 }
 
+/* The draw walks the kept tokens in ascending id order (so a GPU can find
+ * the token with a prefix scan instead of a sort): with T = 1, top_p = 0.9
+ * the nucleus is ids {0, 3, 1, 2} (rank order), and u maps to the first id
+ * whose cumulative mass in id order 0, 1, 2, 3 exceeds u * kept mass. */
+static void test_draw_walks_kept_ids_in_id_order(void **state)
+{
+    (void)state;
+    sampler_config cfg = {1.0, 0.9};
+    sampler_scratch s;
+    assert_int_equal(sampler_scratch_init(&s, 6, NULL), KPO_OK);
+    double w[6], total = 0;
+    for (int i = 0; i < 6; i++)
+        total += w[i] = exp(LOGITS[i]);
+    double kept = (w[0] + w[1] + w[2] + w[3]) / total; /* 0.933: ids 4 and 5 are cut */
+    double edge[4], cumulative = 0;
+    for (int i = 0; i < 4; i++)
+        edge[i] = (cumulative += w[i] / total) / kept;
+    rng_stream rng;
+    const uint64_t seed = 11, stream_id = rng_stream_id(4, 5, 6);
+    rng_stream_init(&rng, seed, stream_id);
+    int landed_on_1 = 0;
+    for (uint64_t n = 0; n < 2000; n++) {
+        double u = philox_uniform_at(seed, stream_id, n);
+        int32_t expected = u < edge[0] ? 0 : u < edge[1] ? 1 : u < edge[2] ? 2 : 3;
+        assert_int_equal(sampler_draw(&cfg, LOGITS, 6, &s, &rng), expected);
+        /* e.g. u = 0.45: id 1 here, where a walk in rank order (0, 3, ...)
+         * would have given id 3. */
+        landed_on_1 += u > 0.40 && u < 0.50 && expected == 1;
+    }
+    assert_true(landed_on_1 > 0);
+    sampler_scratch_free(&s);
+}
+
+/* Equal logits at the nucleus boundary are kept lowest id first; -0 and +0
+ * are the same logit. */
+static void test_ties_at_the_cut_keep_lower_ids(void **state)
+{
+    (void)state;
+    sampler_scratch s;
+    assert_int_equal(sampler_scratch_init(&s, 5, NULL), KPO_OK);
+    const float tied[5] = {1.0f, 3.0f, 3.0f, 3.0f, 0.0f}; /* p(3) = 0.314 each */
+    double p[5];
+    sampler_config cfg = {1.0, 0.5};
+    sampler_distribution(&cfg, tied, 5, &s, p);
+    assert_true(p[1] == 0.5 && p[2] == 0.5 && p[0] == 0 && p[3] == 0 && p[4] == 0);
+    const float zeros[2] = {-0.0f, 0.0f};
+    cfg.top_p = 0.5;
+    sampler_distribution(&cfg, zeros, 2, &s, p);
+    assert_true(p[0] == 1.0 && p[1] == 0.0);
+    sampler_scratch_free(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -101,6 +154,8 @@ int main(void)
         cmocka_unit_test(test_distribution_temperature_and_top_p),
         cmocka_unit_test(test_frequencies_match_distribution),
         cmocka_unit_test(test_streams_replay),
+        cmocka_unit_test(test_draw_walks_kept_ids_in_id_order),
+        cmocka_unit_test(test_ties_at_the_cut_keep_lower_ids),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

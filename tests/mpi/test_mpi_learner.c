@@ -39,8 +39,10 @@ static void run_update(model *m, const learner_comm *comm, objective_kind kind,
     assert_int_equal(adamw_init(&opt, m, &ac, NULL), KPO_OK);
     assert_int_equal(model_weights_init(m, &grads, NULL), KPO_OK);
     kpo_error err;
-    if (learner_step(m, &opt, &grads, &cfg, &b, comm, lm, &err) != KPO_OK)
+    model_backend cpu = model_backend_cpu(m, &opt, &grads);
+    if (learner_step(&cpu, &cfg, &b, comm, lm, &err) != KPO_OK)
         fail_msg("%s", err.message);
+    model_backend_free(&cpu);
     model_weights_free(&grads);
     adamw_free(&opt);
     rl_batch_free(&b);

@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/parse.h"
+#include "core/philox.h"
 #include "core/rng.h"
 
 /* Known-answer vectors of Philox4x32-10 from the Random123 distribution
@@ -50,6 +51,28 @@ static void test_rng_streams_replay_and_differ(void **state)
         differs += x != z;
     }
     assert_true(differs > 990);
+}
+
+/* philox_uniform_at (what a GPU thread calls) is the n-th rng_uniform of a
+ * uniform-only stream, bit for bit, across block boundaries, large seeds and
+ * stream ids with both 32-bit halves set. */
+static void test_philox_uniform_at_matches_stream(void **state)
+{
+    (void)state;
+    const uint64_t seeds[] = {0, 1, 42, 0xFFFFFFFFull, 0x123456789ABCDEF0ull, ~0ull};
+    int checked = 0;
+    for (size_t s = 0; s < sizeof seeds / sizeof seeds[0]; s++)
+        for (uint64_t k = 0; k < 8; k++) {
+            uint64_t id = k < 4 ? k : rng_stream_id(k, s, 7);
+            rng_stream rng;
+            rng_stream_init(&rng, seeds[s], id);
+            for (uint64_t n = 0; n < 301; n++) {
+                double stream = rng_uniform(&rng), direct = philox_uniform_at(seeds[s], id, n);
+                assert_memory_equal(&stream, &direct, sizeof stream);
+                checked++;
+            }
+        }
+    assert_int_equal(checked, 6 * 8 * 301);
 }
 
 static void test_rng_distributions_moments(void **state)
@@ -116,6 +139,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_philox_known_answers),
         cmocka_unit_test(test_rng_streams_replay_and_differ),
+        cmocka_unit_test(test_philox_uniform_at_matches_stream),
         cmocka_unit_test(test_rng_distributions_moments),
         cmocka_unit_test(test_parse_strict),
         cmocka_unit_test(test_error_prefix_keeps_message),

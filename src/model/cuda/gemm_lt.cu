@@ -226,6 +226,13 @@ extern "C" int gemm_lt_linear(gemm_lt *g, int64_t rows, int64_t in, int64_t out,
     return gemm_rowmajor(g, 0, 1, rows, out, in, x, w, y, 0, 0.0f, stream, err);
 }
 
+extern "C" int gemm_lt_linear_f32(gemm_lt *g, int64_t rows, int64_t in, int64_t out,
+                                  const uint16_t *x, const uint16_t *w, float *y, void *stream,
+                                  kpo_error *err)
+{
+    return gemm_rowmajor(g, 0, 1, rows, out, in, x, w, y, 1, 0.0f, stream, err);
+}
+
 extern "C" int gemm_lt_linear_dx(gemm_lt *g, int64_t rows, int64_t in, int64_t out,
                                  const uint16_t *dy, const uint16_t *w, uint16_t *dx, float beta,
                                  void *stream, kpo_error *err)

@@ -30,6 +30,13 @@ void gemm_lt_destroy(gemm_lt *g);
 int gemm_lt_linear(gemm_lt *g, int64_t rows, int64_t in, int64_t out, const uint16_t *x,
                    const uint16_t *w, uint16_t *y, void *stream, kpo_error *err);
 
+/* y[rows, out] fp32 = x[rows, in] bf16 W[out, in]^T bf16, the fp32
+ * accumulator written without rounding to bf16: for outputs whose absolute
+ * error matters, as the lm_head's logits (a log-prob is a difference of two
+ * ~10-30 sized numbers; bf16 would put ~0.05 of error into it). */
+int gemm_lt_linear_f32(gemm_lt *g, int64_t rows, int64_t in, int64_t out, const uint16_t *x,
+                       const uint16_t *w, float *y, void *stream, kpo_error *err);
+
 /* dx[rows, in] bf16 = beta * dx + dy[rows, out] bf16 W[out, in] bf16
  * (beta 0 or 1: 1 sums the gate and up paths' input gradients). */
 int gemm_lt_linear_dx(gemm_lt *g, int64_t rows, int64_t in, int64_t out, const uint16_t *dy,

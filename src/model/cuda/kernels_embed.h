@@ -28,7 +28,9 @@ typedef struct gpu_embed_index {
     int64_t *rows;        /* device [n_rows] rows grouped by token, ascending inside a group */
 } gpu_embed_index;
 
-/* (Re)builds ix for tokens [n_rows] (host), growing its buffers as needed. */
+/* (Re)builds ix for tokens [n_rows] (host, each >= 0), growing its buffers
+ * as needed. Use the stream the backward runs on: the copies are queued
+ * behind any earlier backward still reading ix (growing synchronises it). */
 int gpu_embed_index_build(gpu_embed_index *ix, const int32_t *tokens, int64_t n_rows,
                           void *stream, kpo_error *err);
 void gpu_embed_index_free(gpu_embed_index *ix);

@@ -26,7 +26,8 @@ typedef struct gpu_logprob_shape {
 } gpu_logprob_shape;
 
 /* Device scratch bytes for shape s (the fp32 logits of one chunk, and the
- * bf16 gradient of one chunk's logits for the backward). */
+ * bf16 gradient of one chunk's logits for the backward); 0 for a bad shape.
+ * The workspace must be 256-byte aligned (cudaMalloc's is). */
 size_t gpu_logprob_workspace(const gpu_logprob_shape *s);
 
 /* h [rows, hidden] bf16 (after the final norm), head [vocab, hidden] bf16
@@ -39,7 +40,8 @@ int gpu_logprob_forward(gemm_lt *g, const gpu_logprob_shape *s, const uint16_t *
                         kpo_error *err);
 
 /* The gradient of sum_r dlogp[r] logp[r] + dentropy[r] entropy[r]
- * (dentropy NULL: 0; rows with targets < 0 contribute nothing):
+ * (dentropy NULL: 0, dlogp likewise; rows with targets < 0 contribute
+ * nothing and get dh rows of zeros):
  * dh [rows, hidden] bf16 written, dhead [vocab, hidden] fp32 accumulated.
  * Recomputes each chunk's logits; lse and entropy are the forward's. */
 int gpu_logprob_backward(gemm_lt *g, const gpu_logprob_shape *s, const uint16_t *h,

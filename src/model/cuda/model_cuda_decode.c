@@ -1,0 +1,308 @@
+/* Batched incremental decoding on the device (model_decode.c's contract)
+ * over a bf16 KV cache, and sampling from the last step's logits. A
+ * prefill is a step with whole prompts; positions continue from each
+ * slot's cached length. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <cuda_runtime_api.h>
+
+#include "cuda/cuda_check.h"
+#include "model/cuda/kernels_embed.h"
+#include "model/cuda/kernels_norm.h"
+#include "model/cuda/kernels_residual.h"
+#include "model/cuda/kernels_sample.h"
+#include "model/cuda/model_cuda_internal.h"
+
+#define TRY(call)                  \
+    do {                           \
+        if ((call) != KPO_OK)      \
+            return KPO_ERR;        \
+    } while (0)
+
+/* Bytes of K and V for one slot of max_len positions, every layer. */
+static size_t slot_bytes(const model_config *c, int64_t max_len)
+{
+    return (size_t)2 * (size_t)c->num_hidden_layers * (size_t)max_len *
+           (size_t)(c->num_key_value_heads * c->head_dim) * sizeof(uint16_t);
+}
+
+int64_t gpu_model_kv_slots_fit(const gpu_model *g, int64_t max_len, size_t reserve)
+{
+    size_t free_b = 0, total_b = 0;
+    if (!g || max_len < 1 || cudaMemGetInfo(&free_b, &total_b) != cudaSuccess)
+        return 0;
+    if (free_b <= reserve)
+        return 0;
+    return (int64_t)((free_b - reserve) / slot_bytes(&g->shape.config, max_len));
+}
+
+static void free_seq_buffers(gpu_decode_state *d)
+{
+    gpu_free(d->query_offsets);
+    gpu_free(d->slots);
+    gpu_free(d->start_positions);
+    gpu_free(d->last_rows);
+    gpu_free(d->last);
+    gpu_free(d->logits);
+    gpu_free(d->streams);
+    gpu_free(d->sampled);
+    d->query_offsets = d->slots = d->start_positions = NULL;
+    d->last_rows = d->sampled = NULL;
+    d->last = NULL;
+    d->logits = NULL;
+    d->streams = NULL;
+    d->seq_capacity = d->n_logits = 0;
+}
+
+void gpu_model_kv_cache_free(gpu_model *g)
+{
+    if (!g)
+        return;
+    gpu_decode_state *d = &g->dec;
+    if (g->stream)
+        cudaStreamSynchronize((cudaStream_t)g->stream);
+    gpu_free(d->k_cache);
+    gpu_free(d->v_cache);
+    free(d->lengths);
+    gpu_rope_table_free(&d->rope);
+    gpu_buffer_free(&d->acts_arena);
+    free(d->acts_layers);
+    gpu_buffer_free(&d->sample_ws);
+    free_seq_buffers(d);
+    memset(d, 0, sizeof *d);
+}
+
+int gpu_model_kv_cache_init(gpu_model *g, int64_t n_slots, int64_t max_len, kpo_error *err)
+{
+    if (!g)
+        return error_set(err, "kv cache: no GPU model");
+    gpu_model_kv_cache_free(g);
+    const model_config *c = &g->shape.config;
+    if (n_slots < 1 || max_len < 1)
+        return error_set(err, "kv cache: need at least one slot and one position");
+    gpu_decode_state *d = &g->dec;
+    const size_t half = slot_bytes(c, max_len) / 2 * (size_t)n_slots;
+    char what[128];
+    snprintf(what, sizeof what, "the KV cache's K (%lld slots x %lld positions)",
+             (long long)n_slots, (long long)max_len);
+    int rc = gpu_alloc((void **)&d->k_cache, half, what, err);
+    if (rc == KPO_OK) {
+        snprintf(what, sizeof what, "the KV cache's V (%lld slots x %lld positions)",
+                 (long long)n_slots, (long long)max_len);
+        rc = gpu_alloc((void **)&d->v_cache, half, what, err);
+    }
+    if (rc == KPO_OK) {
+        d->lengths = calloc((size_t)n_slots, sizeof *d->lengths);
+        if (!d->lengths)
+            rc = error_set(err, "kv cache: out of host memory");
+    }
+    if (rc == KPO_OK)
+        rc = gpu_rope_table_create(&d->rope, max_len, c->head_dim, c->rope_theta, err);
+    if (rc != KPO_OK) {
+        gpu_model_kv_cache_free(g);
+        return KPO_ERR;
+    }
+    d->n_slots = n_slots;
+    d->max_len = max_len;
+    return KPO_OK;
+}
+
+void gpu_model_kv_cache_reset(gpu_model *g)
+{
+    if (g && g->dec.lengths)
+        memset(g->dec.lengths, 0, (size_t)g->dec.n_slots * sizeof *g->dec.lengths);
+}
+
+/* As model_decode.c's check_step, with the same messages. */
+static int check_step(const gpu_model *g, int64_t n_seqs, const int64_t *slots,
+                      const int64_t *n_new, const int32_t *tokens, int64_t *total,
+                      kpo_error *err)
+{
+    const gpu_decode_state *d = &g->dec;
+    int64_t T = 0;
+    for (int64_t i = 0; i < n_seqs; i++) {
+        if (slots[i] < 0 || slots[i] >= d->n_slots)
+            return error_set(err, "decode: slot %lld out of range [0, %lld)",
+                             (long long)slots[i], (long long)d->n_slots);
+        for (int64_t j = 0; j < i; j++)
+            if (slots[j] == slots[i])
+                return error_set(err, "decode: slot %lld appears twice", (long long)slots[i]);
+        if (n_new[i] < 1 || d->lengths[slots[i]] + n_new[i] > d->max_len)
+            return error_set(err, "decode: slot %lld: %lld new tokens after %lld exceed the "
+                                  "cache length %lld",
+                             (long long)slots[i], (long long)n_new[i],
+                             (long long)d->lengths[slots[i]], (long long)d->max_len);
+        T += n_new[i];
+    }
+    for (int64_t t = 0; t < T; t++)
+        if (tokens[t] < 0 || tokens[t] >= g->shape.config.vocab_size)
+            return error_set(err, "decode: token id %d is out of range [0, %lld)",
+                             (int)tokens[t], (long long)g->shape.config.vocab_size);
+    *total = T;
+    return KPO_OK;
+}
+
+static int reserve_seqs(gpu_model *g, int64_t n, kpo_error *err)
+{
+    gpu_decode_state *d = &g->dec;
+    if (n <= d->seq_capacity)
+        return KPO_OK;
+    TRY(cuda_check(cudaStreamSynchronize((cudaStream_t)g->stream), "decode", err));
+    free_seq_buffers(d);
+    const model_config *c = &g->shape.config;
+    const size_t un = (size_t)n;
+    if (gpu_alloc((void **)&d->query_offsets, (un + 1) * 8, "decode query offsets", err) ||
+        gpu_alloc((void **)&d->slots, un * 8, "decode slots", err) ||
+        gpu_alloc((void **)&d->start_positions, un * 8, "decode start positions", err) ||
+        gpu_alloc((void **)&d->last_rows, un * 4, "decode last rows", err) ||
+        gpu_alloc((void **)&d->last, un * (size_t)c->hidden_size * 2, "decode last hidden",
+                  err) ||
+        gpu_alloc((void **)&d->logits, un * (size_t)c->vocab_size * 4, "decode logits (fp32)",
+                  err) ||
+        gpu_alloc((void **)&d->streams, un * sizeof(gpu_sample_stream), "sampling streams",
+                  err) ||
+        gpu_alloc((void **)&d->sampled, un * 4, "sampled tokens", err)) {
+        free_seq_buffers(d);
+        return KPO_ERR;
+    }
+    d->seq_capacity = n;
+    return KPO_OK;
+}
+
+/* Host-side step description: positions, offsets, last rows (uploaded). */
+static int upload_step(gpu_model *g, int64_t n_seqs, const int64_t *slots, const int64_t *n_new,
+                       const int32_t *tokens, int64_t T, int64_t *max_new, int64_t *max_context,
+                       kpo_error *err)
+{
+    gpu_decode_state *d = &g->dec;
+    int32_t *positions = malloc((size_t)T * sizeof *positions);
+    int64_t *offsets = malloc((size_t)(n_seqs + 1) * sizeof *offsets);
+    int64_t *starts = malloc((size_t)n_seqs * sizeof *starts);
+    int32_t *last = malloc((size_t)n_seqs * sizeof *last);
+    int rc = KPO_OK;
+    if (!positions || !offsets || !starts || !last)
+        rc = error_set(err, "decode: out of host memory for %lld tokens", (long long)T);
+    *max_new = *max_context = 0;
+    for (int64_t i = 0, t = 0; rc == KPO_OK && i < n_seqs; i++) {
+        offsets[i] = t;
+        starts[i] = d->lengths[slots[i]];
+        for (int64_t j = 0; j < n_new[i]; j++, t++)
+            positions[t] = (int32_t)(starts[i] + j);
+        last[i] = (int32_t)(t - 1);
+        offsets[i + 1] = t;
+        if (n_new[i] > *max_new)
+            *max_new = n_new[i];
+        if (starts[i] + n_new[i] > *max_context)
+            *max_context = starts[i] + n_new[i];
+    }
+    const gpu_acts *a = &d->acts;
+    if (rc == KPO_OK)
+        rc = gpu_upload(g, a->positions, positions, (size_t)T * 4, "decode: positions", err);
+    if (rc == KPO_OK)
+        rc = gpu_upload(g, a->tokens, tokens, (size_t)T * 4, "decode: tokens", err);
+    if (rc == KPO_OK)
+        rc = gpu_upload(g, d->query_offsets, offsets, (size_t)(n_seqs + 1) * 8,
+                        "decode: query offsets", err);
+    if (rc == KPO_OK)
+        rc = gpu_upload(g, d->slots, slots, (size_t)n_seqs * 8, "decode: slots", err);
+    if (rc == KPO_OK)
+        rc = gpu_upload(g, d->start_positions, starts, (size_t)n_seqs * 8,
+                        "decode: start positions", err);
+    if (rc == KPO_OK)
+        rc = gpu_upload(g, d->last_rows, last, (size_t)n_seqs * 4, "decode: last rows", err);
+    free(positions);
+    free(offsets);
+    free(starts);
+    free(last);
+    return rc;
+}
+
+int gpu_model_decode_step(gpu_model *g, int64_t n_seqs, const int64_t *slots,
+                          const int64_t *n_new, const int32_t *tokens, float *logits_host,
+                          kpo_error *err)
+{
+    if (!g || !g->dec.k_cache)
+        return error_set(err, "decode: no KV cache (call gpu_model_kv_cache_init first)");
+    if (n_seqs < 1)
+        return error_set(err, "decode: no sequences");
+    if (!slots || !n_new || !tokens)
+        return error_set(err, "decode: missing argument");
+    int64_t T = 0, max_new = 0, max_context = 0;
+    TRY(check_step(g, n_seqs, slots, n_new, tokens, &T, err));
+    gpu_decode_state *d = &g->dec;
+    const model_config *c = &g->shape.config;
+    const int64_t h = c->hidden_size, kvd = c->num_key_value_heads * c->head_dim;
+    d->n_logits = 0;
+    TRY(gpu_acts_reserve(g, &d->acts, &d->acts_layers, &d->acts_arena, T, GPU_ACTS_FORWARD,
+                         "the decode activations", err));
+    TRY(reserve_seqs(g, n_seqs, err));
+    TRY(upload_step(g, n_seqs, slots, n_new, tokens, T, &max_new, &max_context, err));
+    gpu_acts *a = &d->acts;
+    gpu_layer_acts *la = &a->layers[0]; /* FORWARD mode: every layer shares these */
+    const gpu_decode_shape ds = {.n_queries = T, .n_seqs = n_seqs,
+                                 .query_offsets = d->query_offsets, .slots = d->slots,
+                                 .start_positions = d->start_positions, .n_slots = d->n_slots,
+                                 .max_len = d->max_len, .max_new = max_new,
+                                 .max_context = max_context,
+                                 .heads = (int)c->num_attention_heads,
+                                 .kv_heads = (int)c->num_key_value_heads,
+                                 .head_dim = (int)c->head_dim};
+    void *s = g->stream;
+    const int64_t layer_stride = d->n_slots * d->max_len * kvd;
+    TRY(gpu_embed_forward(T, h, a->tokens, gpu_w(g, g->embed), la->x, s, err));
+    for (int64_t l = 0; l < c->num_hidden_layers; l++) {
+        uint16_t *kc = d->k_cache + l * layer_stride, *vc = d->v_cache + l * layer_stride;
+        TRY(gpu_layer_forward_qkv(g, l, T, &d->rope, a->positions, la, a->qkv, err));
+        TRY(gpu_kv_cache_write(&ds, la->k, la->v, kc, vc, s, err));
+        TRY(gpu_attention_decode(&ds, la->q, kc, vc, la->attn, s, err));
+        TRY(gpu_layer_forward_rest(g, l, T, la, la->x, err));
+    }
+    /* Only each sequence's last new token needs the vocabulary. */
+    TRY(gpu_rows_gather(n_seqs, h, d->last_rows, la->x, d->last, s, err));
+    TRY(gpu_rmsnorm_forward(n_seqs, h, d->last, gpu_w(g, g->final_norm), (float)c->rms_norm_eps,
+                            d->last, NULL, s, err));
+    TRY(gemm_lt_linear_f32(g->gemm, n_seqs, h, c->vocab_size, d->last, gpu_w(g, g->lm_head),
+                           d->logits, s, err));
+    if (logits_host)
+        TRY(gpu_download(g, logits_host, d->logits,
+                         (size_t)n_seqs * (size_t)c->vocab_size * sizeof(float),
+                         "decode: logits", err));
+    else
+        TRY(cuda_check(cudaStreamSynchronize((cudaStream_t)s), "decode", err));
+    for (int64_t i = 0; i < n_seqs; i++)
+        d->lengths[slots[i]] += n_new[i];
+    d->n_logits = n_seqs;
+    return KPO_OK;
+}
+
+int gpu_model_sample(gpu_model *g, const gpu_sample_request *req, int64_t n_seqs,
+                     int32_t *tokens, kpo_error *err)
+{
+    if (!g || !req || !tokens || !req->stream_ids || !req->draw_index)
+        return error_set(err, "sample: missing argument");
+    gpu_decode_state *d = &g->dec;
+    const int64_t V = g->shape.config.vocab_size;
+    if (n_seqs < 1 || n_seqs > d->n_logits)
+        return error_set(err, "sample: %lld rows asked, the last decode step left %lld",
+                         (long long)n_seqs, (long long)d->n_logits);
+    if (req->drawable < 1 || req->drawable > V)
+        return error_set(err, "sample: drawable %lld outside [1, %lld]",
+                         (long long)req->drawable, (long long)V);
+    gpu_sample_stream *streams = malloc((size_t)n_seqs * sizeof *streams);
+    if (!streams)
+        return error_set(err, "sample: out of host memory");
+    for (int64_t i = 0; i < n_seqs; i++) {
+        streams[i].stream_id = req->stream_ids[i];
+        streams[i].draw_index = req->draw_index[i];
+    }
+    int rc = gpu_upload(g, d->streams, streams, (size_t)n_seqs * sizeof *streams,
+                        "sample: streams", err);
+    free(streams);
+    TRY(rc);
+    TRY(gpu_buffer_reserve(&d->sample_ws, gpu_sample_workspace(n_seqs, V),
+                           "the sampling workspace", err));
+    TRY(gpu_sample_tokens(&req->sampler, n_seqs, V, req->drawable, d->logits, req->seed,
+                          d->streams, d->sampled, d->sample_ws.ptr, g->stream, err));
+    return gpu_download(g, tokens, d->sampled, (size_t)n_seqs * 4, "sample: tokens", err);
+}

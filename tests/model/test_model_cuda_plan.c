@@ -1,0 +1,119 @@
+/* The GPU model's memory plan, on the CPU (no GPU needed): the Qwen3-4B
+ * shape with recompute fits an H200's 141 GB at 5120 tokens, the weight
+ * and optimizer items are 2, 4, 4 and 8 bytes per parameter, activations
+ * without recompute grow linearly in max_tokens (and recompute keeps far
+ * less), and the plan prints. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <cmocka.h>
+
+#include "model/model_cuda.h"
+
+/* Qwen3-4B from the shared data's config.json when present, else the same
+ * numbers written out. */
+static model_config qwen3_4b(void)
+{
+    model_config c = {.vocab_size = 151936, .hidden_size = 2560, .intermediate_size = 9728,
+                      .num_hidden_layers = 36, .num_attention_heads = 32,
+                      .num_key_value_heads = 8, .head_dim = 128,
+                      .max_position_embeddings = 32768, .rope_theta = 1000000.0,
+                      .rms_norm_eps = 1e-6, .tie_word_embeddings = true};
+    const char *shared = getenv("KPO_SHARED");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/data/qwen3_configs/Qwen3-4B-Base.config.json",
+             shared ? shared : "../shared");
+    model_config loaded;
+    kpo_error err;
+    if (model_config_load(path, &loaded, &err) == KPO_OK) {
+        print_message("config: %s\n", path);
+        assert_int_equal(loaded.hidden_size, c.hidden_size);
+        assert_int_equal(loaded.num_hidden_layers, c.num_hidden_layers);
+        assert_int_equal(loaded.num_key_value_heads, c.num_key_value_heads);
+        assert_int_equal(loaded.head_dim, c.head_dim);
+        assert_int_equal(loaded.intermediate_size, c.intermediate_size);
+        assert_int_equal(loaded.vocab_size, c.vocab_size);
+        assert_true(loaded.tie_word_embeddings);
+        return loaded;
+    }
+    print_message("config: built in (%s)\n", err.message);
+    return c;
+}
+
+static gpu_model_options train_options(int64_t max_tokens, bool recompute)
+{
+    gpu_model_options o = {.train = true, .recompute = recompute, .max_tokens = max_tokens,
+                           .logprob_chunk = 0, .optim = adamw_config_default()};
+    return o;
+}
+
+static void test_qwen3_4b_fits(void **state)
+{
+    (void)state;
+    const model_config c = qwen3_4b();
+    const gpu_model_options o = train_options(5120, true);
+    const gpu_memory_plan p = gpu_model_plan(&c, &o);
+    gpu_memory_plan_print(&p, &c, &o, stdout);
+    const size_t n = (size_t)model_config_param_count(&c);
+    /* Tied: embed + 36 layers + final norm, the lm_head counted once. */
+    assert_int_equal(n, 4022468096ull);
+    assert_int_equal(p.weights_bf16, 2 * n);
+    assert_int_equal(p.master_fp32, 4 * n);
+    assert_int_equal(p.grads_fp32, 4 * n);
+    assert_int_equal(p.adam_fp32, 8 * n);
+    assert_int_equal(p.total, p.weights_bf16 + p.master_fp32 + p.grads_fp32 + p.adam_fp32 +
+                                  p.activations + p.layer_scratch + p.logprob_scratch +
+                                  p.workspace);
+    assert_true(p.total < (size_t)141e9);
+    /* Recompute keeps one [T, hidden] bf16 input per layer plus the
+     * head's few tensors: a few GB, not tens. */
+    assert_true(p.activations >= (size_t)36 * 5120 * 2560 * 2);
+    assert_true(p.activations < (size_t)2e9);
+
+    const gpu_model_options full = train_options(5120, false);
+    const gpu_memory_plan q = gpu_model_plan(&c, &full);
+    gpu_memory_plan_print(&q, &c, &full, stdout);
+    assert_true(q.activations > 10 * p.activations);
+
+    /* Inference only: the bf16 weights and one layer's buffers. */
+    gpu_model_options infer = train_options(5120, false);
+    infer.train = false;
+    const gpu_memory_plan r = gpu_model_plan(&c, &infer);
+    gpu_memory_plan_print(&r, &c, &infer, stdout);
+    assert_int_equal(r.master_fp32 + r.grads_fp32 + r.adam_fp32, 0);
+    assert_true(r.activations < p.activations);
+}
+
+/* At multiples of 128 tokens every tensor is a whole number of 256-byte
+ * alignment units, so the arena is exactly linear in the token count. */
+static void test_activations_linear(void **state)
+{
+    (void)state;
+    const model_config c = qwen3_4b();
+    for (int recompute = 0; recompute <= 1; recompute++) {
+        size_t act[4], scratch[4];
+        for (int k = 1; k <= 3; k++) {
+            const gpu_model_options o = train_options(1024 * k, recompute);
+            const gpu_memory_plan p = gpu_model_plan(&c, &o);
+            act[k] = p.activations;
+            scratch[k] = p.layer_scratch;
+        }
+        print_message("recompute %d: activations %zu bytes per 1024 tokens, scratch %zu\n",
+                      recompute, act[2] - act[1], scratch[2] - scratch[1]);
+        assert_int_equal(act[2] - act[1], act[3] - act[2]);
+        assert_int_equal(scratch[2] - scratch[1], scratch[3] - scratch[2]);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_qwen3_4b_fits),
+        cmocka_unit_test(test_activations_linear),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
