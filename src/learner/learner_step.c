@@ -27,6 +27,21 @@ static void response_targets(const rl_batch *b, int32_t *targets)
     }
 }
 
+/* How many sequences from `first` form the next micro-batch: whole
+ * sequences while their tokens fit `budget` tokens (always at least one;
+ * budget <= 0: all the rest). Micro-batches bound what one forward keeps
+ * for its backward (the GPU's memory plan); gradients add up across them. */
+static int64_t micro_batch_count(const rl_batch *b, int64_t first, int64_t budget)
+{
+    if (budget <= 0)
+        return b->n - first;
+    int64_t count = 1;
+    while (first + count < b->n &&
+           b->seq_offsets[first + count + 1] - b->seq_offsets[first] <= budget)
+        count++;
+    return count;
+}
+
 /* Runs the forward pass of b and leaves the backend ready for backward;
  * logp and entropy (response-token order) are filled when not NULL. b's
  * arrays must outlive the backward. */
@@ -57,17 +72,36 @@ static int forward_batch(model_backend *be, const rl_batch *b, int32_t *targets,
     return status;
 }
 
-int learner_response_logprobs(model_backend *b, const rl_batch *batch, double *logp,
-                              double *entropy, kpo_error *err)
+/* One micro-batch's old-policy log-probs. */
+static int micro_batch_logprobs(model_backend *b, const rl_batch *mb, double *logp,
+                                double *entropy, kpo_error *err)
 {
-    if (batch->n == 0)
-        return KPO_OK;
-    int32_t *targets = malloc((size_t)batch->seq_offsets[batch->n] * sizeof *targets);
+    int32_t *targets = malloc((size_t)mb->seq_offsets[mb->n] * sizeof *targets);
     if (!targets)
         return error_set(err, "learner: out of memory");
-    int status = forward_batch(b, batch, targets, logp, entropy, err);
+    int status = forward_batch(b, mb, targets, logp, entropy, err);
     model_backend_drop_acts(b); /* no backward follows */
     free(targets);
+    return status;
+}
+
+int learner_response_logprobs(model_backend *b, const rl_batch *batch, int64_t micro_batch_tokens,
+                              double *logp, double *entropy, kpo_error *err)
+{
+    int status = KPO_OK;
+    int64_t done_tokens = 0; /* response tokens written so far */
+    for (int64_t first = 0; first < batch->n && status == KPO_OK;) {
+        int64_t count = micro_batch_count(batch, first, micro_batch_tokens);
+        rl_batch mb;
+        status = rl_batch_slice(batch, first, count, &mb, err);
+        if (status != KPO_OK)
+            break;
+        status = micro_batch_logprobs(b, &mb, logp + done_tokens,
+                                      entropy ? entropy + done_tokens : NULL, err);
+        done_tokens += rl_batch_response_tokens(&mb);
+        rl_batch_free(&mb);
+        first += count;
+    }
     return status;
 }
 
@@ -88,26 +122,86 @@ void learner_metrics_free(learner_metrics *metrics)
     samples_free(metrics);
 }
 
-/* Keeps z = logp - logp_old of the share's first responses. */
-static int keep_samples(const learner_config *cfg, const int64_t *offsets, int64_t n_responses,
-                        const double *logp, const double *logp_old, learner_metrics *lm,
-                        kpo_error *err)
+/* Appends z = logp - logp_old of a micro-batch's first responses to the
+ * kept samples, until cfg->log_samples responses are kept. offsets are the
+ * micro-batch's response-token offsets. */
+static int append_samples(const learner_config *cfg, const int64_t *offsets, int64_t n_responses,
+                          const double *logp, const double *logp_old, learner_metrics *lm,
+                          kpo_error *err)
 {
-    int64_t n = cfg->log_samples < n_responses ? cfg->log_samples : n_responses;
-    samples_free(lm);
+    int64_t room = cfg->log_samples - lm->n_samples;
+    int64_t n = room < n_responses ? room : n_responses;
     if (n <= 0)
         return KPO_OK;
-    lm->sample_offsets = malloc((size_t)(n + 1) * sizeof *lm->sample_offsets);
-    lm->sample_values = malloc((size_t)(offsets[n] + 1) * sizeof *lm->sample_values);
-    if (!lm->sample_offsets || !lm->sample_values) {
+    int64_t have = lm->n_samples ? lm->sample_offsets[lm->n_samples] : 0;
+    int64_t *o = realloc(lm->sample_offsets, (size_t)(lm->n_samples + n + 1) * sizeof *o);
+    if (o)
+        lm->sample_offsets = o;
+    double *v = o ? realloc(lm->sample_values, (size_t)(have + offsets[n] + 1) * sizeof *v) : NULL;
+    if (!v) {
         samples_free(lm);
         return error_set(err, "learner: out of memory for log-ratio samples");
     }
-    memcpy(lm->sample_offsets, offsets, (size_t)(n + 1) * sizeof *offsets);
+    lm->sample_values = v;
+    lm->sample_offsets[0] = 0;
+    for (int64_t r = 0; r < n; r++)
+        lm->sample_offsets[lm->n_samples + r + 1] = have + offsets[r + 1];
     for (int64_t k = 0; k < offsets[n]; k++)
-        lm->sample_values[k] = logp[k] - logp_old[k];
-    lm->n_samples = n;
+        lm->sample_values[have + k] = logp[k] - logp_old[k];
+    lm->n_samples += n;
     return KPO_OK;
+}
+
+/* Forward, objective and backward of one micro-batch: gradients add to
+ * the backend's. *finite becomes 0 (and the backward is skipped) when a
+ * log-prob is not finite. */
+static int micro_batch_gradients(model_backend *b, const learner_config *cfg, const rl_batch *mb,
+                                 const double *logp_old, objective_normalizer norm,
+                                 objective_metrics *om, double *entropy_sum,
+                                 learner_metrics *samples, int *finite, kpo_error *err)
+{
+    const int64_t T = mb->seq_offsets[mb->n], R = rl_batch_response_tokens(mb);
+    int64_t *offsets = malloc((size_t)(mb->n + 1) * sizeof *offsets);
+    int32_t *targets = malloc((size_t)T * sizeof *targets);
+    double *logp = malloc((size_t)(R + 1) * sizeof *logp);
+    double *entropy = malloc((size_t)(R + 1) * sizeof *entropy);
+    double *d_logp = malloc((size_t)(R + 1) * sizeof *d_logp);
+    float *dlogp_pos = calloc((size_t)T, sizeof *dlogp_pos);
+    int status = (offsets && targets && logp && entropy && d_logp && dlogp_pos)
+                     ? KPO_OK
+                     : error_set(err, "learner: out of memory for a %lld-token micro-batch",
+                                 (long long)T);
+    if (status == KPO_OK) {
+        offsets[0] = 0;
+        for (int64_t i = 0; i < mb->n; i++)
+            offsets[i + 1] =
+                offsets[i] + (mb->seq_offsets[i + 1] - mb->seq_offsets[i] - mb->prompt_len[i]);
+        status = forward_batch(b, mb, targets, logp, entropy, err);
+    }
+    for (int64_t r = 0; status == KPO_OK && r < R && *finite; r++)
+        *finite = isfinite(logp[r]) && isfinite(logp_old[r]);
+    if (status == KPO_OK && *finite)
+        status = objective_compute(&cfg->objective, logp, logp_old, offsets, mb->n,
+                                   mb->advantage, norm, d_logp, om, err);
+    if (status == KPO_OK && *finite && samples)
+        status = append_samples(cfg, offsets, mb->n, logp, logp_old, samples, err);
+    if (status == KPO_OK && *finite) {
+        int64_t k = 0;
+        for (int64_t p = 0; p < T; p++)
+            if (targets[p] >= 0)
+                dlogp_pos[p] = (float)d_logp[k++];
+        for (int64_t r = 0; r < R; r++)
+            *entropy_sum += entropy[r];
+        status = model_backend_backward(b, dlogp_pos, NULL, err);
+    }
+    model_backend_drop_acts(b);
+    free(offsets);
+    free(targets);
+    free(logp);
+    free(entropy);
+    free(d_logp);
+    free(dlogp_pos);
+    return status;
 }
 
 int learner_gradients(model_backend *b, const learner_config *cfg, const rl_batch *share,
@@ -117,58 +211,25 @@ int learner_gradients(model_backend *b, const learner_config *cfg, const rl_batc
 {
     if (model_backend_zero_grads(b, err) != KPO_OK)
         return KPO_ERR;
-    if (share->n == 0)
-        return KPO_OK;
-    const int64_t T = share->seq_offsets[share->n], R = rl_batch_response_tokens(share);
-    int64_t *offsets = malloc((size_t)(share->n + 1) * sizeof *offsets);
-    int32_t *targets = malloc((size_t)T * sizeof *targets);
-    double *logp = malloc((size_t)R * sizeof *logp), *entropy = malloc((size_t)R * sizeof *entropy);
-    double *d_logp = malloc((size_t)R * sizeof *d_logp);
-    float *dlogp_pos = calloc((size_t)T, sizeof *dlogp_pos);
-    int status = (offsets && targets && logp && entropy && d_logp && dlogp_pos)
-                     ? KPO_OK
-                     : error_set(err, "learner: out of memory for a %lld-token mini-batch",
-                                 (long long)T);
-    if (status == KPO_OK) {
-        offsets[0] = 0;
-        for (int64_t i = 0; i < share->n; i++)
-            offsets[i + 1] = offsets[i] + (share->seq_offsets[i + 1] - share->seq_offsets[i] -
-                                           share->prompt_len[i]);
-        status = forward_batch(b, share, targets, logp, entropy, err);
+    int status = KPO_OK, finite = 1;
+    int64_t done_tokens = 0; /* response tokens of the micro-batches done */
+    for (int64_t first = 0; first < share->n && status == KPO_OK && finite;) {
+        int64_t count = micro_batch_count(share, first, cfg->micro_batch_tokens);
+        rl_batch mb;
+        status = rl_batch_slice(share, first, count, &mb, err);
+        if (status != KPO_OK)
+            break;
+        status = micro_batch_gradients(b, cfg, &mb, logp_old + done_tokens, norm, om,
+                                       entropy_sum, samples, &finite, err);
+        done_tokens += rl_batch_response_tokens(&mb);
+        rl_batch_free(&mb);
+        first += count;
     }
     /* A diverged model (non-finite log-probs) is not an input error: the
-     * mini-batch's loss becomes NaN, its gradient stays zero, and every
-     * learner skips the update together once the losses are summed. */
-    int finite = 1;
-    for (int64_t r = 0; status == KPO_OK && r < R && finite; r++)
-        finite = isfinite(logp[r]) && isfinite(logp_old[r]);
-    if (status == KPO_OK && !finite) {
+     * mini-batch's loss becomes NaN, and every learner skips the update
+     * together once the losses are summed. */
+    if (status == KPO_OK && !finite)
         om->loss = NAN;
-        status = KPO_OK;
-        goto done;
-    }
-    if (status == KPO_OK)
-        status = objective_compute(&cfg->objective, logp, logp_old, offsets, share->n,
-                                   share->advantage, norm, d_logp, om, err);
-    if (status == KPO_OK && samples)
-        status = keep_samples(cfg, offsets, share->n, logp, logp_old, samples, err);
-    if (status == KPO_OK) {
-        int64_t k = 0;
-        for (int64_t p = 0; p < T; p++)
-            if (targets[p] >= 0)
-                dlogp_pos[p] = (float)d_logp[k++];
-        for (int64_t r = 0; r < R; r++)
-            *entropy_sum += entropy[r];
-        status = model_backend_backward(b, dlogp_pos, NULL, err);
-    }
-done:
-    model_backend_drop_acts(b);
-    free(offsets);
-    free(targets);
-    free(logp);
-    free(entropy);
-    free(d_logp);
-    free(dlogp_pos);
     return status;
 }
 
@@ -227,7 +288,7 @@ int learner_step(model_backend *b, const learner_config *cfg, rl_batch *batch,
         if (status == KPO_OK) {
             int64_t R = rl_batch_response_tokens(&shares[k]);
             old[k] = malloc((size_t)(R > 0 ? R : 1) * sizeof **old);
-            status = old[k] ? learner_response_logprobs(b, &shares[k], old[k], NULL, err)
+            status = old[k] ? learner_response_logprobs(b, &shares[k], cfg->micro_batch_tokens, old[k], NULL, err)
                             : error_set(err, "learner: out of memory");
         }
     }

@@ -26,6 +26,9 @@ typedef struct learner_config {
     double adv_eps;       /* 1e-6 */
     int64_t log_samples;  /* raw log-ratio sequences kept for the run file (learner rank 0,
                              last, most off-policy mini-batch) */
+    int64_t micro_batch_tokens; /* a share's forward/backward runs over micro-batches of whole
+                                   sequences of at most this many tokens (at least one
+                                   sequence each), gradients summed; 0: the share at once */
 } learner_config;
 
 typedef struct learner_metrics {
@@ -59,15 +62,18 @@ int learner_step(model_backend *b, const learner_config *cfg, rl_batch *batch,
 
 /* Per-response-token log-probs of a batch under the model behind b:
  * logp[k] for the k-th response token in batch order (also used by `kpo
- * logprobs`-style checks). entropy may be NULL. */
-int learner_response_logprobs(model_backend *b, const rl_batch *batch, double *logp,
-                              double *entropy, kpo_error *err);
+ * logprobs`-style checks), a micro-batch of at most micro_batch_tokens
+ * tokens at a time (0: all at once). entropy may be NULL. */
+int learner_response_logprobs(model_backend *b, const rl_batch *batch, int64_t micro_batch_tokens,
+                              double *logp, double *entropy, kpo_error *err);
 
 /* Forward, objective and backward of one share of a mini-batch: the
  * backend's gradients (zeroed first) receive d loss / d theta, metrics the
  * objective's statistics, entropy_sum the response tokens' entropies. With
- * `samples` not NULL the share's raw log-ratios are kept there. logp_old is
- * in response-token order. */
+ * `samples` not NULL the share's first raw log-ratios are appended there
+ * (up to cfg->log_samples responses). logp_old is in response-token order.
+ * Runs micro-batches of cfg->micro_batch_tokens (the objective is a sum
+ * over responses with the global normalizer, so they add up exactly). */
 int learner_gradients(model_backend *b, const learner_config *cfg, const rl_batch *share,
                       const double *logp_old, objective_normalizer norm,
                       objective_metrics *metrics, double *entropy_sum, learner_metrics *samples,

@@ -64,6 +64,9 @@ const config_key TRAIN_SCHEMA[] = {
     {"learner", "adv_eps", CONFIG_DOUBLE, "1e-6", 0, 1, NULL, "advantage std epsilon"},
     {"learner", "log_ratio_max", CONFIG_DOUBLE, "10", 1e-9, 1e6, NULL,
      "kpo/gspo: clamp of the log-ratio"},
+    {"learner", "micro_batch_tokens", CONFIG_INT, "0", 0, 1e12, NULL,
+     "forward/backward over micro-batches of whole sequences up to this many tokens; 0: "
+     "a learner's share at once"},
     {"learner", "recompute", CONFIG_BOOL, "true", 0, 0, NULL,
      "device = cuda: keep each layer's input only and redo the layer in backward"},
     {"filter", "q", CONFIG_DOUBLE, "1e-6", 0, BIG, NULL, "process noise Q"},
@@ -171,6 +174,7 @@ int train_settings_from_config(const config *cfg, int world_size, train_settings
     l->norm_adv_by_std = config_get_bool(cfg, "learner.norm_adv_by_std");
     l->adv_eps = config_get_double(cfg, "learner.adv_eps");
     l->log_samples = s->log_samples;
+    l->micro_batch_tokens = config_get_int(cfg, "learner.micro_batch_tokens");
     s->recompute = config_get_bool(cfg, "learner.recompute");
     if (objective_kind_parse(config_get_string(cfg, "learner.objective"), &o->kind, err) != KPO_OK ||
         loss_aggregation_parse(config_get_string(cfg, "learner.loss_aggregation"),

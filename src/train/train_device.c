@@ -41,11 +41,11 @@ static int select_gpu(MPI_Comm world, int *gpu, kpo_error *err)
     return status;
 }
 
-/* The largest packed batch this rank runs a forward on: a learner's share
- * of a mini-batch (for the old log-probs and the update alike), each
- * sequence at most the longest prompt plus max_new_tokens; a rollout
- * rank's prefill of its KV-cache slots. The learner has no micro-batches:
- * the whole share is one forward. */
+/* The largest packed batch this rank runs a forward on: a learner's
+ * micro-batch (learner.micro_batch_tokens, but never less than one
+ * sequence: the longest prompt plus max_new_tokens), or without
+ * micro-batches its whole share of a mini-batch (for the old log-probs and
+ * the update alike); a rollout rank's prefill of its KV-cache slots. */
 static int64_t forward_tokens_bound(const train_settings *s, const comm_roles *r,
                                     int64_t longest_prompt)
 {
@@ -54,7 +54,10 @@ static int64_t forward_tokens_bound(const train_settings *s, const comm_roles *r
     if (r->is_learner) {
         int64_t minibatch = s->prompts_per_step / M * G;
         int64_t share = (minibatch + r->learner_size - 1) / r->learner_size;
-        bound = share * (longest_prompt + s->max_new_tokens);
+        int64_t longest_sequence = longest_prompt + s->max_new_tokens;
+        int64_t budget = s->learner.micro_batch_tokens;
+        bound = budget <= 0 ? share * longest_sequence
+                            : budget > longest_sequence ? budget : longest_sequence;
     }
     if (r->is_rollout) {
         int64_t responses = s->prompts_per_step / r->rollout_size * G;

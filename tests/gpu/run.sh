@@ -80,7 +80,16 @@ configure() {
 if stage configure 90 configure || stage configure-without-mpi-hdf5 60 configure \
      -Dmpi=disabled -Dhdf5=disabled; then
   stage build 240 ninja -C "$build" -j "$jobs" && bench=$build/tests/gpu/bench_gpu
-  [ -n "$bench" ] && stage gpu-suite 150 meson test -C "$build" --suite gpu --print-errorlogs -v
+  suite_rc=1
+  [ -n "$bench" ] && { stage gpu-suite 150 meson test -C "$build" --suite gpu --print-errorlogs -v; suite_rc=$?; }
+  # A failing suite on its first GPU run: memcheck names the first bad
+  # access of the model's and the attention's tests (slow, so only then).
+  if [ -n "$bench" ] && [ "$suite_rc" != 0 ] && command -v compute-sanitizer >/dev/null; then
+    for t in test_gpu_attention test_gpu_model; do
+      stage "memcheck-$t" 60 compute-sanitizer --tool memcheck --error-exitcode 1 \
+        --print-limit 20 "$build/tests/gpu/$t"
+    done
+  fi
   grep -E '^(Ok|Fail|Skipped|Timeout): |^(gpu_|[a-z]+ *(/plain)? +[0-9]+ tokens|no usable GPU|survivor|NCCL comm)' "$log" \
     | awk '!seen[$0]++' | sed "s/^/    /" | tail -20 >"$table.notes"
 else

@@ -23,7 +23,7 @@ static double surrogate(const model *m, const rl_batch *b, const double *logp0,
     int64_t R = rl_batch_response_tokens(b);
     double *logp = malloc((size_t)R * sizeof *logp);
     model_backend cpu = model_backend_cpu_eval(m);
-    assert_int_equal(learner_response_logprobs(&cpu, b, logp, NULL, NULL), KPO_OK);
+    assert_int_equal(learner_response_logprobs(&cpu, b, 0, logp, NULL, NULL), KPO_OK);
     model_backend_free(&cpu);
     double total = 0;
     int64_t k = 0;
@@ -58,7 +58,7 @@ static void test_gradient_is_exp_rho_times_grad_logp(void **state)
     double *logp0 = malloc((size_t)R * sizeof *logp0), *old = malloc((size_t)R * sizeof *old);
     double *rho = malloc((size_t)R * sizeof *rho), *weight = malloc((size_t)R * sizeof *weight);
     model_backend cpu = model_backend_cpu_eval(&m);
-    assert_int_equal(learner_response_logprobs(&cpu, &b, logp0, NULL, NULL), KPO_OK);
+    assert_int_equal(learner_response_logprobs(&cpu, &b, 0, logp0, NULL, NULL), KPO_OK);
     model_backend_free(&cpu);
     int64_t k = 0;
     objective_normalizer norm = {(double)b.n, (double)R};
@@ -124,10 +124,90 @@ static void test_gradient_is_exp_rho_times_grad_logp(void **state)
     model_free(&m);
 }
 
+/* Micro-batches change only the float arithmetic's order (the CPU's
+ * products block differently for fewer rows): gradients, loss, filter
+ * statistics, entropies, kept samples and old log-probs all match the
+ * one-pass result to float rounding, for budgets from one sequence per
+ * micro-batch up. */
+static void test_micro_batches_add_up_to_one_pass(void **state)
+{
+    (void)state;
+    model m;
+    rl_batch b;
+    assert_int_equal(fixture_model(&m, 4), 0);
+    assert_int_equal(fixture_batch(&b, 3, 4, 8), 0);
+    assert_int_equal(advantage_grpo(b.reward, 3, 4, 1, 1e-6, b.advantage, NULL), KPO_OK);
+    learner_config cfg = {.minibatches = 1, .group_size = 4, .norm_adv_by_std = 1,
+                          .adv_eps = 1e-6, .log_samples = 5};
+    objective_config_default(&cfg.objective);
+    cfg.objective.filter.q = 0.05;
+
+    const int64_t R = rl_batch_response_tokens(&b);
+    double *old = malloc((size_t)R * sizeof *old), *old_mb = malloc((size_t)R * sizeof *old_mb);
+    model_backend cpu = model_backend_cpu_eval(&m);
+    assert_int_equal(learner_response_logprobs(&cpu, &b, 0, old, NULL, NULL), KPO_OK);
+    assert_int_equal(learner_response_logprobs(&cpu, &b, 1, old_mb, NULL, NULL), KPO_OK);
+    model_backend_free(&cpu);
+    for (int64_t k = 0; k < R; k++) {
+        assert_true(fabs(old[k] - old_mb[k]) <= 1e-5);
+        old[k] -= 0.2 * sin((double)k); /* off-policy, so the filter has work */
+    }
+    objective_normalizer norm = {(double)b.n, (double)R};
+
+    const int64_t longest = b.seq_offsets[1] - b.seq_offsets[0];
+    const int64_t budgets[] = {0, 1, 2 * longest, b.seq_offsets[b.n] - 1};
+    model_weights grads[4];
+    objective_metrics om[4];
+    learner_metrics kept[4];
+    double entropy[4];
+    for (int v = 0; v < 4; v++) {
+        cfg.micro_batch_tokens = budgets[v];
+        assert_int_equal(model_weights_init(&m, &grads[v], NULL), KPO_OK);
+        objective_metrics_init(&om[v]);
+        memset(&kept[v], 0, sizeof kept[v]);
+        entropy[v] = 0;
+        cpu = model_backend_cpu(&m, NULL, &grads[v]);
+        assert_int_equal(learner_gradients(&cpu, &cfg, &b, old, norm, &om[v], &entropy[v],
+                                           &kept[v], NULL),
+                         KPO_OK);
+        model_backend_free(&cpu);
+    }
+    for (int v = 1; v < 4; v++) {
+        double worst = 0, scale = 0;
+        for (int64_t i = 0; i < grads[0].n_params; i++) {
+            worst = fmax(worst, fabs((double)grads[v].data[i] - grads[0].data[i]));
+            scale = fmax(scale, fabs((double)grads[0].data[i]));
+        }
+        print_message("micro_batch_tokens %lld: worst gradient difference %.3g of max %.3g\n",
+                      (long long)budgets[v], worst, scale);
+        assert_true(scale > 0 && worst <= 1e-5 * scale);
+        assert_true(fabs(om[v].loss - om[0].loss) <= 1e-5 * fmax(1e-3, fabs(om[0].loss)));
+        assert_true(fabs(entropy[v] - entropy[0]) <= 1e-6 * entropy[0]);
+        assert_int_equal((int)om[v].innovation.count, (int)om[0].innovation.count);
+        assert_true(fabs(om[v].innovation.m2 - om[0].innovation.m2) <=
+                    1e-4 * om[0].innovation.m2);
+        assert_int_equal((int)kept[v].n_samples, (int)kept[0].n_samples);
+        assert_int_equal((int)kept[0].n_samples, 5);
+        for (int64_t r = 0; r <= kept[0].n_samples; r++)
+            assert_int_equal((int)kept[v].sample_offsets[r], (int)kept[0].sample_offsets[r]);
+        for (int64_t k = 0; k < kept[0].sample_offsets[kept[0].n_samples]; k++)
+            assert_true(fabs(kept[v].sample_values[k] - kept[0].sample_values[k]) <= 1e-5);
+    }
+    for (int v = 0; v < 4; v++) {
+        model_weights_free(&grads[v]);
+        learner_metrics_free(&kept[v]);
+    }
+    free(old);
+    free(old_mb);
+    rl_batch_free(&b);
+    model_free(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gradient_is_exp_rho_times_grad_logp),
+        cmocka_unit_test(test_micro_batches_add_up_to_one_pass),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
