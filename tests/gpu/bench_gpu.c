@@ -9,8 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "bench_util.h"
 #include "core/rng.h"
 #include "filter/filter.h"
 #include "filter/filter_cuda.h"
@@ -25,19 +25,6 @@
 #include "bench_shapes.h"
 #include "comm/comm_nccl.h"
 #endif
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void row(const char *what, double value, const char *unit, const char *note)
-{
-    printf("ROW|%s|%.4g|%s|%s\n", what, value, unit, note);
-    fflush(stdout);
-}
 
 #if KPO_HAVE_CUDA
 /* Best of `reps` wall times of one call; the GPU calls synchronise

@@ -22,9 +22,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "bench_shapes.h"
+#include "cuda/cuda_probe.h"
+#include "bench_util.h"
 #include "kpo_config.h"
 #include "model/model.h"
 #include "model/model_compute.h"
@@ -33,19 +34,6 @@
 #if KPO_HAVE_CUDA
 #include <cuda_runtime_api.h>
 #endif
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void row(const char *what, double value, const char *unit, const char *note)
-{
-    printf("ROW|%s|%.4g|%s|%s\n", what, value, unit, note);
-    fflush(stdout);
-}
 
 static int fail(const char *what, const kpo_error *err)
 {
@@ -287,6 +275,12 @@ int main(int argc, char **argv)
 {
     const char *what = argc > 2 ? argv[1] : "";
 #if KPO_HAVE_CUDA
+    char why[512];
+    if (what[0] && cuda_probe_devices(why, sizeof why) <= 0) {
+        /* Before building a 16 GB host model for nothing. */
+        fprintf(stderr, "bench_gpu_model: %s\n", why);
+        return 1;
+    }
     if (strcmp(what, "train") == 0 && argc >= 5)
         return bench_train(argv[2], atoll(argv[3]), atoll(argv[4]), argc > 5 ? atoi(argv[5]) : 1);
     if (strcmp(what, "decode") == 0 && argc >= 4)

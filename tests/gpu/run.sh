@@ -71,14 +71,19 @@ fi
 
 bench=""
 reconfigure=(); [ -d "$build/meson-private" ] && reconfigure=(--reconfigure)
-configure() {
-  meson setup "${reconfigure[@]}" "$build" "$root" -Dcuda=enabled -Dnccl=enabled \
-    -Dbuildtype=release "$@"
+setup=(meson setup "${reconfigure[@]}" "$build" "$root" -Dcuda=enabled -Dnccl=enabled
+       -Dbuildtype=release)
+# A failed configure leaves a half-made build dir: clear it (not the
+# sysroot or the log) before trying again.
+clear_build() {
+  find "$build" -mindepth 1 -maxdepth 1 ! -name sysroot ! -name gpu-run.log -exec rm -rf {} +
 }
 # Open MPI and HDF5 are optional: without them the NCCL and train tests skip,
 # the rest still runs.
-if stage configure 90 configure || stage configure-without-mpi-hdf5 60 configure \
-     -Dmpi=disabled -Dhdf5=disabled; then
+if stage configure 90 "${setup[@]}" ||
+   { clear_build; setup=(meson setup "$build" "$root" -Dcuda=enabled -Dnccl=enabled
+                         -Dbuildtype=release -Dmpi=disabled -Dhdf5=disabled)
+     stage configure-without-mpi-hdf5 60 "${setup[@]}"; }; then
   stage build 240 ninja -C "$build" -j "$jobs" && bench=$build/tests/gpu/bench_gpu
   suite_rc=1
   [ -n "$bench" ] && { stage gpu-suite 150 meson test -C "$build" --suite gpu --print-errorlogs -v; suite_rc=$?; }

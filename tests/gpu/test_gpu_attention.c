@@ -34,6 +34,7 @@
 
 #include "core/rng.h"
 #include "gpu_skip.h"
+#include "gpu_test_util.h"
 #include "model/cuda/kernels_attention.h"
 #include "model/cuda/kernels_attention_reference.h"
 #include "model/safetensors.h"
@@ -43,76 +44,19 @@
 #define ATOL_GRAD (1.0 / 128.0)
 #define TOL_LSE 1e-4
 
-#define CHECK_OK(call)                                                         \
-    do {                                                                       \
-        kpo_error err_;                                                        \
-        error_clear(&err_);                                                    \
-        if ((call) != KPO_OK)                                                  \
-            fail_msg("%s: %s", #call, err_.message);                           \
-    } while (0)
-#define ERR (&err_)
+/* Unwritten device outputs read as NaN (device_copy's fill byte). */
+#define UNWRITTEN 0xff
 
 /* ------------------------------------------------------------ host helpers */
-
-/* n normal values times scale, rounded to bf16: floats and their bits. */
-static float *random_bf16(int64_t n, double scale, uint64_t seed, uint16_t **bits)
-{
-    rng_stream rng;
-    rng_stream_init(&rng, seed, 3);
-    float *x = malloc((size_t)n * sizeof *x);
-    *bits = malloc((size_t)n * sizeof **bits);
-    for (int64_t i = 0; i < n; i++) {
-        (*bits)[i] = safetensors_f32_to_bf16((float)(scale * rng_normal(&rng)));
-        x[i] = safetensors_bf16_to_f32((*bits)[i]);
-    }
-    return x;
-}
-
-static void *device_copy(const void *host, size_t bytes)
-{
-    void *d = NULL;
-    assert_int_equal(cudaMalloc(&d, bytes ? bytes : 1), cudaSuccess);
-    if (host)
-        assert_int_equal(cudaMemcpy(d, host, bytes, cudaMemcpyHostToDevice), cudaSuccess);
-    else
-        assert_int_equal(cudaMemset(d, 0xff, bytes), cudaSuccess); /* NaN bits: unwritten shows */
-    return d;
-}
-
-static float *download_bf16(const uint16_t *d, int64_t n)
-{
-    uint16_t *bits = malloc((size_t)n * sizeof *bits);
-    float *x = malloc((size_t)n * sizeof *x);
-    assert_int_equal(cudaMemcpy(bits, d, (size_t)n * 2, cudaMemcpyDeviceToHost), cudaSuccess);
-    for (int64_t i = 0; i < n; i++)
-        x[i] = safetensors_bf16_to_f32(bits[i]);
-    free(bits);
-    return x;
-}
-
-static float *download_f32(const float *d, int64_t n)
-{
-    float *x = malloc((size_t)n * sizeof *x);
-    assert_int_equal(cudaMemcpy(x, d, (size_t)n * 4, cudaMemcpyDeviceToHost), cudaSuccess);
-    return x;
-}
 
 /* Prints the worst element against rtol |want| + atol max|want| and fails
  * past it (NaN counts as worst); frees got. */
 static void expect_close(const char *what, float *got, const double *want, int64_t n,
                          double rtol, double atol)
 {
-    double scale = 0, worst = -1;
-    int64_t at = 0;
-    for (int64_t i = 0; i < n; i++)
-        scale = fmax(scale, fabs(want[i]));
-    for (int64_t i = 0; i < n; i++) {
-        double excess = fabs((double)got[i] - want[i]) / (rtol * fabs(want[i]) + atol * scale + 1e-30);
-        if (isnan(excess))
-            excess = INFINITY;
-        if (excess > worst)
-            worst = excess, at = i;
-    }
+    const double scale = max_abs(want, n);
+    int64_t at;
+    const double worst = worst_element(got, want, n, rtol, atol * scale, 1e-30, &at);
     print_message("  %-34s n=%-8lld worst at %lld: gpu %.7g ref %.7g (%.3g of tolerance; max|ref| %.4g)\n",
                   what, (long long)n, (long long)at, got[at], want[at], worst, scale);
     if (!(worst <= 1.0))
@@ -247,18 +191,22 @@ static void check_impl(const char *impl, const att_case *c, const att_host *a, f
                        backward_fn bwd)
 {
     const int64_t T = a->T, nq = T * c->heads * c->head_dim, nk = T * c->kv_heads * c->head_dim;
-    int64_t *d_off = device_copy(a->offsets, (size_t)(c->n_seqs + 1) * sizeof(int64_t));
+    int64_t *d_off = device_copy(a->offsets, (size_t)(c->n_seqs + 1) * sizeof(int64_t), 0);
     const gpu_attention_shape s = {.n_tokens = T, .n_seqs = c->n_seqs, .seq_offsets = d_off,
                                    .max_seq_len = a->max_len, .heads = c->heads,
                                    .kv_heads = c->kv_heads, .head_dim = c->head_dim};
-    uint16_t *d_q = device_copy(a->qb, (size_t)nq * 2), *d_k = device_copy(a->kb, (size_t)nk * 2);
-    uint16_t *d_v = device_copy(a->vb, (size_t)nk * 2), *d_do = device_copy(a->doutb, (size_t)nq * 2);
-    uint16_t *d_out = device_copy(NULL, (size_t)nq * 2), *d_dq = device_copy(NULL, (size_t)nq * 2);
-    uint16_t *d_dk = device_copy(NULL, (size_t)nk * 2), *d_dv = device_copy(NULL, (size_t)nk * 2);
-    float *d_lse = device_copy(NULL, (size_t)(T * c->heads) * 4);
+    uint16_t *d_q = device_copy(a->qb, (size_t)nq * 2, 0);
+    uint16_t *d_k = device_copy(a->kb, (size_t)nk * 2, 0);
+    uint16_t *d_v = device_copy(a->vb, (size_t)nk * 2, 0);
+    uint16_t *d_do = device_copy(a->doutb, (size_t)nq * 2, 0);
+    uint16_t *d_out = device_copy(NULL, (size_t)nq * 2, UNWRITTEN);
+    uint16_t *d_dq = device_copy(NULL, (size_t)nq * 2, UNWRITTEN);
+    uint16_t *d_dk = device_copy(NULL, (size_t)nk * 2, UNWRITTEN);
+    uint16_t *d_dv = device_copy(NULL, (size_t)nk * 2, UNWRITTEN);
+    float *d_lse = device_copy(NULL, (size_t)(T * c->heads) * 4, UNWRITTEN);
     const size_t ws_bytes = gpu_attention_backward_workspace(&s);
     assert_true(ws_bytes >= (size_t)(T * c->heads) * 4);
-    void *d_ws = device_copy(NULL, ws_bytes);
+    void *d_ws = device_copy(NULL, ws_bytes, UNWRITTEN);
 
     CHECK_OK(fwd(&s, d_q, d_k, d_v, d_out, d_lse, NULL, ERR));
     CHECK_OK(bwd(&s, d_q, d_k, d_v, d_out, d_do, d_lse, d_dq, d_dk, d_dv, d_ws, NULL, ERR));
@@ -356,10 +304,13 @@ static void decode_call(const att_case *c, const att_host *a, const int64_t *slo
     gather_rows(a->qb, qw, a->offsets, from, count, ns, q);
     gather_rows(a->kb, kw, a->offsets, from, count, ns, k);
     gather_rows(a->vb, kw, a->offsets, from, count, ns, v);
-    int64_t *d_qoff = device_copy(qoff, (size_t)(ns + 1) * 8), *d_slots = device_copy(slots, (size_t)ns * 8);
-    int64_t *d_from = device_copy(from, (size_t)ns * 8);
-    uint16_t *d_q = device_copy(q, (size_t)(n * qw) * 2), *d_k = device_copy(k, (size_t)(n * kw) * 2);
-    uint16_t *d_v = device_copy(v, (size_t)(n * kw) * 2), *d_out = device_copy(NULL, (size_t)(n * qw) * 2);
+    int64_t *d_qoff = device_copy(qoff, (size_t)(ns + 1) * 8, 0);
+    int64_t *d_slots = device_copy(slots, (size_t)ns * 8, 0);
+    int64_t *d_from = device_copy(from, (size_t)ns * 8, 0);
+    uint16_t *d_q = device_copy(q, (size_t)(n * qw) * 2, 0);
+    uint16_t *d_k = device_copy(k, (size_t)(n * kw) * 2, 0);
+    uint16_t *d_v = device_copy(v, (size_t)(n * kw) * 2, 0);
+    uint16_t *d_out = device_copy(NULL, (size_t)(n * qw) * 2, UNWRITTEN);
     const gpu_decode_shape s = {.n_queries = n, .n_seqs = ns, .query_offsets = d_qoff,
                                 .slots = d_slots, .start_positions = d_from, .n_slots = n_slots,
                                 .max_len = max_len, .max_new = max_new, .max_context = max_ctx,
@@ -388,7 +339,8 @@ static void check_decode(const att_case *c, const int64_t *prompt, const int64_t
     att_host_make(c, seed, &a);
     const int64_t qw = (int64_t)c->heads * c->head_dim, kw = (int64_t)c->kv_heads * c->head_dim;
     const int64_t nq = a.T * qw, cache = n_slots * max_len * kw;
-    uint16_t *d_kc = device_copy(NULL, (size_t)cache * 2), *d_vc = device_copy(NULL, (size_t)cache * 2);
+    uint16_t *d_kc = device_copy(NULL, (size_t)cache * 2, UNWRITTEN);
+    uint16_t *d_vc = device_copy(NULL, (size_t)cache * 2, UNWRITTEN);
     float *got = malloc((size_t)nq * sizeof *got);
     for (int64_t i = 0; i < nq; i++)
         got[i] = NAN; /* a row no call produced fails the check */
@@ -408,13 +360,15 @@ static void check_decode(const att_case *c, const int64_t *prompt, const int64_t
             break;
     }
     /* The training forward over the full packed sequences. */
-    int64_t *d_off = device_copy(a.offsets, (size_t)(c->n_seqs + 1) * 8);
+    int64_t *d_off = device_copy(a.offsets, (size_t)(c->n_seqs + 1) * 8, 0);
     const gpu_attention_shape s = {.n_tokens = a.T, .n_seqs = c->n_seqs, .seq_offsets = d_off,
                                    .max_seq_len = a.max_len, .heads = c->heads,
                                    .kv_heads = c->kv_heads, .head_dim = c->head_dim};
-    uint16_t *d_q = device_copy(a.qb, (size_t)nq * 2), *d_k = device_copy(a.kb, (size_t)(a.T * kw) * 2);
-    uint16_t *d_v = device_copy(a.vb, (size_t)(a.T * kw) * 2), *d_out = device_copy(NULL, (size_t)nq * 2);
-    float *d_lse = device_copy(NULL, (size_t)(a.T * c->heads) * 4);
+    uint16_t *d_q = device_copy(a.qb, (size_t)nq * 2, 0);
+    uint16_t *d_k = device_copy(a.kb, (size_t)(a.T * kw) * 2, 0);
+    uint16_t *d_v = device_copy(a.vb, (size_t)(a.T * kw) * 2, 0);
+    uint16_t *d_out = device_copy(NULL, (size_t)nq * 2, UNWRITTEN);
+    float *d_lse = device_copy(NULL, (size_t)(a.T * c->heads) * 4, UNWRITTEN);
     CHECK_OK(gpu_attention_forward(&s, d_q, d_k, d_v, d_out, d_lse, NULL, ERR));
     float *train = download_bf16(d_out, nq);
     double *train_d = malloc((size_t)nq * sizeof *train_d);

@@ -21,6 +21,7 @@
 
 #include "core/rng.h"
 #include "gpu_skip.h"
+#include "gpu_test_util.h"
 #include "model/cuda/gemm_lt.h"
 #include "model/cuda/kernels_adamw.h"
 #include "model/cuda/kernels_convert.h"
@@ -33,62 +34,12 @@
 
 #define BF16_ULP (1.0 / 256.0) /* relative spacing of bf16 near 1: 2^-8 */
 
-#define CHECK_OK(call)                                                         \
-    do {                                                                       \
-        kpo_error err_;                                                        \
-        error_clear(&err_);                                                    \
-        if ((call) != KPO_OK)                                                  \
-            fail_msg("%s: %s", #call, err_.message);                           \
-    } while (0)
-/* CHECK_OK's calls name their error `&err_`. */
-#define ERR (&err_)
-
-/* Random values, rounded to bf16 so CPU and GPU see the same inputs;
- * bits (may be NULL) receives them as bf16. */
-static float *random_bf16(int64_t n, double scale, double offset, uint64_t seed, uint16_t **bits)
+/* This file's inputs: offset + scale * normal on stream 7 (bits may be
+ * NULL), as they were drawn before the helpers moved to gpu_test_util.h. */
+static float *random_bf16_offset(int64_t n, double scale, double offset, uint64_t seed,
+                                 uint16_t **bits)
 {
-    rng_stream rng;
-    rng_stream_init(&rng, seed, 7);
-    float *x = malloc((size_t)n * sizeof *x);
-    if (bits)
-        *bits = malloc((size_t)n * sizeof **bits);
-    for (int64_t i = 0; i < n; i++) {
-        const uint16_t b = safetensors_f32_to_bf16((float)(offset + scale * rng_normal(&rng)));
-        x[i] = safetensors_bf16_to_f32(b);
-        if (bits)
-            (*bits)[i] = b;
-    }
-    return x;
-}
-
-static void *device_copy(const void *host, size_t bytes)
-{
-    void *d = NULL;
-    assert_int_equal(cudaMalloc(&d, bytes), cudaSuccess);
-    if (host)
-        assert_int_equal(cudaMemcpy(d, host, bytes, cudaMemcpyHostToDevice), cudaSuccess);
-    else
-        assert_int_equal(cudaMemset(d, 0, bytes), cudaSuccess);
-    return d;
-}
-
-/* Device bf16 [n] -> host floats (synchronises). */
-static float *download_bf16(const uint16_t *d, int64_t n)
-{
-    uint16_t *bits = malloc((size_t)n * sizeof *bits);
-    float *x = malloc((size_t)n * sizeof *x);
-    assert_int_equal(cudaMemcpy(bits, d, (size_t)n * 2, cudaMemcpyDeviceToHost), cudaSuccess);
-    for (int64_t i = 0; i < n; i++)
-        x[i] = safetensors_bf16_to_f32(bits[i]);
-    free(bits);
-    return x;
-}
-
-static float *download_f32(const float *d, int64_t n)
-{
-    float *x = malloc((size_t)n * sizeof *x);
-    assert_int_equal(cudaMemcpy(x, d, (size_t)n * 4, cudaMemcpyDeviceToHost), cudaSuccess);
-    return x;
+    return random_bf16_stream(n, scale, offset, seed, 7, bits);
 }
 
 /* Prints and checks the worst element; frees got. */
@@ -119,8 +70,9 @@ static void test_gemm(void **state)
     GPU_REQUIRE_OR_SKIP();
     const int64_t rows = 77, in = 96, out = 136; /* odd rows: no tile-multiple shapes */
     uint16_t *xb, *wb, *dyb;
-    float *x = random_bf16(rows * in, 1, 0, 1, &xb), *w = random_bf16(out * in, 0.1, 0, 2, &wb);
-    float *dy = random_bf16(rows * out, 1, 0, 3, &dyb);
+    float *x = random_bf16_offset(rows * in, 1, 0, 1, &xb);
+    float *w = random_bf16_offset(out * in, 0.1, 0, 2, &wb);
+    float *dy = random_bf16_offset(rows * out, 1, 0, 3, &dyb);
     float *y = malloc((size_t)(rows * out) * 4), *dx = calloc((size_t)(rows * in), 4);
     float *dw = malloc((size_t)(out * in) * 4);
     for (int64_t i = 0; i < out * in; i++)
@@ -131,10 +83,12 @@ static void test_gemm(void **state)
     ops_linear_dx(rows, in, out, dy, w, dx, 0.0f);
     ops_linear_dw(rows, in, out, dy, x, dw);
 
-    uint16_t *d_x = device_copy(xb, (size_t)(rows * in) * 2), *d_w = device_copy(wb, (size_t)(out * in) * 2);
-    uint16_t *d_dy = device_copy(dyb, (size_t)(rows * out) * 2);
-    uint16_t *d_y = device_copy(NULL, (size_t)(rows * out) * 2), *d_dx = device_copy(NULL, (size_t)(rows * in) * 2);
-    float *d_dw = device_copy(dw0, (size_t)(out * in) * 4);
+    uint16_t *d_x = device_copy(xb, (size_t)(rows * in) * 2, 0);
+    uint16_t *d_w = device_copy(wb, (size_t)(out * in) * 2, 0);
+    uint16_t *d_dy = device_copy(dyb, (size_t)(rows * out) * 2, 0);
+    uint16_t *d_y = device_copy(NULL, (size_t)(rows * out) * 2, 0);
+    uint16_t *d_dx = device_copy(NULL, (size_t)(rows * in) * 2, 0);
+    float *d_dw = device_copy(dw0, (size_t)(out * in) * 4, 0);
     gemm_lt *g;
     CHECK_OK(gemm_lt_create(&g, 0, ERR));
     CHECK_OK(gemm_lt_linear(g, rows, in, out, d_x, d_w, d_y, NULL, ERR));
@@ -157,17 +111,20 @@ static void check_rmsnorm(const char *name, int64_t rows, int64_t n, int in_plac
 {
     char what[64];
     uint16_t *xb, *wb, *dyb;
-    float *x = random_bf16(rows * n, 2, 0.3, 11, &xb), *w = random_bf16(n, 0.2, 1, 12, &wb);
-    float *dy = random_bf16(rows * n, 1, 0, 13, &dyb);
+    float *x = random_bf16_offset(rows * n, 2, 0.3, 11, &xb);
+    float *w = random_bf16_offset(n, 0.2, 1, 12, &wb);
+    float *dy = random_bf16_offset(rows * n, 1, 0, 13, &dyb);
     float *y = malloc((size_t)(rows * n) * 4), *rstd = malloc((size_t)rows * 4);
     float *dx = calloc((size_t)(rows * n), 4), *dw = calloc((size_t)n, 4);
     ops_rmsnorm(rows, n, x, w, 1e-6f, y, rstd);
     ops_rmsnorm_backward(rows, n, x, w, rstd, dy, dx, dw);
 
-    uint16_t *d_x = device_copy(xb, (size_t)(rows * n) * 2), *d_w = device_copy(wb, (size_t)n * 2);
-    uint16_t *d_dy = device_copy(dyb, (size_t)(rows * n) * 2);
-    uint16_t *d_y = in_place ? device_copy(xb, (size_t)(rows * n) * 2) : device_copy(NULL, (size_t)(rows * n) * 2);
-    float *d_rstd = device_copy(NULL, (size_t)rows * 4), *d_dw = device_copy(NULL, (size_t)n * 4);
+    uint16_t *d_x = device_copy(xb, (size_t)(rows * n) * 2, 0);
+    uint16_t *d_w = device_copy(wb, (size_t)n * 2, 0);
+    uint16_t *d_dy = device_copy(dyb, (size_t)(rows * n) * 2, 0);
+    uint16_t *d_y = device_copy(in_place ? xb : NULL, (size_t)(rows * n) * 2, 0);
+    float *d_rstd = device_copy(NULL, (size_t)rows * 4, 0);
+    float *d_dw = device_copy(NULL, (size_t)n * 4, 0);
     CHECK_OK(gpu_rmsnorm_forward(rows, n, in_place ? d_y : d_x, d_w, 1e-6f, d_y, d_rstd, NULL, ERR));
     /* dx overwrites dy (allowed without accumulation). */
     CHECK_OK(gpu_rmsnorm_backward(rows, n, d_x, d_w, d_rstd, d_dy, d_dy, 0, d_dw, NULL, ERR));
@@ -203,7 +160,7 @@ static void test_rope(void **state)
     for (int t = 0; t < tokens; t++)
         positions[t] = t < 20 ? t : (t - 20) * 97; /* two packed sequences, large angles */
     uint16_t *xb;
-    float *x = random_bf16(n, 1, 0, 21, &xb), *inv = malloc((size_t)n * 4);
+    float *x = random_bf16_offset(n, 1, 0, 21, &xb), *inv = malloc((size_t)n * 4);
     memcpy(inv, x, (size_t)n * 4);
     ops_rope_table table;
     assert_int_equal(ops_rope_table_init(&table, 4096, d, 1e6), 0);
@@ -213,8 +170,8 @@ static void test_rope(void **state)
     }
     gpu_rope_table gt;
     CHECK_OK(gpu_rope_table_create(&gt, 4096, d, 1e6, ERR));
-    int32_t *d_pos = device_copy(positions, sizeof positions);
-    uint16_t *d_x = device_copy(xb, (size_t)n * 2), *d_inv = device_copy(xb, (size_t)n * 2);
+    int32_t *d_pos = device_copy(positions, sizeof positions, 0);
+    uint16_t *d_x = device_copy(xb, (size_t)n * 2, 0), *d_inv = device_copy(xb, (size_t)n * 2, 0);
     CHECK_OK(gpu_rope_apply(&gt, tokens, heads, d_pos, d_x, 0, NULL, ERR));
     CHECK_OK(gpu_rope_apply(&gt, tokens, heads, d_pos, d_inv, 1, NULL, ERR));
     /* One rounding of a*c -/+ b*s, which can cancel. */
@@ -232,7 +189,8 @@ static void test_swiglu(void **state)
     GPU_REQUIRE_OR_SKIP();
     const int64_t rows = 37, n = 500, ld = 2 * n; /* fused [rows, gate | up] layout */
     uint16_t *gub, *dhb;
-    float *gu = random_bf16(rows * ld, 2, 0, 31, &gub), *dh = random_bf16(rows * n, 1, 0, 32, &dhb);
+    float *gu = random_bf16_offset(rows * ld, 2, 0, 31, &gub);
+    float *dh = random_bf16_offset(rows * n, 1, 0, 32, &dhb);
     float *h = malloc((size_t)(rows * n) * 4), *dg = malloc((size_t)(rows * n) * 4);
     float *du = malloc((size_t)(rows * n) * 4);
     for (int64_t r = 0; r < rows; r++)
@@ -242,8 +200,10 @@ static void test_swiglu(void **state)
             du[r * n + i] = dh[r * n + i] * g * s;
             dg[r * n + i] = dh[r * n + i] * u * s * (1.0f + g * (1.0f - s));
         }
-    uint16_t *d_gu = device_copy(gub, (size_t)(rows * ld) * 2), *d_dh = device_copy(dhb, (size_t)(rows * n) * 2);
-    uint16_t *d_h = device_copy(NULL, (size_t)(rows * n) * 2), *d_dgu = device_copy(NULL, (size_t)(rows * ld) * 2);
+    uint16_t *d_gu = device_copy(gub, (size_t)(rows * ld) * 2, 0);
+    uint16_t *d_dh = device_copy(dhb, (size_t)(rows * n) * 2, 0);
+    uint16_t *d_h = device_copy(NULL, (size_t)(rows * n) * 2, 0);
+    uint16_t *d_dgu = device_copy(NULL, (size_t)(rows * ld) * 2, 0);
     CHECK_OK(gpu_swiglu_forward(rows, n, ld, d_gu, d_gu + n, d_h, NULL, ERR));
     CHECK_OK(gpu_swiglu_backward(rows, n, ld, d_gu, d_gu + n, d_dh, d_dgu, d_dgu + n, NULL, ERR));
     float *dgu = download_bf16(d_dgu, rows * ld), *got_dg = malloc((size_t)(rows * n) * 4);
@@ -270,8 +230,8 @@ static void test_convert(void **state)
     float *x = malloc((size_t)n * 4);
     for (int64_t i = 0; i < n; i++)
         x[i] = (float)(rng_normal(&rng) * pow(10.0, (double)(i % 13) - 6)); /* many exponents, all tie cases rare */
-    float *d_x = device_copy(x, (size_t)n * 4), *d_back = device_copy(NULL, (size_t)n * 4);
-    uint16_t *d_b = device_copy(NULL, (size_t)n * 2), *b = malloc((size_t)n * 2);
+    float *d_x = device_copy(x, (size_t)n * 4, 0), *d_back = device_copy(NULL, (size_t)n * 4, 0);
+    uint16_t *d_b = device_copy(NULL, (size_t)n * 2, 0), *b = malloc((size_t)n * 2);
     CHECK_OK(gpu_convert_f32_to_bf16(n, d_x, d_b, NULL, ERR));
     CHECK_OK(gpu_convert_bf16_to_f32(n, d_b, d_back, NULL, ERR));
     assert_int_equal(cudaMemcpy(b, d_b, (size_t)n * 2, cudaMemcpyDeviceToHost), cudaSuccess);
@@ -297,17 +257,19 @@ static void test_adamw(void **state)
     const int64_t n = 4064;
     model m = {.params = params, .n_params_table = 3};
     m.weights.n_params = n;
-    m.weights.data = random_bf16(n, 0.05, 0, 51, NULL);
+    m.weights.data = random_bf16_offset(n, 0.05, 0, 51, NULL);
     adamw_config cfg = adamw_config_default();
     cfg.lr = 1e-3, cfg.weight_decay = 0.1, cfg.max_grad_norm = 0.5, cfg.warmup_steps = 2;
     adamw_state cpu;
     CHECK_OK(adamw_init(&cpu, &m, &cfg, ERR));
-    float *d_w = device_copy(m.weights.data, (size_t)n * 4), *d_g = device_copy(NULL, (size_t)n * 4);
-    float *d_m = device_copy(NULL, (size_t)n * 4), *d_v = device_copy(NULL, (size_t)n * 4);
-    uint16_t *d_wb = device_copy(NULL, (size_t)n * 2);
+    float *d_w = device_copy(m.weights.data, (size_t)n * 4, 0);
+    float *d_g = device_copy(NULL, (size_t)n * 4, 0);
+    float *d_m = device_copy(NULL, (size_t)n * 4, 0), *d_v = device_copy(NULL, (size_t)n * 4, 0);
+    uint16_t *d_wb = device_copy(NULL, (size_t)n * 2, 0);
     int64_t gpu_step = 0;
     for (int step = 0; step < 3; step++) {
-        model_weights grads = {.data = random_bf16(n, step == 1 ? 0.001 : 0.1, 0, 60 + step, NULL),
+        model_weights grads = {.data = random_bf16_offset(n, step == 1 ? 0.001 : 0.1, 0, 60 + step,
+                                                          NULL),
                                .n_params = n}; /* step 1: under the clip threshold */
         assert_int_equal(cudaMemcpy(d_g, grads.data, (size_t)n * 4, cudaMemcpyHostToDevice), cudaSuccess);
         double cpu_norm, gpu_norm;

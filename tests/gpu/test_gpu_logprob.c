@@ -30,6 +30,7 @@
 
 #include "core/rng.h"
 #include "gpu_skip.h"
+#include "gpu_test_util.h"
 #include "model/cuda/gemm_lt.h"
 #include "model/cuda/kernels_embed.h"
 #include "model/cuda/kernels_logprob.h"
@@ -47,90 +48,12 @@
 #define GRAD_RTOL (1.0 / 128.0)
 #define GRAD_ATOL_OF_MAX (1.0 / 256.0)
 
-#define CHECK_OK(call)                                                         \
-    do {                                                                       \
-        kpo_error err_;                                                        \
-        error_clear(&err_);                                                    \
-        if ((call) != KPO_OK)                                                  \
-            fail_msg("%s: %s", #call, err_.message);                           \
-    } while (0)
-/* CHECK_OK's calls name their error `&err_`. */
-#define ERR (&err_)
-
-/* Random normal values rounded to bf16 (bits: the same as bf16). */
-static float *random_bf16(int64_t n, double scale, uint64_t seed, uint16_t **bits)
-{
-    rng_stream rng;
-    rng_stream_init(&rng, seed, 3);
-    float *x = malloc((size_t)n * sizeof *x);
-    *bits = malloc((size_t)n * sizeof **bits);
-    for (int64_t i = 0; i < n; i++) {
-        (*bits)[i] = safetensors_f32_to_bf16((float)(scale * rng_normal(&rng)));
-        x[i] = safetensors_bf16_to_f32((*bits)[i]);
-    }
-    return x;
-}
-
-static float *random_f32(int64_t n, double scale, uint64_t seed)
-{
-    rng_stream rng;
-    rng_stream_init(&rng, seed, 5);
-    float *x = malloc((size_t)n * sizeof *x);
-    for (int64_t i = 0; i < n; i++)
-        x[i] = (float)(scale * rng_normal(&rng));
-    return x;
-}
-
-static void *device_copy(const void *host, size_t bytes)
-{
-    void *d = NULL;
-    assert_int_equal(cudaMalloc(&d, bytes ? bytes : 1), cudaSuccess);
-    if (host)
-        assert_int_equal(cudaMemcpy(d, host, bytes, cudaMemcpyHostToDevice), cudaSuccess);
-    else
-        assert_int_equal(cudaMemset(d, 0, bytes), cudaSuccess);
-    return d;
-}
-
-static float *download_bf16(const uint16_t *d, int64_t n)
-{
-    uint16_t *bits = malloc((size_t)n * sizeof *bits);
-    float *x = malloc((size_t)n * sizeof *x);
-    assert_int_equal(cudaMemcpy(bits, d, (size_t)n * 2, cudaMemcpyDeviceToHost), cudaSuccess);
-    for (int64_t i = 0; i < n; i++)
-        x[i] = safetensors_bf16_to_f32(bits[i]);
-    free(bits);
-    return x;
-}
-
-static float *download_f32(const float *d, int64_t n)
-{
-    float *x = malloc((size_t)n * sizeof *x);
-    assert_int_equal(cudaMemcpy(x, d, (size_t)n * 4, cudaMemcpyDeviceToHost), cudaSuccess);
-    return x;
-}
-
-static double max_abs(const double *x, int64_t n)
-{
-    double m = 0;
-    for (int64_t i = 0; i < n; i++)
-        m = fmax(m, fabs(x[i]));
-    return m;
-}
-
 /* Prints and checks the worst element (NaN is the worst); frees got. */
 static void expect_close(const char *what, float *got, const double *want, int64_t n,
                          double rtol, double atol)
 {
-    double worst = -1;
-    int64_t at = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double excess = fabs((double)got[i] - want[i]) / (rtol * fabs(want[i]) + atol + 1e-300);
-        if (isnan(excess))
-            excess = INFINITY;
-        if (excess > worst)
-            worst = excess, at = i;
-    }
+    int64_t at;
+    const double worst = worst_element(got, want, n, rtol, atol, 1e-300, &at);
     print_message("%-44s n=%-9lld worst at %lld: gpu %.9g cpu %.9g (%.3g of tolerance %.3g rel + %.3g)\n",
                   what, (long long)n, (long long)at, n ? got[at] : 0.0, n ? want[at] : 0.0,
                   worst, rtol, atol);
@@ -259,13 +182,13 @@ static void device_init(lp_device *d, const lp_case *c)
 {
     d->shape = (gpu_logprob_shape){.rows = c->rows, .hidden = c->hidden, .vocab = c->vocab,
                                    .chunk_rows = c->chunk};
-    d->h = device_copy(c->h_bits, (size_t)(c->rows * c->hidden) * 2);
-    d->w = device_copy(c->w_bits, (size_t)(c->vocab * c->hidden) * 2);
-    d->targets = device_copy(c->targets, (size_t)c->rows * 4);
-    d->logp = device_copy(NULL, (size_t)c->rows * 4);
-    d->entropy = device_copy(NULL, (size_t)c->rows * 4);
-    d->lse = device_copy(NULL, (size_t)c->rows * 4);
-    d->workspace = device_copy(NULL, gpu_logprob_workspace(&d->shape));
+    d->h = device_copy(c->h_bits, (size_t)(c->rows * c->hidden) * 2, 0);
+    d->w = device_copy(c->w_bits, (size_t)(c->vocab * c->hidden) * 2, 0);
+    d->targets = device_copy(c->targets, (size_t)c->rows * 4, 0);
+    d->logp = device_copy(NULL, (size_t)c->rows * 4, 0);
+    d->entropy = device_copy(NULL, (size_t)c->rows * 4, 0);
+    d->lse = device_copy(NULL, (size_t)c->rows * 4, 0);
+    d->workspace = device_copy(NULL, gpu_logprob_workspace(&d->shape), 0);
 }
 
 static void device_free(lp_device *d)
@@ -302,9 +225,9 @@ static void run_backward(gemm_lt *g, const lp_case *c, lp_device *d, const float
 {
     char what[96];
     const int64_t rows = c->rows, H = c->hidden;
-    float *d_dlogp = device_copy(dlogp, (size_t)rows * 4);
-    float *d_dent = dentropy ? device_copy(dentropy, (size_t)rows * 4) : NULL;
-    uint16_t *d_dh = device_copy(NULL, (size_t)(rows * H) * 2);
+    float *d_dlogp = device_copy(dlogp, (size_t)rows * 4, 0);
+    float *d_dent = dentropy ? device_copy(dentropy, (size_t)rows * 4, 0) : NULL;
+    uint16_t *d_dh = device_copy(NULL, (size_t)(rows * H) * 2, 0);
     assert_int_equal(cudaMemset(d_dh, 0xff, (size_t)(rows * H) * 2), cudaSuccess); /* NaN: must be written */
     CHECK_OK(gpu_logprob_backward(g, &d->shape, d->h, d->w, d->targets, d->lse, d->entropy,
                                   d_dlogp, d_dent, d_dh, d_dhead, d->workspace, NULL, ERR));
@@ -330,7 +253,7 @@ static void check_backward(gemm_lt *g, const lp_case *c, lp_device *d)
         double *dhead = malloc((size_t)n * sizeof *dhead);
         for (int64_t i = 0; i < n; i++)
             dhead[i] = dhead0[i];
-        float *d_dhead = device_copy(dhead0, (size_t)n * 4);
+        float *d_dhead = device_copy(dhead0, (size_t)n * 4, 0);
         run_backward(g, c, d, dlogp, with_entropy ? dentropy : NULL, d_dhead, dhead, label);
         snprintf(what, sizeof what, "dhead   V=%lld %s", (long long)c->vocab, label);
         expect_close(what, download_f32(d_dhead, n), dhead, n, GRAD_RTOL,
@@ -397,7 +320,7 @@ static void test_tied(void **state)
     double *dembed = malloc((size_t)n * sizeof *dembed);
     for (int64_t i = 0; i < n; i++)
         dembed[i] = dembed0[i];
-    float *d_dembed = device_copy(dembed0, (size_t)n * 4);
+    float *d_dembed = device_copy(dembed0, (size_t)n * 4, 0);
     run_backward(g, &c, &d, dlogp, dentropy, d_dembed, dembed, "(tied)");
     /* The embedding's share: input tokens (repeats) and their gradient. */
     int32_t *tokens = malloc((size_t)rows * sizeof *tokens);
@@ -408,7 +331,7 @@ static void test_tied(void **state)
     for (int64_t r = 0; r < rows; r++)
         for (int64_t k = 0; k < H; k++)
             dembed[(int64_t)tokens[r] * H + k] += dx[r * H + k];
-    uint16_t *d_dx = device_copy(dx_bits, (size_t)(rows * H) * 2);
+    uint16_t *d_dx = device_copy(dx_bits, (size_t)(rows * H) * 2, 0);
     gpu_embed_index ix = {0};
     CHECK_OK(gpu_embed_index_build(&ix, tokens, rows, NULL, ERR));
     CHECK_OK(gpu_embed_backward(&ix, H, d_dx, d_dembed, NULL, ERR));
@@ -437,7 +360,7 @@ static float *embed_backward_once(gpu_embed_index *ix, const int32_t *tokens, in
                                   int64_t hidden, int64_t vocab, const uint16_t *d_dx,
                                   const float *dembed0)
 {
-    float *d_dembed = device_copy(dembed0, (size_t)(vocab * hidden) * 4);
+    float *d_dembed = device_copy(dembed0, (size_t)(vocab * hidden) * 4, 0);
     CHECK_OK(gpu_embed_index_build(ix, tokens, rows, NULL, ERR));
     CHECK_OK(gpu_embed_backward(ix, hidden, d_dx, d_dembed, NULL, ERR));
     float *out = download_f32(d_dembed, vocab * hidden);
@@ -451,10 +374,12 @@ static void check_embed(int64_t hidden)
     const int64_t rows = 300, vocab = 5000, n = vocab * hidden;
     int32_t *tokens = embed_tokens(rows, (int32_t)vocab);
     uint16_t *e_bits, *dx_bits;
-    float *e = random_bf16(n, 0.02, 91, &e_bits), *dx = random_bf16(rows * hidden, 1.0, 92, &dx_bits);
+    float *e = random_bf16(n, 0.02, 91, &e_bits);
+    float *dx = random_bf16(rows * hidden, 1.0, 92, &dx_bits);
     /* Forward: a gather is exact. */
-    int32_t *d_tokens = device_copy(tokens, (size_t)rows * 4);
-    uint16_t *d_e = device_copy(e_bits, (size_t)n * 2), *d_x = device_copy(NULL, (size_t)(rows * hidden) * 2);
+    int32_t *d_tokens = device_copy(tokens, (size_t)rows * 4, 0);
+    uint16_t *d_e = device_copy(e_bits, (size_t)n * 2, 0);
+    uint16_t *d_x = device_copy(NULL, (size_t)(rows * hidden) * 2, 0);
     CHECK_OK(gpu_embed_forward(rows, hidden, d_tokens, d_e, d_x, NULL, ERR));
     uint16_t *x = malloc((size_t)(rows * hidden) * 2);
     assert_int_equal(cudaMemcpy(x, d_x, (size_t)(rows * hidden) * 2, cudaMemcpyDeviceToHost), cudaSuccess);
@@ -467,7 +392,7 @@ static void check_embed(int64_t hidden)
     for (int64_t r = 0; r < rows; r++)
         for (int64_t k = 0; k < hidden; k++)
             want[(int64_t)tokens[r] * hidden + k] += dx[r * hidden + k];
-    uint16_t *d_dx = device_copy(dx_bits, (size_t)(rows * hidden) * 2);
+    uint16_t *d_dx = device_copy(dx_bits, (size_t)(rows * hidden) * 2, 0);
     gpu_embed_index ix = {0};
     CHECK_OK(gpu_embed_index_build(&ix, tokens, 10, NULL, ERR)); /* small first: then it grows */
     float *got = embed_backward_once(&ix, tokens, rows, hidden, vocab, d_dx, dembed0);

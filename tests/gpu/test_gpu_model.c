@@ -33,19 +33,11 @@
 
 #include "core/rng.h"
 #include "gpu_skip.h"
+#include "gpu_test_util.h"
 #include "model/model_compute.h"
 #include "model/model_cuda.h"
 #include "model/optimizer_adamw.h"
 #include "model/safetensors.h"
-
-#define CHECK_OK(call)                                                         \
-    do {                                                                       \
-        kpo_error err_;                                                        \
-        error_clear(&err_);                                                    \
-        if ((call) != KPO_OK)                                                  \
-            fail_msg("%s: %s", #call, err_.message);                           \
-    } while (0)
-#define ERR (&err_)
 
 enum { OUT_TOL_PCT = 2, OUT_RMS_PCT = 2, GRAD_TOL_PCT = 10, GRAD_RMS_PCT = 5 };
 

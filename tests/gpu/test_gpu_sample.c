@@ -18,6 +18,7 @@
 
 #include "core/rng.h"
 #include "gpu_skip.h"
+#include "gpu_test_util.h"
 #include "model/cuda/kernels_sample.h"
 #include "rollout/sampler.h"
 
@@ -75,21 +76,15 @@ static int32_t cpu_token(const sampler_config *cfg, const float *row, int64_t dr
 static void gpu_tokens(const sampler_config *cfg, const sample_case *c, const float *logits,
                        const gpu_sample_stream *streams, int32_t *tokens)
 {
-    float *d_logits;
-    gpu_sample_stream *d_streams;
     int32_t *d_tokens;
     void *d_work = NULL;
     size_t work = gpu_sample_workspace(c->rows, c->vocab);
     size_t logit_bytes = (size_t)c->rows * (size_t)c->vocab * sizeof *logits;
-    assert_int_equal(cudaMalloc((void **)&d_logits, logit_bytes), cudaSuccess);
-    assert_int_equal(cudaMalloc((void **)&d_streams, (size_t)c->rows * sizeof *streams), cudaSuccess);
+    float *d_logits = device_copy(logits, logit_bytes, 0);
+    gpu_sample_stream *d_streams = device_copy(streams, (size_t)c->rows * sizeof *streams, 0);
     assert_int_equal(cudaMalloc((void **)&d_tokens, (size_t)c->rows * sizeof *tokens), cudaSuccess);
     if (work)
         assert_int_equal(cudaMalloc(&d_work, work), cudaSuccess);
-    assert_int_equal(cudaMemcpy(d_logits, logits, logit_bytes, cudaMemcpyHostToDevice), cudaSuccess);
-    assert_int_equal(cudaMemcpy(d_streams, streams, (size_t)c->rows * sizeof *streams,
-                                cudaMemcpyHostToDevice),
-                     cudaSuccess);
     kpo_error err;
     int rc = gpu_sample_tokens(cfg, c->rows, c->vocab, c->drawable, d_logits, SEED, d_streams,
                                d_tokens, d_work, NULL, &err);
