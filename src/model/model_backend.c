@@ -3,10 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Device memory left free when the KV cache is sized: the decode step's
- * logits and the sampler's workspace come out of it, and cuBLASLt or the
- * allocator may want a little more later. */
-#define DECODE_RESERVE_BYTES ((size_t)1 << 30)
+/* Device memory left free when the KV cache is sized, beyond what
+ * gpu_model_kv_slots_fit counts (cache, prefill activations, logits):
+ * cuBLASLt or the allocator may want a little more later. */
+#define DECODE_RESERVE_BYTES ((size_t)256 << 20)
 
 int model_device_parse(const char *text, model_device *out, kpo_error *err)
 {
@@ -216,11 +216,12 @@ int model_backend_sync_to_host(model_backend *b, kpo_error *err)
     return KPO_OK;
 }
 
-int64_t model_backend_decode_slots(const model_backend *b, int64_t wanted, int64_t max_len)
+int64_t model_backend_decode_slots(const model_backend *b, int64_t wanted, int64_t max_len,
+                                   int64_t prefill_tokens)
 {
     if (b->device == MODEL_DEVICE_CPU)
         return wanted;
-    int64_t fit = gpu_model_kv_slots_fit(b->gpu, max_len, DECODE_RESERVE_BYTES);
+    int64_t fit = gpu_model_kv_slots_fit(b->gpu, max_len, prefill_tokens, DECODE_RESERVE_BYTES);
     return fit < wanted ? fit : wanted;
 }
 

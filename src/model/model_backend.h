@@ -105,8 +105,10 @@ int model_backend_sync_to_host(model_backend *b, kpo_error *err);
 
 /* Batched decoding (model_kv_cache / model_decode_step on the CPU). How
  * many of `wanted` slots of max_len tokens to use: all on the CPU; on CUDA
- * no more than fit in the device memory free now. */
-int64_t model_backend_decode_slots(const model_backend *b, int64_t wanted, int64_t max_len);
+ * no more than fit in the device memory free now, with the activations of
+ * a prefill of prefill_tokens per slot. */
+int64_t model_backend_decode_slots(const model_backend *b, int64_t wanted, int64_t max_len,
+                                   int64_t prefill_tokens);
 int model_backend_decode_begin(model_backend *b, int64_t n_slots, int64_t max_len,
                                kpo_error *err);
 /* Empties every slot (a new chunk of sequences). */

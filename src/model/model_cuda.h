@@ -92,8 +92,11 @@ int64_t gpu_model_adamw_steps(const gpu_model *g);
 /* Batched decoding, as model_kv_cache / model_decode_step. The cache is
  * bf16 [layers, n_slots, max_len, kv_heads, head_dim] for K and for V.
  * gpu_model_kv_slots_fit: how many slots of max_len fit in the memory
- * free now, keeping `reserve` bytes back. */
-int64_t gpu_model_kv_slots_fit(const gpu_model *g, int64_t max_len, size_t reserve);
+ * free now, keeping `reserve` bytes back, counting with the cache the
+ * activations of a prefill of prefill_tokens per slot (allocated at the
+ * first step) and each sequence's logits. */
+int64_t gpu_model_kv_slots_fit(const gpu_model *g, int64_t max_len, int64_t prefill_tokens,
+                               size_t reserve);
 int gpu_model_kv_cache_init(gpu_model *g, int64_t n_slots, int64_t max_len, kpo_error *err);
 void gpu_model_kv_cache_free(gpu_model *g);
 /* Slot lengths go to 0 (a new chunk of sequences). */

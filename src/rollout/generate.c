@@ -122,7 +122,7 @@ int rollout_generate(model_backend *b, const rollout_request *req, rollout_respo
     const int64_t max_len = longest_prompt + req->max_new_tokens;
     int64_t slots = n < req->max_batch ? n : req->max_batch;
     if (slots > 0) {
-        slots = model_backend_decode_slots(b, slots, max_len);
+        slots = model_backend_decode_slots(b, slots, max_len, longest_prompt);
         if (slots < 1)
             return error_set(err, "rollout: not one KV-cache slot of %lld tokens fits in the "
                                   "GPU memory left", (long long)max_len);

@@ -444,6 +444,16 @@ static void test_bad_shapes(void **state)
     expect_error(gpu_attention_forward(&s, NULL, NULL, NULL, NULL, NULL, NULL, &err), &err,
                  "q is NULL");
     assert_int_equal(gpu_attention_check_shape(&s, "check", &err), KPO_OK);
+    /* The model sizes the workspace and probes head configurations with no
+     * offsets (model_cuda.c); only the entry points need them. */
+    s.seq_offsets = NULL;
+    assert_int_equal(gpu_attention_check_shape(&s, "check", &err), KPO_OK);
+    assert_true(gpu_attention_backward_workspace(&s) >= 10 * 4 * sizeof(float));
+    expect_error(gpu_attention_forward(&s, NULL, NULL, NULL, NULL, NULL, NULL, &err), &err,
+                 "seq_offsets is NULL");
+    expect_error(gpu_attention_backward(&s, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                                        NULL, NULL, &err),
+                 &err, "seq_offsets is NULL");
 
     gpu_decode_shape ds = {.n_queries = 3, .n_seqs = 1, .query_offsets = &fake_offsets,
                            .slots = &fake_offsets, .start_positions = &fake_offsets,

@@ -577,8 +577,9 @@ extern "C" int gpu_attention_check_shape(const gpu_attention_shape *s, const cha
     if (s->n_seqs < 1 || s->n_seqs > 65535) /* grid z */
         return error_set(err, "%s: n_seqs %lld must be in [1, 65535] for %lld tokens", what,
                          (long long)s->n_seqs, (long long)s->n_tokens);
-    if (!s->seq_offsets)
-        return error_set(err, "%s: seq_offsets is NULL", what);
+    /* seq_offsets is not checked here: callers size workspaces and probe
+     * head configurations with shapes that have none (model_cuda.c). The
+     * entry points check it with the tensor pointers. */
     if (s->max_seq_len < 1 || s->max_seq_len > s->n_tokens || s->max_seq_len > INT32_MAX)
         return error_set(err, "%s: max_seq_len %lld must be in [1, n_tokens %lld]", what,
                          (long long)s->max_seq_len, (long long)s->n_tokens);
@@ -641,6 +642,8 @@ extern "C" int gpu_attention_forward(const gpu_attention_shape *s, const uint16_
         return KPO_ERR;
     if (s->n_tokens == 0)
         return KPO_OK;
+    if (!s->seq_offsets)
+        return error_set(err, "%s: seq_offsets is NULL", what);
     const void *ptrs[] = {q, k, v, out, lse};
     const char *names[] = {"q", "k", "v", "out", "lse"};
     if (att_check_pointers(what, ptrs, names, 5, err) != KPO_OK)
@@ -699,6 +702,8 @@ extern "C" int gpu_attention_backward(const gpu_attention_shape *s, const uint16
         return KPO_ERR;
     if (s->n_tokens == 0)
         return KPO_OK;
+    if (!s->seq_offsets)
+        return error_set(err, "%s: seq_offsets is NULL", what);
     const void *ptrs[] = {q, k, v, out, dout, lse, dq, dk, dv, workspace};
     const char *names[] = {"q", "k", "v", "out", "dout", "lse", "dq", "dk", "dv", "workspace"};
     if (att_check_pointers(what, ptrs, names, 10, err) != KPO_OK)

@@ -30,7 +30,9 @@ typedef struct gpu_attention_shape {
 /* KPO_OK when s describes a batch the kernels support: n_tokens >= 0,
  * 1 <= n_seqs <= 65535 (when there are tokens), 1 <= max_seq_len <=
  * n_tokens, head_dim a multiple of 16 in [16, 256], heads a multiple of
- * kv_heads. Host-only (no CUDA call), so it also works without a GPU.
+ * kv_heads; seq_offsets is not looked at (it may be NULL when sizing a
+ * workspace; the entry points reject NULL). Host-only (no CUDA call), so
+ * it also works without a GPU.
  * `what` prefixes the message. Every entry point below calls it first. */
 int gpu_attention_check_shape(const gpu_attention_shape *s, const char *what, kpo_error *err);
 

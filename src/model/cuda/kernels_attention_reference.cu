@@ -181,6 +181,8 @@ extern "C" int gpu_attention_forward_reference(const gpu_attention_shape *s, con
         return KPO_ERR;
     if (s->n_tokens == 0)
         return KPO_OK;
+    if (!s->seq_offsets)
+        return error_set(err, "%s: seq_offsets is NULL", what);
     if (!q || !k || !v || !out || !lse)
         return error_set(err, "%s: a tensor pointer is NULL", what);
     ref_forward_kernel<<<ref_blocks(s->n_tokens * s->heads), KERNELS_THREADS, 0,
@@ -204,6 +206,8 @@ extern "C" int gpu_attention_backward_reference(const gpu_attention_shape *s, co
         return KPO_ERR;
     if (s->n_tokens == 0)
         return KPO_OK;
+    if (!s->seq_offsets)
+        return error_set(err, "%s: seq_offsets is NULL", what);
     if (!q || !k || !v || !out || !dout || !lse || !dq || !dk || !dv)
         return error_set(err, "%s: a tensor pointer is NULL", what);
     cudaStream_t st = (cudaStream_t)stream;

@@ -27,14 +27,39 @@ static size_t slot_bytes(const model_config *c, int64_t max_len)
            (size_t)(c->num_key_value_heads * c->head_dim) * sizeof(uint16_t);
 }
 
-int64_t gpu_model_kv_slots_fit(const gpu_model *g, int64_t max_len, size_t reserve)
+/* Device bytes decoding with n slots needs besides what exists now: the
+ * cache, the forward-only activations of a prefill of n * prefill_tokens
+ * tokens (allocated at the first step, after the cache), and per sequence
+ * the fp32 logits row, its last hidden row and the sampler's scratch. */
+static size_t decode_bytes(const gpu_model *g, int64_t n, int64_t max_len, int64_t prefill_tokens)
+{
+    const model_config *c = &g->shape.config;
+    gpu_acts counted;
+    memset(&counted, 0, sizeof counted);
+    const size_t acts = gpu_acts_layout(&counted, c, n * prefill_tokens, GPU_ACTS_FORWARD, NULL);
+    const size_t per_seq = (size_t)c->vocab_size * sizeof(float) +
+                           (size_t)c->hidden_size * sizeof(uint16_t) + 64;
+    return (size_t)n * (slot_bytes(c, max_len) + per_seq) + acts + gpu_sample_workspace(n, c->vocab_size);
+}
+
+int64_t gpu_model_kv_slots_fit(const gpu_model *g, int64_t max_len, int64_t prefill_tokens,
+                               size_t reserve)
 {
     size_t free_b = 0, total_b = 0;
-    if (!g || max_len < 1 || cudaMemGetInfo(&free_b, &total_b) != cudaSuccess)
+    if (!g || max_len < 1 || prefill_tokens < 0 ||
+        cudaMemGetInfo(&free_b, &total_b) != cudaSuccess || free_b <= reserve)
         return 0;
-    if (free_b <= reserve)
-        return 0;
-    return (int64_t)((free_b - reserve) / slot_bytes(&g->shape.config, max_len));
+    const size_t budget = free_b - reserve;
+    /* decode_bytes grows with n: the largest n within budget, by bisection. */
+    int64_t lo = 0, hi = (int64_t)(budget / slot_bytes(&g->shape.config, max_len)) + 1;
+    while (hi - lo > 1) {
+        const int64_t mid = lo + (hi - lo) / 2;
+        if (decode_bytes(g, mid, max_len, prefill_tokens) <= budget)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
 }
 
 static void free_seq_buffers(gpu_decode_state *d)
