@@ -101,6 +101,14 @@ void model_kv_cache_free(model_kv_cache *cache);
  * (tokens packed back to back) and writes the next-token logits after each
  * sequence's last new token to logits[n_seqs, vocab]. A prefill is a call
  * with whole prompts, a step one with n_new = 1. */
+/* The arguments of a decode step against a cache of n_slots slots of
+ * max_len positions holding lengths[slot] tokens each: slots in range and
+ * distinct, new tokens that fit, token ids below vocab. *total: the step's
+ * tokens. Shared by the CPU and GPU decoders, so both say the same. */
+int model_decode_check(int64_t vocab, int64_t n_slots, int64_t max_len, const int64_t *lengths,
+                       int64_t n_seqs, const int64_t *slots, const int64_t *n_new,
+                       const int32_t *tokens, int64_t *total, kpo_error *err);
+
 int model_decode_step(const model *m, model_kv_cache *cache, int64_t n_seqs,
                       const int64_t *slots, const int64_t *n_new, const int32_t *tokens,
                       float *logits, kpo_error *err);

@@ -432,21 +432,6 @@ static __global__ void __launch_bounds__(TILE * 2)
 
 /* ---------------------------------------------------------------- decode */
 
-/* The sequence of packed query n: the largest i with offsets[i] <= n
- * (sequences with no new tokens share their offset with the next one, and
- * the largest such i is the one that owns n). */
-static __device__ int64_t decode_find_seq(const int64_t *offsets, int64_t n_seqs, int64_t n)
-{
-    int64_t lo = 0, hi = n_seqs - 1;
-    while (lo < hi) {
-        const int64_t mid = (lo + hi + 1) / 2;
-        if (offsets[mid] <= n)
-            lo = mid;
-        else
-            hi = mid - 1;
-    }
-    return lo;
-}
 
 /* Copies query row n's k and v ([kv_heads, d] each) to the cache at (slot,
  * position). One block per new token. Rows whose slot or position falls
@@ -459,7 +444,7 @@ static __global__ void kv_cache_write_kernel(int64_t n_seqs, const int64_t *quer
                                              uint4 *k_cache, uint4 *v_cache)
 {
     const int64_t n = blockIdx.x;
-    const int64_t i = decode_find_seq(query_offsets, n_seqs, n);
+    const int64_t i = kernels_find_seq(query_offsets, n_seqs, n);
     const int64_t slot = slots[i], pos = start_positions[i] + (n - query_offsets[i]);
     if (slot < 0 || slot >= n_slots || pos < 0 || pos >= max_len)
         return;
@@ -484,7 +469,7 @@ static __global__ void __launch_bounds__(DECODE_WARPS * 32)
     const int64_t n = blockIdx.x;
     const int h = blockIdx.y, g = h / (heads / kv_heads);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int64_t i = decode_find_seq(query_offsets, n_seqs, n);
+    const int64_t i = kernels_find_seq(query_offsets, n_seqs, n);
     const int64_t slot = slots[i], pos = start_positions[i] + (n - query_offsets[i]);
     bf16 *orow = out + (n * heads + h) * d;
     if (slot < 0 || slot >= n_slots || pos < 0 || pos >= max_len) {

@@ -11,19 +11,6 @@
 
 enum { REF_PER_LANE = 256 / 32, REF_WARPS = KERNELS_THREADS / 32 };
 
-/* The sequence holding packed token t: the largest s with offsets[s] <= t. */
-static __device__ int64_t ref_find_seq(const int64_t *offsets, int64_t n_seqs, int64_t t)
-{
-    int64_t lo = 0, hi = n_seqs - 1;
-    while (lo < hi) {
-        const int64_t mid = (lo + hi + 1) / 2;
-        if (offsets[mid] <= t)
-            lo = mid;
-        else
-            hi = mid - 1;
-    }
-    return lo;
-}
 
 /* dst[u] = row[lane + 32 u] (0 past d). */
 static __device__ void ref_load_row(float *dst, const bf16 *row, int d, int lane)
@@ -70,7 +57,7 @@ static __global__ void ref_forward_kernel(int64_t n_tokens, int64_t n_seqs,
         return;
     const int64_t t = row / heads;
     const int h = (int)(row % heads), g = h / (heads / kv_heads);
-    const int64_t start = seq_offsets[ref_find_seq(seq_offsets, n_seqs, t)];
+    const int64_t start = seq_offsets[kernels_find_seq(seq_offsets, n_seqs, t)];
     float qv[REF_PER_LANE], acc[REF_PER_LANE];
     ref_load_row(qv, q + row * d, d, lane);
     for (int u = 0; u < REF_PER_LANE; u++)
@@ -106,7 +93,7 @@ static __global__ void ref_dq_kernel(int64_t n_tokens, int64_t n_seqs, const int
         return;
     const int64_t t = row / heads;
     const int h = (int)(row % heads), g = h / (heads / kv_heads);
-    const int64_t start = seq_offsets[ref_find_seq(seq_offsets, n_seqs, t)];
+    const int64_t start = seq_offsets[kernels_find_seq(seq_offsets, n_seqs, t)];
     float qv[REF_PER_LANE], dov[REF_PER_LANE], acc[REF_PER_LANE];
     ref_load_row(qv, q + row * d, d, lane);
     ref_load_row(dov, dout + row * d, d, lane);
@@ -139,7 +126,7 @@ static __global__ void ref_dkdv_kernel(int64_t n_tokens, int64_t n_seqs,
         return;
     const int64_t j = row / kv_heads;
     const int g = (int)(row % kv_heads), group = heads / kv_heads;
-    const int64_t end = seq_offsets[ref_find_seq(seq_offsets, n_seqs, j) + 1];
+    const int64_t end = seq_offsets[kernels_find_seq(seq_offsets, n_seqs, j) + 1];
     float kv[REF_PER_LANE], vv[REF_PER_LANE], dk_acc[REF_PER_LANE], dv_acc[REF_PER_LANE];
     ref_load_row(kv, k + row * d, d, lane);
     ref_load_row(vv, v + row * d, d, lane);

@@ -43,6 +43,23 @@ static __device__ inline float kernels_warp_sum(float v)
     return v;
 }
 
+/* The sequence of packed row n: the largest i < n_seqs with offsets[i] <= n
+ * (a sequence with no rows shares its offset with the next one, and the
+ * largest such i is the one that owns n). */
+static __device__ inline int64_t kernels_find_seq(const int64_t *offsets, int64_t n_seqs,
+                                                  int64_t n)
+{
+    int64_t lo = 0, hi = n_seqs - 1;
+    while (lo < hi) {
+        const int64_t mid = (lo + hi + 1) / 2;
+        if (offsets[mid] <= n)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
+}
+
 #define KERNELS_GRID_STRIDE(i, n)                                                     \
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);         \
          i += (int64_t)gridDim.x * blockDim.x)

@@ -139,35 +139,6 @@ void gpu_model_kv_cache_reset(gpu_model *g)
         memset(g->dec.lengths, 0, (size_t)g->dec.n_slots * sizeof *g->dec.lengths);
 }
 
-/* As model_decode.c's check_step, with the same messages. */
-static int check_step(const gpu_model *g, int64_t n_seqs, const int64_t *slots,
-                      const int64_t *n_new, const int32_t *tokens, int64_t *total,
-                      kpo_error *err)
-{
-    const gpu_decode_state *d = &g->dec;
-    int64_t T = 0;
-    for (int64_t i = 0; i < n_seqs; i++) {
-        if (slots[i] < 0 || slots[i] >= d->n_slots)
-            return error_set(err, "decode: slot %lld out of range [0, %lld)",
-                             (long long)slots[i], (long long)d->n_slots);
-        for (int64_t j = 0; j < i; j++)
-            if (slots[j] == slots[i])
-                return error_set(err, "decode: slot %lld appears twice", (long long)slots[i]);
-        if (n_new[i] < 1 || d->lengths[slots[i]] + n_new[i] > d->max_len)
-            return error_set(err, "decode: slot %lld: %lld new tokens after %lld exceed the "
-                                  "cache length %lld",
-                             (long long)slots[i], (long long)n_new[i],
-                             (long long)d->lengths[slots[i]], (long long)d->max_len);
-        T += n_new[i];
-    }
-    for (int64_t t = 0; t < T; t++)
-        if (tokens[t] < 0 || tokens[t] >= g->shape.config.vocab_size)
-            return error_set(err, "decode: token id %d is out of range [0, %lld)",
-                             (int)tokens[t], (long long)g->shape.config.vocab_size);
-    *total = T;
-    return KPO_OK;
-}
-
 static int reserve_seqs(gpu_model *g, int64_t n, kpo_error *err)
 {
     gpu_decode_state *d = &g->dec;
@@ -254,7 +225,8 @@ int gpu_model_decode_step(gpu_model *g, int64_t n_seqs, const int64_t *slots,
     if (!slots || !n_new || !tokens)
         return error_set(err, "decode: missing argument");
     int64_t T = 0, max_new = 0, max_context = 0;
-    TRY(check_step(g, n_seqs, slots, n_new, tokens, &T, err));
+    TRY(model_decode_check(g->shape.config.vocab_size, g->dec.n_slots, g->dec.max_len,
+                           g->dec.lengths, n_seqs, slots, n_new, tokens, &T, err));
     gpu_decode_state *d = &g->dec;
     const model_config *c = &g->shape.config;
     const int64_t h = c->hidden_size, kvd = c->num_key_value_heads * c->head_dim;
