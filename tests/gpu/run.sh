@@ -69,10 +69,16 @@ if ! pkg-config --exists cmocka inih libcjson libpcre2-8 2>/dev/null; then
   fi
 fi
 
+# The pytest suites need pytest and h5py: take the first python3 that has them.
+python=/usr/bin/python3
+for p in $(type -a -P python3) /usr/bin/python3; do
+  "$p" -c 'import pytest, h5py, numpy' 2>/dev/null && { python=$p; break; }
+done
+
 bench=""
 reconfigure=(); [ -d "$build/meson-private" ] && reconfigure=(--reconfigure)
 setup=(meson setup "${reconfigure[@]}" "$build" "$root" -Dcuda=enabled -Dnccl=enabled
-       -Dbuildtype=release)
+       -Dbuildtype=release -Dpython="$python")
 # A failed configure leaves a half-made build dir: clear it (not the
 # sysroot or the log) before trying again.
 clear_build() {
@@ -82,7 +88,7 @@ clear_build() {
 # the rest still runs.
 if stage configure 90 "${setup[@]}" ||
    { clear_build; setup=(meson setup "$build" "$root" -Dcuda=enabled -Dnccl=enabled
-                         -Dbuildtype=release -Dmpi=disabled -Dhdf5=disabled)
+                         -Dbuildtype=release -Dpython="$python" -Dmpi=disabled -Dhdf5=disabled)
      stage configure-without-mpi-hdf5 60 "${setup[@]}"; }; then
   stage build 240 ninja -C "$build" -j "$jobs" && bench=$build/tests/gpu/bench_gpu
   suite_rc=1
