@@ -24,6 +24,9 @@ typedef struct cli_command_spec {
     size_t n_options;
 } cli_command_spec;
 
+/* A spec's options and n_options from one array. */
+#define CLI_OPTIONS(array) (array), sizeof(array) / sizeof((array)[0])
+
 /* Fills each option's value and collects positional arguments. "--help"
  * sets *wants_help. */
 int cli_parse(const cli_command_spec *spec, int argc, char **argv, const char **positional,

@@ -136,7 +136,7 @@ int cmd_data(int argc, char **argv)
                                      "--difficulty D] | render FILE [--prompt T --chat C]",
                              "Validate and count a JSONL dataset, print the arithmetic task as "
                              "JSONL, or show one record as the model sees it.",
-                             options, sizeof options / sizeof options[0]};
+                             CLI_OPTIONS(options)};
     const char *positional[2];
     size_t n_positional;
     int status = command_start(&spec, argc, argv, positional, 2, &n_positional);

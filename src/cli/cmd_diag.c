@@ -137,7 +137,7 @@ int cmd_diag(int argc, char **argv)
                              "Innovation statistics per step (the paper's Table 2: kurtosis, "
                              "max |delta|, clip fraction, plus mean gain and threshold), the "
                              "whole run merged, and the runs side by side.",
-                             options, sizeof options / sizeof options[0]};
+                             CLI_OPTIONS(options)};
     const char *paths[MAX_RUNS];
     size_t n_runs;
     int status = command_start(&spec, argc, argv, paths, MAX_RUNS, &n_runs);

@@ -99,7 +99,7 @@ int cmd_filter(int argc, char **argv)
                              "Replay the Kalman filter on recorded raw log-ratios with the given "
                              "parameters and print the innovation statistics it would have "
                              "produced (per recorded step and overall).",
-                             options, sizeof options / sizeof options[0]};
+                             CLI_OPTIONS(options)};
     const char *positional[1];
     size_t n_positional;
     int status = command_start(&spec, argc, argv, positional, 1, &n_positional);

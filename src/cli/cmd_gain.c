@@ -24,9 +24,8 @@ int cmd_gain(int argc, char **argv)
                              "Kalman gain K_t of the random-walk filter over the first tokens, "
                              "its steady state, memory, innovation sigma and saturation "
                              "thresholds.",
-                             options, sizeof options / sizeof options[0]};
-    size_t n_positional;
-    int status = command_start(&spec, argc, argv, NULL, 0, &n_positional);
+                             CLI_OPTIONS(options)};
+    int status = command_start_options(&spec, argc, argv);
     if (status >= 0)
         return status;
 

@@ -23,9 +23,8 @@ int cmd_generate(int argc, char **argv)
     };
     cli_command_spec spec = {"generate", "--model DIR --tokens LIST [options]",
                              "Continue token ids with the KV-cache decoder and print them.",
-                             options, sizeof options / sizeof options[0]};
-    size_t n_positional;
-    int status = command_start(&spec, argc, argv, NULL, 0, &n_positional);
+                             CLI_OPTIONS(options)};
+    int status = command_start_options(&spec, argc, argv);
     if (status >= 0)
         return status;
     const char *dir = cli_get(&spec, "model"), *text = cli_get(&spec, "tokens");

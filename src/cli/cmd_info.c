@@ -8,8 +8,7 @@ int cmd_info(int argc, char **argv)
 {
     cli_command_spec spec = {"info", "", "Print what this build supports and which GPUs it sees.",
                              NULL, 0};
-    size_t n_positional;
-    int status = command_start(&spec, argc, argv, NULL, 0, &n_positional);
+    int status = command_start_options(&spec, argc, argv);
     if (status >= 0)
         return status;
     char build[512], devices[1024];

@@ -84,9 +84,8 @@ int cmd_logprobs(int argc, char **argv)
     cli_command_spec spec = {"logprobs", "--model DIR --input FILE.jsonl",
                              "Per-token log-probs and entropies of tokens start.. given their "
                              "prefixes, one JSON line per input line.",
-                             options, sizeof options / sizeof options[0]};
-    size_t n_positional;
-    int status = command_start(&spec, argc, argv, NULL, 0, &n_positional);
+                             CLI_OPTIONS(options)};
+    int status = command_start_options(&spec, argc, argv);
     if (status >= 0)
         return status;
     const char *dir = cli_get(&spec, "model"), *path = cli_get(&spec, "input");

@@ -30,9 +30,8 @@ static int model_init_main(int argc, char **argv)
     cli_command_spec spec = {"model init", "--out DIR [--config FILE | --preset NAME] [options]",
                              "Write a random-initialised Qwen3 checkpoint (config.json + "
                              "model.safetensors).",
-                             options, sizeof options / sizeof options[0]};
-    size_t n_positional;
-    int status = command_start(&spec, argc, argv, NULL, 0, &n_positional);
+                             CLI_OPTIONS(options)};
+    int status = command_start_options(&spec, argc, argv);
     if (status >= 0)
         return status;
     kpo_error err;
@@ -83,7 +82,7 @@ static int model_list_main(int argc, char **argv)
     cli_command_spec spec = {"model list", "DIR [--tensors]",
                              "Describe a checkpoint: its config, and each tensor's dtype and "
                              "shape; validates it fully.",
-                             options, sizeof options / sizeof options[0]};
+                             CLI_OPTIONS(options)};
     const char *positional[1];
     size_t n_positional;
     int status = command_start(&spec, argc, argv, positional, 1, &n_positional);

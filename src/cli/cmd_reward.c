@@ -28,9 +28,8 @@ int cmd_reward(int argc, char **argv)
     };
     cli_command_spec spec = {"reward", "--kind K --gold ANSWER [--zero-one] [--explain] < RESPONSE",
                              "Print the reward of the response on stdin against the gold answer.",
-                             options, sizeof options / sizeof options[0]};
-    size_t n_positional;
-    int status = command_start(&spec, argc, argv, NULL, 0, &n_positional);
+                             CLI_OPTIONS(options)};
+    int status = command_start_options(&spec, argc, argv);
     if (status >= 0)
         return status;
     kpo_error err;

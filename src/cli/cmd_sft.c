@@ -304,9 +304,8 @@ int cmd_sft(int argc, char **argv)
     cli_command_spec spec = {"sft", "(--model DIR | --init tiny) --out DIR [options]",
                              "Supervised warm start: cross-entropy on gold responses written in "
                              "the reward's format, then held-out accuracy.",
-                             options, sizeof options / sizeof options[0]};
-    size_t n_positional;
-    int status = command_start(&spec, argc, argv, NULL, 0, &n_positional);
+                             CLI_OPTIONS(options)};
+    int status = command_start_options(&spec, argc, argv);
     if (status >= 0)
         return status;
     kpo_error err;

@@ -152,9 +152,8 @@ int cmd_simulate(int argc, char **argv)
     cli_command_spec spec = {"simulate", "--out RUN.h5 [--q Q --v V --mode M ...] [--steps N ...]",
                              "Generate heavy-tailed token log-ratio streams shaped like a KPO "
                              "run's, filter them, and write a run file as training would.",
-                             options, sizeof options / sizeof options[0]};
-    size_t n_positional;
-    int status = command_start(&spec, argc, argv, NULL, 0, &n_positional);
+                             CLI_OPTIONS(options)};
+    int status = command_start_options(&spec, argc, argv);
     if (status >= 0)
         return status;
     kpo_error err;

@@ -257,7 +257,7 @@ int cmd_stats(int argc, char **argv)
                              "files (per benchmark), also a "
                              "paired t-test and a bootstrap CI over problems, and with a third "
                              "(reference) file the share of the gap recovered.",
-                             options, sizeof options / sizeof options[0]};
+                             CLI_OPTIONS(options)};
     const char *positional[3];
     size_t n_positional;
     int status = command_start(&spec, argc, argv, positional, 3, &n_positional);

@@ -85,9 +85,8 @@ int cmd_tokenize(int argc, char **argv)
     cli_command_spec spec = {"tokenize", "--tokenizer DIR [--decode] [--no-special] [--nul] < INPUT",
                              "Encode each line of stdin to space-separated token ids (or decode "
                              "ids back to text).",
-                             options, sizeof options / sizeof options[0]};
-    size_t n_positional;
-    int status = command_start(&spec, argc, argv, NULL, 0, &n_positional);
+                             CLI_OPTIONS(options)};
+    int status = command_start_options(&spec, argc, argv);
     if (status >= 0)
         return status;
     const char *dir = cli_get(&spec, "tokenizer");

@@ -41,3 +41,9 @@ int command_start(const cli_command_spec *spec, int argc, char **argv, const cha
     }
     return -1;
 }
+
+int command_start_options(const cli_command_spec *spec, int argc, char **argv)
+{
+    size_t n_positional;
+    return command_start(spec, argc, argv, NULL, 0, &n_positional);
+}

@@ -45,3 +45,5 @@ int command_fail(const char *message);
  * printing the error). */
 int command_start(const cli_command_spec *spec, int argc, char **argv, const char **positional,
                   size_t max_positional, size_t *n_positional);
+/* command_start for a command that takes no positional arguments. */
+int command_start_options(const cli_command_spec *spec, int argc, char **argv);

@@ -585,6 +585,19 @@ static int att_check_pointers(const char *what, const void *const *p, const char
     return KPO_OK;
 }
 
+extern "C" int gpu_attention_check_call(const gpu_attention_shape *s, const char *what,
+                                        const void *const *ptrs, const char *const *names, int n,
+                                        kpo_error *err)
+{
+    if (gpu_attention_check_shape(s, what, err) != KPO_OK)
+        return KPO_ERR;
+    if (s->n_tokens == 0)
+        return KPO_OK;
+    if (!s->seq_offsets)
+        return error_set(err, "%s: seq_offsets is NULL", what);
+    return att_check_pointers(what, ptrs, names, n, err);
+}
+
 static int att_tile(int head_dim) { return head_dim <= 128 ? 64 : 32; }
 
 /* Raises a kernel's dynamic shared-memory cap to what this launch needs
@@ -622,17 +635,12 @@ extern "C" int gpu_attention_forward(const gpu_attention_shape *s, const uint16_
                                      const uint16_t *k, const uint16_t *v, uint16_t *out,
                                      float *lse, void *stream, kpo_error *err)
 {
-    const char *what = "gpu_attention_forward";
-    if (gpu_attention_check_shape(s, what, err) != KPO_OK)
+    const void *ptrs[] = {q, k, v, out, lse};
+    const char *names[] = {"q", "k", "v", "out", "lse"};
+    if (gpu_attention_check_call(s, "gpu_attention_forward", ptrs, names, 5, err) != KPO_OK)
         return KPO_ERR;
     if (s->n_tokens == 0)
         return KPO_OK;
-    if (!s->seq_offsets)
-        return error_set(err, "%s: seq_offsets is NULL", what);
-    const void *ptrs[] = {q, k, v, out, lse};
-    const char *names[] = {"q", "k", "v", "out", "lse"};
-    if (att_check_pointers(what, ptrs, names, 5, err) != KPO_OK)
-        return KPO_ERR;
     cudaStream_t st = (cudaStream_t)stream;
     if (s->head_dim == 128)
         return att_launch_forward<64, 128>(s, kernels_bf16(q), kernels_bf16(k), kernels_bf16(v),
@@ -682,17 +690,12 @@ extern "C" int gpu_attention_backward(const gpu_attention_shape *s, const uint16
                                       uint16_t *dk, uint16_t *dv, void *workspace, void *stream,
                                       kpo_error *err)
 {
-    const char *what = "gpu_attention_backward";
-    if (gpu_attention_check_shape(s, what, err) != KPO_OK)
+    const void *ptrs[] = {q, k, v, out, dout, lse, dq, dk, dv, workspace};
+    const char *names[] = {"q", "k", "v", "out", "dout", "lse", "dq", "dk", "dv", "workspace"};
+    if (gpu_attention_check_call(s, "gpu_attention_backward", ptrs, names, 10, err) != KPO_OK)
         return KPO_ERR;
     if (s->n_tokens == 0)
         return KPO_OK;
-    if (!s->seq_offsets)
-        return error_set(err, "%s: seq_offsets is NULL", what);
-    const void *ptrs[] = {q, k, v, out, dout, lse, dq, dk, dv, workspace};
-    const char *names[] = {"q", "k", "v", "out", "dout", "lse", "dq", "dk", "dv", "workspace"};
-    if (att_check_pointers(what, ptrs, names, 10, err) != KPO_OK)
-        return KPO_ERR;
     cudaStream_t st = (cudaStream_t)stream;
     float *delta = (float *)workspace; /* [n_tokens, heads] */
     const int64_t rows = s->n_tokens * s->heads;

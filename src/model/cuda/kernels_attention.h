@@ -36,6 +36,13 @@ typedef struct gpu_attention_shape {
  * `what` prefixes the message. Every entry point below calls it first. */
 int gpu_attention_check_shape(const gpu_attention_shape *s, const char *what, kpo_error *err);
 
+/* What every entry point on a packed batch checks first: the shape, then,
+ * when there are tokens, seq_offsets and the n tensors ptrs (named names:
+ * present and 16-byte aligned). Host-only. */
+int gpu_attention_check_call(const gpu_attention_shape *s, const char *what,
+                             const void *const *ptrs, const char *const *names, int n,
+                             kpo_error *err);
+
 /* out and lse from q, k, v. */
 int gpu_attention_forward(const gpu_attention_shape *s, const uint16_t *q, const uint16_t *k,
                           const uint16_t *v, uint16_t *out, float *lse, void *stream,

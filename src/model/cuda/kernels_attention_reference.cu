@@ -164,14 +164,12 @@ extern "C" int gpu_attention_forward_reference(const gpu_attention_shape *s, con
                                                kpo_error *err)
 {
     const char *what = "gpu_attention_forward_reference";
-    if (gpu_attention_check_shape(s, what, err) != KPO_OK)
+    const void *ptrs[] = {q, k, v, out, lse};
+    const char *names[] = {"q", "k", "v", "out", "lse"};
+    if (gpu_attention_check_call(s, what, ptrs, names, 5, err) != KPO_OK)
         return KPO_ERR;
     if (s->n_tokens == 0)
         return KPO_OK;
-    if (!s->seq_offsets)
-        return error_set(err, "%s: seq_offsets is NULL", what);
-    if (!q || !k || !v || !out || !lse)
-        return error_set(err, "%s: a tensor pointer is NULL", what);
     ref_forward_kernel<<<ref_blocks(s->n_tokens * s->heads), KERNELS_THREADS, 0,
                          (cudaStream_t)stream>>>(
         s->n_tokens, s->n_seqs, s->seq_offsets, s->heads, s->kv_heads, s->head_dim,
@@ -187,16 +185,14 @@ extern "C" int gpu_attention_backward_reference(const gpu_attention_shape *s, co
                                                 uint16_t *dv, void *workspace, void *stream,
                                                 kpo_error *err)
 {
-    const char *what = "gpu_attention_backward_reference";
-    (void)workspace;
-    if (gpu_attention_check_shape(s, what, err) != KPO_OK)
+    (void)workspace; /* the scalar kernels need no scratch */
+    const void *ptrs[] = {q, k, v, out, dout, lse, dq, dk, dv};
+    const char *names[] = {"q", "k", "v", "out", "dout", "lse", "dq", "dk", "dv"};
+    if (gpu_attention_check_call(s, "gpu_attention_backward_reference", ptrs, names, 9, err) !=
+        KPO_OK)
         return KPO_ERR;
     if (s->n_tokens == 0)
         return KPO_OK;
-    if (!s->seq_offsets)
-        return error_set(err, "%s: seq_offsets is NULL", what);
-    if (!q || !k || !v || !out || !dout || !lse || !dq || !dk || !dv)
-        return error_set(err, "%s: a tensor pointer is NULL", what);
     cudaStream_t st = (cudaStream_t)stream;
     const float scale = 1.0f / sqrtf((float)s->head_dim);
     ref_dq_kernel<<<ref_blocks(s->n_tokens * s->heads), KERNELS_THREADS, 0, st>>>(
