@@ -107,27 +107,33 @@ static void test_gemm(void **state)
 }
 
 /* Forward and backward of one RMSNorm shape (QK-norm: rows = tokens * heads). */
+/* The backward runs in place (dx over dy, as the model's QK-norm does) or
+ * into its own dx, accumulating onto what is there (the residual stream's
+ * gradient): the weight gradient must come out the same either way. */
 static void check_rmsnorm(const char *name, int64_t rows, int64_t n, int in_place)
 {
     char what[64];
-    uint16_t *xb, *wb, *dyb;
+    uint16_t *xb, *wb, *dyb, *dx0b;
     float *x = random_bf16_offset(rows * n, 2, 0.3, 11, &xb);
     float *w = random_bf16_offset(n, 0.2, 1, 12, &wb);
     float *dy = random_bf16_offset(rows * n, 1, 0, 13, &dyb);
+    /* in place: dx starts at 0 (no accumulation); else at these values */
+    float *dx = random_bf16_offset(rows * n, in_place ? 0 : 1, 0, 14, &dx0b);
     float *y = malloc((size_t)(rows * n) * 4), *rstd = malloc((size_t)rows * 4);
-    float *dx = calloc((size_t)(rows * n), 4), *dw = calloc((size_t)n, 4);
+    float *dw = calloc((size_t)n, 4);
     ops_rmsnorm(rows, n, x, w, 1e-6f, y, rstd);
-    ops_rmsnorm_backward(rows, n, x, w, rstd, dy, dx, dw);
+    ops_rmsnorm_backward(rows, n, x, w, rstd, dy, dx, dw); /* dx += d/dx */
 
     uint16_t *d_x = device_copy(xb, (size_t)(rows * n) * 2, 0);
     uint16_t *d_w = device_copy(wb, (size_t)n * 2, 0);
     uint16_t *d_dy = device_copy(dyb, (size_t)(rows * n) * 2, 0);
     uint16_t *d_y = device_copy(in_place ? xb : NULL, (size_t)(rows * n) * 2, 0);
+    uint16_t *d_dx = in_place ? d_dy : device_copy(dx0b, (size_t)(rows * n) * 2, 0);
     float *d_rstd = device_copy(NULL, (size_t)rows * 4, 0);
     float *d_dw = device_copy(NULL, (size_t)n * 4, 0);
     CHECK_OK(gpu_rmsnorm_forward(rows, n, in_place ? d_y : d_x, d_w, 1e-6f, d_y, d_rstd, NULL, ERR));
-    /* dx overwrites dy (allowed without accumulation). */
-    CHECK_OK(gpu_rmsnorm_backward(rows, n, d_x, d_w, d_rstd, d_dy, d_dy, 0, d_dw, NULL, ERR));
+    CHECK_OK(gpu_rmsnorm_backward(rows, n, d_x, d_w, d_rstd, d_dy, d_dx, !in_place, d_dw, NULL,
+                                  ERR));
     /* y: x*rstd and w*t each round to bf16 (2 roundings). rstd: fp32 vs
      * double statistics. dx: one rounding after a cancelling difference.
      * dw: fp32 sums of many rows. */
@@ -135,12 +141,15 @@ static void check_rmsnorm(const char *name, int64_t rows, int64_t n, int in_plac
     expect_close(what, download_bf16(d_y, rows * n), y, rows * n, 2 * BF16_ULP, 1e-6);
     snprintf(what, sizeof what, "%s rstd", name);
     expect_close(what, download_f32(d_rstd, rows), rstd, rows, 1e-5, 0);
-    snprintf(what, sizeof what, "%s dx", name);
-    expect_close(what, download_bf16(d_dy, rows * n), dx, rows * n, BF16_ULP, BF16_ULP / 4);
+    snprintf(what, sizeof what, "%s dx (%s)", name, in_place ? "over dy" : "accumulated");
+    expect_close(what, download_bf16(d_dx, rows * n), dx, rows * n, BF16_ULP, BF16_ULP / 4);
     snprintf(what, sizeof what, "%s dw", name);
     expect_close(what, download_f32(d_dw, n), dw, n, 1e-4, 1e-5);
+    if (!in_place)
+        cudaFree(d_dx);
     cudaFree(d_x), cudaFree(d_w), cudaFree(d_dy), cudaFree(d_y), cudaFree(d_rstd), cudaFree(d_dw);
-    free(x), free(w), free(dy), free(y), free(rstd), free(dx), free(dw), free(xb), free(wb), free(dyb);
+    free(x), free(w), free(dy), free(y), free(rstd), free(dx), free(dw), free(xb), free(wb),
+        free(dyb), free(dx0b);
 }
 
 static void test_rmsnorm(void **state)
@@ -148,7 +157,9 @@ static void test_rmsnorm(void **state)
     (void)state;
     GPU_REQUIRE_OR_SKIP();
     check_rmsnorm("rmsnorm [300, 2560]", 300, 2560, 0);
-    check_rmsnorm("qknorm [123*8, 128]", 123 * 8, 128, 1);
+    check_rmsnorm("rmsnorm in place [300, 2560]", 300, 2560, 1);
+    check_rmsnorm("qknorm in place [123*8, 128]", 123 * 8, 128, 1);
+    check_rmsnorm("qknorm [123*8, 128]", 123 * 8, 128, 0);
 }
 
 static void test_rope(void **state)

@@ -14,6 +14,7 @@ extern "C" { /* the project's C headers carry no linkage guards */
 #include "cuda/cuda_check.h"
 }
 #include "model/cuda/gemm_lt.h"
+#include "model/cuda/kernels_alias.h"
 
 enum { GEMM_LT_PLANS = 64 };
 
@@ -158,13 +159,18 @@ static int plan_find(gemm_lt *g, const gemm_key *key, gemm_plan **out, kpo_error
 
 /* Row-major D[m, n] = op(A) op(B) + beta D, A stored [m, k] (ta = 0) or
  * [k, m], B stored [k, n] (tb = 0) or [n, k]; bf16 in, fp32 accumulate. */
-static int gemm_rowmajor(gemm_lt *g, int ta, int tb, int64_t m, int64_t n, int64_t k,
-                         const uint16_t *a, const uint16_t *b, void *d, int d_fp32, float beta,
-                         void *stream, kpo_error *err)
+static int gemm_rowmajor(const char *what, gemm_lt *g, int ta, int tb, int64_t m, int64_t n,
+                         int64_t k, const uint16_t *a, const uint16_t *b, void *d, int d_fp32,
+                         float beta, void *stream, kpo_error *err)
 {
     if (m < 0 || n < 0 || k < 0)
-        return error_set(err, "gemm_lt: negative shape [%lld, %lld, %lld]", (long long)m,
+        return error_set(err, "%s: negative shape [%lld, %lld, %lld]", what, (long long)m,
                          (long long)n, (long long)k);
+    /* cuBLASLt reads A and B while it writes D: no product runs in place. */
+    const kernels_span out[] = {{"D", d, (size_t)(m * n) * (d_fp32 ? 4 : 2)}};
+    const kernels_span in[] = {{"A", a, (size_t)(m * k) * 2}, {"B", b, (size_t)(k * n) * 2}};
+    if (kernels_check_disjoint(what, out, 1, in, 2, err) != KPO_OK)
+        return KPO_ERR;
     if (m == 0 || n == 0)
         return KPO_OK;
     if (k == 0) /* an empty sum: D = beta D */
@@ -223,26 +229,30 @@ extern "C" int gemm_lt_linear(gemm_lt *g, int64_t rows, int64_t in, int64_t out,
                               const uint16_t *x, const uint16_t *w, uint16_t *y, void *stream,
                               kpo_error *err)
 {
-    return gemm_rowmajor(g, 0, 1, rows, out, in, x, w, y, 0, 0.0f, stream, err);
+    return gemm_rowmajor("gemm_lt_linear (A = x, B = w, D = y)", g, 0, 1, rows, out, in, x, w,
+                         y, 0, 0.0f, stream, err);
 }
 
 extern "C" int gemm_lt_linear_f32(gemm_lt *g, int64_t rows, int64_t in, int64_t out,
                                   const uint16_t *x, const uint16_t *w, float *y, void *stream,
                                   kpo_error *err)
 {
-    return gemm_rowmajor(g, 0, 1, rows, out, in, x, w, y, 1, 0.0f, stream, err);
+    return gemm_rowmajor("gemm_lt_linear_f32 (A = x, B = w, D = y)", g, 0, 1, rows, out, in, x, w,
+                         y, 1, 0.0f, stream, err);
 }
 
 extern "C" int gemm_lt_linear_dx(gemm_lt *g, int64_t rows, int64_t in, int64_t out,
                                  const uint16_t *dy, const uint16_t *w, uint16_t *dx, float beta,
                                  void *stream, kpo_error *err)
 {
-    return gemm_rowmajor(g, 0, 0, rows, in, out, dy, w, dx, 0, beta, stream, err);
+    return gemm_rowmajor("gemm_lt_linear_dx (A = dy, B = w, D = dx)", g, 0, 0, rows, in, out, dy,
+                         w, dx, 0, beta, stream, err);
 }
 
 extern "C" int gemm_lt_linear_dw(gemm_lt *g, int64_t rows, int64_t in, int64_t out,
                                  const uint16_t *dy, const uint16_t *x, float *dw, void *stream,
                                  kpo_error *err)
 {
-    return gemm_rowmajor(g, 1, 0, out, in, rows, dy, x, dw, 1, 1.0f, stream, err);
+    return gemm_rowmajor("gemm_lt_linear_dw (A = dy, B = x, D = dw)", g, 1, 0, out, in, rows, dy,
+                         x, dw, 1, 1.0f, stream, err);
 }

@@ -41,6 +41,7 @@
 /* kernels_common.cuh first: it includes the C headers (core/error.h) under
  * extern "C", which the attention header, included after, relies on. */
 #include "model/cuda/kernels_common.cuh"
+#include "model/cuda/kernels_alias.h"
 #include "model/cuda/kernels_attention.h"
 
 using namespace nvcuda;
@@ -696,6 +697,21 @@ extern "C" int gpu_attention_backward(const gpu_attention_shape *s, const uint16
         return KPO_ERR;
     if (s->n_tokens == 0)
         return KPO_OK;
+    /* No output may overlap an input: dK/dV and dQ run as separate kernels
+     * that each read q, k, v, out, dout and the workspace's delta. */
+    const size_t qo = (size_t)(s->n_tokens * s->heads * s->head_dim) * 2;
+    const size_t kv = (size_t)(s->n_tokens * s->kv_heads * s->head_dim) * 2;
+    const kernels_span outs[] = {{"dq", dq, qo}, {"dk", dk, kv}, {"dv", dv, kv}};
+    const size_t lse_bytes = (size_t)(s->n_tokens * s->heads) * 4;
+    const kernels_span ins[] = {{"q", q, qo},
+                                {"k", k, kv},
+                                {"v", v, kv},
+                                {"out", out, qo},
+                                {"dout", dout, qo},
+                                {"lse", lse, lse_bytes},
+                                {"workspace", workspace, gpu_attention_backward_workspace(s)}};
+    if (kernels_check_disjoint("gpu_attention_backward", outs, 3, ins, 7, err) != KPO_OK)
+        return KPO_ERR;
     cudaStream_t st = (cudaStream_t)stream;
     float *delta = (float *)workspace; /* [n_tokens, heads] */
     const int64_t rows = s->n_tokens * s->heads;

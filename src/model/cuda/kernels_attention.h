@@ -52,7 +52,9 @@ int gpu_attention_forward(const gpu_attention_shape *s, const uint16_t *q, const
 size_t gpu_attention_backward_workspace(const gpu_attention_shape *s);
 
 /* dq, dk, dv (written, not accumulated) from dout and the forward's q, k,
- * v, out, lse. Deterministic: no floating-point atomics. */
+ * v, out, lse. Deterministic: no floating-point atomics. Nothing in place:
+ * an output overlapping an input, the workspace or another output is
+ * refused before anything runs. */
 int gpu_attention_backward(const gpu_attention_shape *s, const uint16_t *q, const uint16_t *k,
                            const uint16_t *v, const uint16_t *out, const uint16_t *dout,
                            const float *lse, uint16_t *dq, uint16_t *dk, uint16_t *dv,

@@ -36,7 +36,9 @@ int gpu_embed_index_build(gpu_embed_index *ix, const int32_t *tokens, int64_t n_
 void gpu_embed_index_free(gpu_embed_index *ix);
 
 /* dembed [vocab, hidden] fp32 += for each token id, the sum of dx [rows,
- * hidden] bf16 over its rows. */
+ * hidden] bf16 over its rows. Not in place (an fp32 sum of bf16 rows);
+ * dembed's extent depends on ids the device holds, so this one is not
+ * checked: the model passes the embedding's own gradient. */
 int gpu_embed_backward(const gpu_embed_index *ix, int64_t hidden, const uint16_t *dx,
                        float *dembed, void *stream, kpo_error *err);
 

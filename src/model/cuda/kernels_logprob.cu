@@ -29,6 +29,7 @@
 #include <math.h>
 
 #include "model/cuda/kernels_common.cuh"
+#include "model/cuda/kernels_alias.h"
 #include "model/cuda/kernels_logprob.h"
 
 /* 512 threads: a 151,936-wide row is ~300 elements per thread, and a chunk
@@ -231,13 +232,39 @@ extern "C" int gpu_logprob_forward(gemm_lt *g, const gpu_logprob_shape *s, const
     return KPO_OK;
 }
 
+/* Nothing in place: dh and dhead are written chunk by chunk while every
+ * input is read again for later chunks (dhead against head matters when
+ * the model's tied embedding is both). */
+static int logprob_backward_check_alias(const gpu_logprob_shape *s, const uint16_t *h,
+                                        const uint16_t *head, const int32_t *targets,
+                                        const float *lse, const float *entropy,
+                                        const float *dlogp, const float *dentropy,
+                                        const uint16_t *dh, const float *dhead,
+                                        const void *workspace, kpo_error *err)
+{
+    const size_t rows4 = (size_t)s->rows * 4, hidden = (size_t)s->hidden;
+    const kernels_span outs[] = {{"dh", dh, (size_t)s->rows * hidden * 2},
+                                 {"dhead", dhead, (size_t)s->vocab * hidden * 4},
+                                 {"workspace", workspace, gpu_logprob_workspace(s)}};
+    const kernels_span ins[] = {{"h", h, (size_t)s->rows * hidden * 2},
+                                {"head", head, (size_t)s->vocab * hidden * 2},
+                                {"targets", targets, rows4},
+                                {"lse", lse, rows4},
+                                {"entropy", entropy, rows4},
+                                {"dlogp", dlogp, rows4},
+                                {"dentropy", dentropy, rows4}};
+    return kernels_check_disjoint("gpu_logprob_backward", outs, 3, ins, 7, err);
+}
+
 extern "C" int gpu_logprob_backward(gemm_lt *g, const gpu_logprob_shape *s, const uint16_t *h,
                                     const uint16_t *head, const int32_t *targets,
                                     const float *lse, const float *entropy, const float *dlogp,
                                     const float *dentropy, uint16_t *dh, float *dhead,
                                     void *workspace, void *stream, kpo_error *err)
 {
-    if (logprob_check("gpu_logprob_backward", s, workspace, err) != KPO_OK)
+    if (logprob_check("gpu_logprob_backward", s, workspace, err) != KPO_OK ||
+        logprob_backward_check_alias(s, h, head, targets, lse, entropy, dlogp, dentropy, dh,
+                                     dhead, workspace, err) != KPO_OK)
         return KPO_ERR;
     const int64_t chunk = logprob_chunk_rows(s), hd = s->hidden, vocab = s->vocab;
     float *logits = (float *)workspace; /* [chunk, vocab] */

@@ -43,7 +43,9 @@ int gpu_logprob_forward(gemm_lt *g, const gpu_logprob_shape *s, const uint16_t *
  * (dentropy NULL: 0, dlogp likewise; rows with targets < 0 contribute
  * nothing and get dh rows of zeros):
  * dh [rows, hidden] bf16 written, dhead [vocab, hidden] fp32 accumulated.
- * Recomputes each chunk's logits; lse and entropy are the forward's. */
+ * Recomputes each chunk's logits; lse and entropy are the forward's.
+ * Nothing in place: an output (dh, dhead, the workspace) overlapping an
+ * input or another output is refused before anything runs. */
 int gpu_logprob_backward(gemm_lt *g, const gpu_logprob_shape *s, const uint16_t *h,
                          const uint16_t *head, const int32_t *targets, const float *lse,
                          const float *entropy, const float *dlogp, const float *dentropy,

@@ -4,6 +4,7 @@
  * partials, then one pass sums the chunks in order, so it repeats bit for
  * bit (no atomics). */
 #include "model/cuda/kernels_common.cuh"
+#include "model/cuda/kernels_alias.h"
 #include "model/cuda/kernels_norm.h"
 
 enum { NORM_WARPS = KERNELS_THREADS / 32, NORM_ROWS_PER_CHUNK = 64, NORM_MAX_CHUNKS = 1024 };
@@ -126,21 +127,36 @@ extern "C" int gpu_rmsnorm_forward(int64_t rows, int64_t n, const uint16_t *x, c
     return kernels_launch_check("gpu_rmsnorm_forward", err);
 }
 
+/* dx may be dy without accumulation: dw is summed from dy before the dx
+ * kernel runs, and that kernel reads each element of a row before its lane
+ * writes it. Every other overlap is refused. */
+static int rmsnorm_backward_check_alias(int64_t rows, int64_t n, const uint16_t *x,
+                                        const uint16_t *w, const float *rstd,
+                                        const uint16_t *dy, const uint16_t *dx, int accumulate,
+                                        const float *dw, kpo_error *err)
+{
+    const size_t act = (size_t)(rows * n) * 2;
+    const bool dx_over_dy = !accumulate && dx == dy;
+    const kernels_span out[] = {{"dx", dx, act}, {"dw", dw, (size_t)n * 4}};
+    const kernels_span in[] = {{"x", x, act},
+                               {"w", w, (size_t)n * 2},
+                               {"rstd", rstd, (size_t)rows * 4},
+                               {"dy", dx_over_dy ? NULL : dy, act}};
+    return kernels_check_disjoint("gpu_rmsnorm_backward", out, 2, in, 4, err);
+}
+
 extern "C" int gpu_rmsnorm_backward(int64_t rows, int64_t n, const uint16_t *x,
                                     const uint16_t *w, const float *rstd, const uint16_t *dy,
                                     uint16_t *dx, int accumulate, float *dw, void *stream,
                                     kpo_error *err)
 {
-    if (norm_check_shape("gpu_rmsnorm_backward", rows, n, x, w, dy, dx, err) != KPO_OK)
+    if (norm_check_shape("gpu_rmsnorm_backward", rows, n, x, w, dy, dx, err) != KPO_OK ||
+        rmsnorm_backward_check_alias(rows, n, x, w, rstd, dy, dx, accumulate, dw, err) != KPO_OK)
         return KPO_ERR;
     if (rows == 0)
         return KPO_OK;
     cudaStream_t s = (cudaStream_t)stream;
-    rmsnorm_backward_dx_kernel<<<norm_blocks(rows), KERNELS_THREADS, 0, s>>>(
-        rows, (int)(n / 2), (const __nv_bfloat162 *)x, (const __nv_bfloat162 *)w, rstd,
-        (const __nv_bfloat162 *)dy, (__nv_bfloat162 *)dx, accumulate);
-    if (kernels_launch_check("gpu_rmsnorm_backward: dx", err) != KPO_OK)
-        return KPO_ERR;
+    /* dw first: it reads dy, which the dx kernel may overwrite (QK-norm). */
     int64_t chunks = (rows + NORM_ROWS_PER_CHUNK - 1) / NORM_ROWS_PER_CHUNK;
     chunks = chunks > (int64_t)NORM_MAX_CHUNKS ? (int64_t)NORM_MAX_CHUNKS : chunks;
     const int64_t rows_per_chunk = (rows + chunks - 1) / chunks;
@@ -158,5 +174,10 @@ extern "C" int gpu_rmsnorm_backward(int64_t rows, int64_t n, const uint16_t *x,
         rc = kernels_launch_check("gpu_rmsnorm_backward: dw", err);
     }
     cudaFreeAsync(partial, s);
-    return rc;
+    if (rc != KPO_OK)
+        return KPO_ERR;
+    rmsnorm_backward_dx_kernel<<<norm_blocks(rows), KERNELS_THREADS, 0, s>>>(
+        rows, (int)(n / 2), (const __nv_bfloat162 *)x, (const __nv_bfloat162 *)w, rstd,
+        (const __nv_bfloat162 *)dy, (__nv_bfloat162 *)dx, accumulate);
+    return kernels_launch_check("gpu_rmsnorm_backward: dx", err);
 }

@@ -22,8 +22,11 @@ int gpu_rmsnorm_forward(int64_t rows, int64_t n, const uint16_t *x, const uint16
 
 /* Given dy [rows, n] bf16, the forward's input x and rstd:
  * dx [rows, n] bf16 = (accumulate ? dx : 0) + d/dx, dw [n] fp32 += d/dw
- * (the same formulas as ops_rmsnorm_backward, in fp32). dx may be dy when
- * accumulate is 0. dw's sum over rows runs in a fixed order: repeatable. */
+ * (the same formulas as ops_rmsnorm_backward, in fp32). dw's sum over rows
+ * runs in a fixed order: repeatable.
+ * In place: dx may be dy (the same pointer) when accumulate is 0; dw is
+ * summed from dy before dx is written. Any other overlap between dx or dw
+ * and an input, or between dx and dw, is refused before anything runs. */
 int gpu_rmsnorm_backward(int64_t rows, int64_t n, const uint16_t *x, const uint16_t *w,
                          const float *rstd, const uint16_t *dy, uint16_t *dx, int accumulate,
                          float *dw, void *stream, kpo_error *err);

@@ -1,5 +1,6 @@
 /* SwiGLU: elementwise, grid-stride over rows * n. */
 #include "model/cuda/kernels_common.cuh"
+#include "model/cuda/kernels_alias.h"
 #include "model/cuda/kernels_swiglu.h"
 
 static __device__ inline float swiglu_sigmoid(float x)
@@ -59,6 +60,16 @@ extern "C" int gpu_swiglu_backward(int64_t rows, int64_t n, int64_t ld, const ui
         return KPO_ERR;
     if (rows * n == 0)
         return KPO_OK;
+    /* dgate/dup over gate/up is fine (each thread reads element k of both
+     * before writing element k of either); dgate and dup interleave when
+     * the gate/up product is fused, so only dh is checked against them. */
+    const size_t strided = (size_t)((rows - 1) * ld + n) * 2;
+    const kernels_span in[] = {{"dh", dh, (size_t)(rows * n) * 2}};
+    const kernels_span dgate_out[] = {{"dgate", dgate, strided}};
+    const kernels_span dup_out[] = {{"dup", dup, strided}};
+    if (kernels_check_disjoint("gpu_swiglu_backward", dgate_out, 1, in, 1, err) != KPO_OK ||
+        kernels_check_disjoint("gpu_swiglu_backward", dup_out, 1, in, 1, err) != KPO_OK)
+        return KPO_ERR;
     swiglu_backward_kernel<<<kernels_blocks(rows * n), KERNELS_THREADS, 0, (cudaStream_t)stream>>>(
         rows, n, ld, kernels_bf16(gate), kernels_bf16(up), kernels_bf16(dh), kernels_bf16(dgate),
         kernels_bf16(dup));

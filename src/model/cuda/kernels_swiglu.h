@@ -20,7 +20,9 @@ int gpu_swiglu_forward(int64_t rows, int64_t n, int64_t ld, const uint16_t *gate
 
 /* dh [rows, n] bf16 -> dgate, dup [rows, n] bf16 with row stride ld (the
  * CPU backward's formulas: dup = dh silu(g), dgate = dh u s (1 + g (1 - s)),
- * s = sigmoid(g)). dgate/dup may overwrite gate/up. */
+ * s = sigmoid(g)). In place: dgate may be gate and dup up (each element
+ * is read before it is written); dh must not overlap either output
+ * (refused before anything runs). */
 int gpu_swiglu_backward(int64_t rows, int64_t n, int64_t ld, const uint16_t *gate,
                         const uint16_t *up, const uint16_t *dh, uint16_t *dgate, uint16_t *dup,
                         void *stream, kpo_error *err);

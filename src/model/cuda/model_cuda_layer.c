@@ -179,7 +179,8 @@ int gpu_layer_backward(gpu_model *g, int64_t l, int64_t T, const gpu_attention_s
                                d->dv, ws->ptr, s, err));
     TRY(gpu_rope_apply(&g->rope, T, nq, g->acts.positions, d->dq, 1, s, err));
     TRY(gpu_rope_apply(&g->rope, T, nkv, g->acts.positions, d->dk, 1, s, err));
-    /* d(q_raw), d(k_raw) in place over dq, dk (the kernel allows dx = dy). */
+    /* d(q_raw), d(k_raw) in place over dq, dk: the norm backward sums dw
+     * from dy before its dx overwrites it (kernels_norm.h). */
     TRY(gpu_rmsnorm_backward(T * nq, hd, a->q_raw, gpu_w(g, o->q_norm), a->rstd_q, d->dq, d->dq,
                              0, gpu_g(g, o->q_norm), s, err));
     TRY(gpu_rmsnorm_backward(T * nkv, hd, a->k_raw, gpu_w(g, o->k_norm), a->rstd_k, d->dk, d->dk,
