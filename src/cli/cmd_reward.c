@@ -1,9 +1,13 @@
-/* kpo reward: score one response (stdin) against a gold answer, to inspect
- * what a reward function sees. */
+/* kpo reward: score one response (stdin) against a gold answer, or every
+ * {"response", "gold"} line of a JSONL file, to inspect what a reward
+ * function sees (and to hold kpo's graders against reference ports). */
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <cjson/cJSON.h>
+
 #include "cli/commands.h"
+#include "data/jsonl_reader.h"
 #include "rollout/reward.h"
 #include "tokenizer/text_buf.h"
 
@@ -18,30 +22,90 @@ static char *read_stdin(void)
     return ferror(stdin) ? (text_buf_free(&b), NULL) : text_buf_take(&b);
 }
 
+/* One scored line as JSON: {"score", "correct", "extracted", "pred"}. */
+static int print_result_json(const reward_result *r, kpo_error *err)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o || !cJSON_AddNumberToObject(o, "score", r->score) ||
+        !cJSON_AddBoolToObject(o, "correct", r->correct) ||
+        !cJSON_AddBoolToObject(o, "extracted", r->extracted) ||
+        !cJSON_AddStringToObject(o, "pred", r->pred)) {
+        cJSON_Delete(o);
+        return error_set(err, "kpo reward: out of memory");
+    }
+    char *text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!text)
+        return error_set(err, "kpo reward: out of memory");
+    puts(text);
+    free(text);
+    return KPO_OK;
+}
+
+static const char *string_field(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* Every line of path scored in order, one JSON result per line on stdout. */
+static int score_jsonl(reward_kind kind, const reward_options *opt, const char *path,
+                       kpo_error *err)
+{
+    jsonl_reader r;
+    if (jsonl_open(&r, path, false, err) != KPO_OK)
+        return KPO_ERR;
+    cJSON *line = NULL;
+    int got, status = KPO_OK;
+    while (status == KPO_OK && (got = jsonl_next(&r, &line, err)) == 1) {
+        const char *response = string_field(line, "response"), *gold = string_field(line, "gold");
+        reward_result result;
+        if (!response || !gold)
+            status = error_set(err, "%s:%ld: needs string fields \"response\" and \"gold\"",
+                               path, r.line);
+        else if (reward_score(kind, response, gold, opt, &result, err) != KPO_OK)
+            status = error_prefix(err, "%s:%ld: ", path, r.line);
+        else
+            status = print_result_json(&result, err);
+        cJSON_Delete(line);
+    }
+    if (status == KPO_OK && got < 0)
+        status = KPO_ERR;
+    jsonl_close(&r);
+    return status;
+}
+
 int cmd_reward(int argc, char **argv)
 {
     cli_option options[] = {
         {"kind", "K", "dapo, boxed or kpo (required)", NULL},
-        {"gold", "ANSWER", "the gold answer (required)", NULL},
+        {"gold", "ANSWER", "the gold answer (required without --jsonl)", NULL},
+        {"jsonl", "FILE", "score each {\"response\", \"gold\"} line; one JSON result per line",
+         NULL},
         {"zero-one", NULL, "dapo: score a wrong answer 0 instead of -1", NULL},
         {"explain", NULL, "also print whether an answer was found and the prediction", NULL},
     };
-    cli_command_spec spec = {"reward", "--kind K --gold ANSWER [--zero-one] [--explain] < RESPONSE",
-                             "Print the reward of the response on stdin against the gold answer.",
-                             CLI_OPTIONS(options)};
+    cli_command_spec spec = {
+        "reward", "--kind K (--gold ANSWER < RESPONSE | --jsonl FILE) [--zero-one] [--explain]",
+        "Print the reward of the response on stdin against the gold answer, or of every line "
+        "of a JSONL file.",
+        CLI_OPTIONS(options)};
     int status = command_start_options(&spec, argc, argv);
     if (status >= 0)
         return status;
     kpo_error err;
     reward_kind kind;
-    if (!cli_get(&spec, "kind") || !cli_get(&spec, "gold"))
-        return command_fail("kpo reward: --kind and --gold are required");
+    const char *jsonl = cli_get(&spec, "jsonl");
+    if (!cli_get(&spec, "kind") || !cli_get(&spec, "gold") == !jsonl)
+        return command_fail("kpo reward: --kind and one of --gold and --jsonl are required");
     if (reward_kind_parse(cli_get(&spec, "kind"), &kind, &err) != KPO_OK)
         return command_fail(err.message);
+    reward_options opt = {.zero_one = cli_get(&spec, "zero-one") != NULL};
+    if (jsonl)
+        return score_jsonl(kind, &opt, jsonl, &err) == KPO_OK ? 0 : command_fail(err.message);
     char *response = read_stdin();
     if (!response)
         return command_fail("kpo reward: reading stdin failed");
-    reward_options opt = {.zero_one = cli_get(&spec, "zero-one") != NULL};
     reward_result result;
     status = reward_score(kind, response, cli_get(&spec, "gold"), &opt, &result, &err);
     free(response);

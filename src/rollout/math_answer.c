@@ -318,7 +318,9 @@ int math_normalize_minerva(const char *text, char **out, kpo_error *err)
         {"(\\\\text\\{)(.*?)(\\})", "$2"},
         {"(\\\\textbf\\{)(.*?)(\\})", "$2"},
         {"(\\\\overline\\{)(.*?)(\\})", "$2"},
-        {"(\\\\boxed\\{)(.*?)(\\})", "$2"},
+        /* Greedy, as verl's (.*): a lazy match stops at the first '}' and
+         * turns \boxed{\frac{14}{3}} into \frac{14{3}. */
+        {"(\\\\boxed\\{)(.*)(\\})", "$2"},
         {"(frac)([^{])(.)", "frac{$2}{$3}"},
         {"(sqrt)([^{])", "sqrt{$2}"},
     };
