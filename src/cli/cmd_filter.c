@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "cli/commands.h"
+#include "cli/filter_official_replay.h"
 #include "cli/filter_options.h"
 #include "cli/innov_table.h"
 #include "io/logratio_text.h"
@@ -94,11 +95,17 @@ int cmd_filter(int argc, char **argv)
          NULL},
         {"per-token", NULL, "print rho, K, delta, threshold, clipped for every token (CSV)", NULL},
         {"csv", NULL, "statistics as CSV", NULL},
+        {"width", "N", "--mode official: padded response length (default 4096, verl's "
+                       "response_length)", NULL},
+        {"tolerance", "T", "--mode official: |official - exact| counted as diverged "
+                           "(default 1e-3)", NULL},
     };
-    cli_command_spec spec = {"filter", "RUN.h5 | --input FILE  [--q Q --v V --mode M --kappa K ...]",
+    cli_command_spec spec = {"filter", "RUN.h5 | --input FILE  [--q Q --v V --mode M|official --kappa K ...]",
                              "Replay the Kalman filter on recorded raw log-ratios with the given "
                              "parameters and print the innovation statistics it would have "
-                             "produced (per recorded step and overall).",
+                             "produced (per recorded step and overall). --mode official runs the "
+                             "official KPO code's float32 parallel filter beside the exact one "
+                             "and reports where they part and where it stops being finite.",
                              CLI_OPTIONS(options)};
     const char *positional[1];
     size_t n_positional;
@@ -107,8 +114,16 @@ int cmd_filter(int argc, char **argv)
         return status;
     kpo_error err;
     filter_config cfg;
-    if (filter_options_read(&spec, &cfg, &err) != KPO_OK)
+    int official;
+    official_replay_options replay = {.width = 4096, .tolerance = 1e-3};
+    long long width = replay.width;
+    if (filter_options_read(&spec, &cfg, &official, &err) != KPO_OK ||
+        cli_get_int64(&spec, "width", width, &width, &err) != KPO_OK ||
+        cli_get_double(&spec, "tolerance", replay.tolerance, &replay.tolerance, &err) != KPO_OK)
         return command_fail(err.message);
+    if (width < 1 || width > 1 << 20 || !(replay.tolerance > 0))
+        return command_fail("--width must be in [1, 2^20] and --tolerance > 0");
+    replay.width = width;
     const char *input = cli_get(&spec, "input");
     if ((input != NULL) == (n_positional == 1))
         return command_fail("kpo filter: give either a run file or --input FILE");
@@ -138,7 +153,11 @@ int cmd_filter(int argc, char **argv)
                 return command_fail(message);
             }
     int csv = cli_get(&spec, "csv") != NULL;
-    if (cli_get(&spec, "per-token")) {
+    if (official) {
+        replay.per_token = cli_get(&spec, "per-token") != NULL;
+        replay.one_batch = input != NULL;
+        status = filter_official_replay(&cfg, &samples, &replay, source, &err);
+    } else if (cli_get(&spec, "per-token")) {
         status = print_per_token(&cfg, &samples, &err);
     } else {
         char description[256];

@@ -3,12 +3,52 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli/commands.h"
 #include "core/parse.h"
+#include "filter/filter_official.h"
 #include "filter/gain.h"
 
 static const char DEFAULT_TOKENS[] = "1,2,3,5,10,20,50,100,200,500,1000,2000,4096";
+
+/* --mode official: the official code's gains over --length tokens (the
+ * padded width verl computes them for), *official NULL without it. */
+static int read_official(const cli_command_spec *spec, float **official, int64_t *length,
+                         int64_t *horizon, double q, double v, double p0, kpo_error *err)
+{
+    const char *mode = cli_get(spec, "mode");
+    long long n = 4096;
+    if (!mode)
+        return KPO_OK;
+    if (strcmp(mode, "official") != 0)
+        return error_set(err, "--mode: '%s' is not a gain mode (the only one is official)", mode);
+    if (cli_get_int64(spec, "length", n, &n, err) != KPO_OK)
+        return KPO_ERR;
+    if (n < 1 || n > 100000000)
+        return error_set(err, "--length: must be in [1, 1e8], got %lld", n);
+    *official = malloc((size_t)n * sizeof **official);
+    if (!*official)
+        return error_set(err, "out of memory for %lld gains", n);
+    filter_official_gains(q, v, p0, n, *official);
+    *length = n;
+    if (*horizon < n)
+        *horizon = n;
+    return KPO_OK;
+}
+
+static void print_official_summary(const float *official, int64_t length)
+{
+    const int64_t bad = filter_official_first_nonfinite(official, length);
+    printf("official code's gains (float32 closed form, kalman_gains_nonsteady_1d, %lld "
+           "tokens):\n", (long long)length);
+    if (bad < length)
+        printf("  not finite from token %lld on: x_hat is NaN there in every row of a batch "
+               "padded to %lld, so the loss is NaN and verl skips the update\n",
+               (long long)bad + 1, (long long)length);
+    else
+        printf("  finite through token %lld\n", (long long)length);
+}
 
 int cmd_gain(int argc, char **argv)
 {
@@ -19,8 +59,12 @@ int cmd_gain(int argc, char **argv)
         {"kappa", "K", "saturation multiplier for the thresholds (default 3)", NULL},
         {"tokens", "LIST", "token positions to tabulate (default 1,2,3,5,...,4096)", NULL},
         {"csv", NULL, "print the transient table as CSV", NULL},
+        {"mode", "official", "also the official KPO code's float32 closed-form gains, and "
+                             "where they stop being finite", NULL},
+        {"length", "T", "official: the padded length the gains are computed for (default 4096)",
+         NULL},
     };
-    cli_command_spec spec = {"gain", "--q Q --v V [--p0 P0] [--kappa K] [--tokens LIST] [--csv]",
+    cli_command_spec spec = {"gain", "--q Q --v V [--p0 P0] [--kappa K] [--tokens LIST] [--csv] [--mode official]",
                              "Kalman gain K_t of the random-walk filter over the first tokens, "
                              "its steady state, memory, innovation sigma and saturation "
                              "thresholds.",
@@ -62,6 +106,12 @@ int cmd_gain(int argc, char **argv)
             horizon = tokens[k];
     }
 
+    float *official = NULL;
+    int64_t length = 0;
+    if (read_official(&spec, &official, &length, &horizon, q, v, p0, &err) != KPO_OK) {
+        free(tokens);
+        return command_fail(err.message);
+    }
     const double ratio = q / v, k_inf = gain_steady(ratio);
     const double prior_inf = gain_steady_prior_variance(q, v), sigma_inf = sqrt(prior_inf + v);
     const int csv = cli_get(&spec, "csv") != NULL;
@@ -79,11 +129,15 @@ int cmd_gain(int argc, char **argv)
         printf("  innovation sigma sqrt(M+V) %.6g\n", sigma_inf);
         printf("  threshold, mode sigma      %.6g  (kappa * sigma_inf)\n", kappa * sigma_inf);
         printf("  threshold, mode sqrtv      %.6g  (kappa * sqrt(V))\n", kappa * sqrt(v));
+        if (official)
+            print_official_summary(official, length);
         printf("transient from P0 (sigma_t = sqrt(P_{t-1} + Q + V); data weight = "
                "1 - prod(1 - K_j)):\n");
-        printf("%8s %12s %10s %12s %12s\n", "token", "K_t", "sigma_t", "threshold", "data_weight");
+        printf("%8s %12s %10s %12s %12s%s\n", "token", "K_t", "sigma_t", "threshold",
+               "data_weight", official ? "  K_t_official" : "");
     } else {
-        printf("token,gain,sigma,threshold_sigma,threshold_sqrtv,data_weight\n");
+        printf("token,gain,sigma,threshold_sigma,threshold_sqrtv,data_weight%s\n",
+               official ? ",gain_official" : "");
     }
     /* One pass to the largest requested position, printing as it goes. */
     double k_prev = p0 / v, remaining = 1.0;
@@ -96,14 +150,22 @@ int cmd_gain(int argc, char **argv)
             if (tokens[k] != t)
                 continue;
             if (csv)
-                printf("%lld,%.17g,%.17g,%.17g,%.17g,%.17g\n", (long long)t, gain, sigma,
+                printf("%lld,%.17g,%.17g,%.17g,%.17g,%.17g", (long long)t, gain, sigma,
                        kappa * sigma, kappa * sqrt(v), 1 - remaining);
             else
-                printf("%8lld %12.6g %10.6g %12.6g %12.6g\n", (long long)t, gain, sigma,
+                printf("%8lld %12.6g %10.6g %12.6g %12.6g", (long long)t, gain, sigma,
                        kappa * sigma, 1 - remaining);
+            if (official && t <= length && isnan(official[t - 1]))
+                printf(csv ? ",nan" : "  %12s", "NaN"); /* not glibc's sign-carrying "-nan" */
+            else if (official && t <= length)
+                printf(csv ? ",%.9g" : "  %12.6g", (double)official[t - 1]);
+            else if (official)
+                printf(csv ? "," : "  %12s", "");
+            printf("\n");
             break;
         }
     }
     free(tokens);
+    free(official);
     return 0;
 }

@@ -163,7 +163,7 @@ int cmd_simulate(int argc, char **argv)
     const char *out_path = cli_get(&spec, "out");
     if (!out_path)
         return command_fail("kpo simulate: --out RUN.h5 is required");
-    if (filter_options_read(&spec, &fc, &err) != KPO_OK ||
+    if (filter_options_read(&spec, &fc, NULL, &err) != KPO_OK ||
         read_synth_options(&spec, &sc, &steps, &samples, &err) != KPO_OK)
         return command_fail(err.message);
 

@@ -1,12 +1,21 @@
 #include "cli/filter_options.h"
 
 #include <stdio.h>
+#include <string.h>
 
-int filter_options_read(const cli_command_spec *spec, filter_config *cfg, kpo_error *err)
+int filter_options_read(const cli_command_spec *spec, filter_config *cfg, int *official,
+                        kpo_error *err)
 {
     filter_config_default(cfg);
     long long iterations = cfg->iterations;
     const char *mode = cli_get(spec, "mode");
+    if (official) {
+        /* The official code's filter has no saturation: its exact twin is
+         * mode none with the same q, v, p0 and x0. */
+        *official = mode && strcmp(mode, "official") == 0;
+        if (*official)
+            mode = NULL;
+    }
     if (cli_get_double(spec, "q", cfg->q, &cfg->q, err) != KPO_OK ||
         cli_get_double(spec, "v", cfg->v, &cfg->v, err) != KPO_OK ||
         cli_get_double(spec, "kappa", cfg->kappa, &cfg->kappa, err) != KPO_OK ||

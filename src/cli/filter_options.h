@@ -9,8 +9,8 @@
 #define FILTER_CLI_OPTIONS                                                                   \
     {"q", "Q", "process noise variance Q >= 0 (default 1e-6)", NULL},                        \
     {"v", "V", "measurement noise variance V > 0 (default 1)", NULL},                        \
-    {"mode", "MODE", "saturation: none, sigma, sqrtv, iterated, adaptive (default none)",     \
-     NULL},                                                                                  \
+    {"mode", "MODE", "saturation: none, sigma, sqrtv, iterated, adaptive (default none; "     \
+                     "kpo filter also takes official)", NULL},                               \
     {"kappa", "K", "saturation threshold multiplier > 0 (default 3)", NULL},                 \
     {"rho0", "X", "initial state of each response (default 0)", NULL},                       \
     {"p0", "P", "initial variance of each response (default 0)", NULL},                      \
@@ -22,8 +22,10 @@
     {"lambda-energy", "L", "adaptive: forgetting factor of the energy (default 0.9)", NULL}
 
 /* Reads the options above into cfg (starting from the defaults) and
- * validates the result. */
-int filter_options_read(const cli_command_spec *spec, filter_config *cfg, kpo_error *err);
+ * validates the result. With official not NULL, --mode official is
+ * accepted: *official is set and cfg gets mode none (the exact twin). */
+int filter_options_read(const cli_command_spec *spec, filter_config *cfg, int *official,
+                        kpo_error *err);
 
 /* "q=0.01 v=1 mode=sigma kappa=3 ..." for headers and run-file configs. */
 void filter_options_describe(const filter_config *cfg, char *out, size_t size);
