@@ -34,6 +34,13 @@ void adamw_free(adamw_state *s)
 
 double adamw_lr_at(const adamw_config *c, int64_t step)
 {
+    if (c->schedule == ADAMW_SCHEDULE_VERL) {
+        const int64_t per = c->updates_per_rollout > 0 ? c->updates_per_rollout : 1;
+        const int64_t rollout = (step - 1) / per; /* rollout steps already scheduled */
+        if (c->warmup_steps > 0 && rollout < c->warmup_steps)
+            return c->lr * (double)rollout / (double)c->warmup_steps;
+        return c->lr;
+    }
     if (c->warmup_steps > 0 && step < c->warmup_steps)
         return c->lr * (double)step / (double)c->warmup_steps;
     return c->lr;

@@ -1,6 +1,7 @@
 /* AdamW (Loshchilov & Hutter) with decoupled weight decay that skips the
  * RMSNorm gains, bias-corrected moments, global gradient-norm clipping and
- * a linear-warmup-then-constant learning rate. */
+ * a linear-warmup-then-constant learning rate, counted in optimizer steps
+ * or, as verl counts it, in rollout steps. */
 #ifndef KPO_MODEL_OPTIMIZER_ADAMW_H
 #define KPO_MODEL_OPTIMIZER_ADAMW_H
 
@@ -9,9 +10,19 @@
 #include "model/adamw_update.h"
 #include "model/model.h"
 
+/* What the warmup counts.
+ *   UPDATES: optimizer steps; step t < W runs at lr t / W (from lr / W up).
+ *   VERL: rollout steps, as verl's get_constant_schedule_with_warmup does
+ *         when its scheduler steps once per rollout batch: every update of
+ *         rollout step r (0-based: the r-th batch) runs at lr r / W while
+ *         r < W, so the first batch's updates run at lr 0. */
+typedef enum adamw_schedule { ADAMW_SCHEDULE_UPDATES = 0, ADAMW_SCHEDULE_VERL } adamw_schedule;
+
 typedef struct adamw_config {
     double lr;           /* peak learning rate */
-    int64_t warmup_steps; /* linear ramp from lr / warmup_steps to lr */
+    int64_t warmup_steps; /* W: the ramp's length, in what the schedule counts */
+    adamw_schedule schedule;
+    int64_t updates_per_rollout; /* VERL: optimizer steps per rollout step (the mini-batches) */
     double beta1, beta2, eps;
     double weight_decay;
     double max_grad_norm; /* <= 0: no clipping */

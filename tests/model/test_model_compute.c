@@ -228,6 +228,17 @@ static void test_adamw(void **state)
     assert_true(fabs(adamw_lr_at(&c, 1) - 2.5e-3) < 1e-12);
     assert_true(fabs(adamw_lr_at(&c, 4) - 1e-2) < 1e-12);
     assert_true(fabs(adamw_lr_at(&c, 100) - 1e-2) < 1e-12);
+    /* verl's schedule: warmup over rollout steps of 3 updates each; the
+     * scheduler has not stepped during the first batch (lr 0), then 1/4,
+     * 2/4, 3/4 of the peak, then the peak. */
+    adamw_config verl = c;
+    verl.schedule = ADAMW_SCHEDULE_VERL;
+    verl.updates_per_rollout = 3;
+    const double want[] = {0, 0, 0, 0.25, 0.25, 0.25, 0.5, 0.5, 0.5, 0.75, 0.75, 0.75, 1, 1};
+    for (int64_t step = 1; step <= 14; step++)
+        assert_true(fabs(adamw_lr_at(&verl, step) - want[step - 1] * 1e-2) < 1e-15);
+    verl.warmup_steps = 0; /* int(0.05 * 16) = 0 in the paper's 16-step runs */
+    assert_true(adamw_lr_at(&verl, 1) == 1e-2);
     adamw_state s;
     assert_int_equal(adamw_init(&s, &m, &c, &err), KPO_OK);
     for (int64_t i = 0; i < g.n_params; i++)
