@@ -117,6 +117,64 @@ kpo_run_forwarding() {
   return "$status"
 }
 
+# One INI value (section, key) from the last of the files that sets it, as
+# kpo reads them (later files override earlier ones; a ';' after blanks
+# starts a comment); empty when none sets it.
+kpo_ini_get() {
+  local section=$1 key=$2 file value=""
+  shift 2
+  for file in "$@"; do
+    local found
+    found=$(awk -v want="$section" -v key="$key" '
+      /^[ \t]*[;#]/ { next }
+      /^[ \t]*\[/ { gsub(/[][ \t]/, ""); in_section = ($0 == want); next }
+      in_section { split($0, kv, "="); k = kv[1]; gsub(/[ \t]/, "", k)
+                   if (k == key) { v = substr($0, index($0, "=") + 1); sub(/[ \t]+;.*$/, "", v)
+                                   gsub(/^[ \t]+|[ \t]+$/, "", v); last = v } }
+      END { if (last != "") print last }' "$file")
+    if [ -n "$found" ]; then value=$found; fi
+  done
+  echo "$value"
+}
+
+# GPUs per node of this allocation, empty when Slurm does not say:
+# SLURM_GPUS_ON_NODE (any GPU request), else --gpus-per-node ([type:]N).
+kpo_node_gpus() {
+  if [ -n "${SLURM_GPUS_ON_NODE:-}" ]; then
+    echo "$SLURM_GPUS_ON_NODE"
+  elif [ -n "${SLURM_GPUS_PER_NODE:-}" ]; then
+    echo "${SLURM_GPUS_PER_NODE##*:}"
+  fi
+}
+
+# DEVICE is cpu or cuda (kpo's run.device, kpo eval's --device). With cuda
+# each rank takes the GPU numbered by its index on its node (modulo the GPUs
+# it sees), so the jobs run one rank per GPU. Says how the allocation
+# matches that, and stops here, before kpo loads the model to find out,
+# when Slurm gave the node no GPU at all.
+kpo_check_device() {
+  local device=$1 gpus tasks
+  case "$device" in
+    cpu) return 0 ;;
+    cuda) ;;
+    *) kpo_die "device $device: use cpu or cuda" ;;
+  esac
+  gpus=$(kpo_node_gpus)
+  tasks=${SLURM_NTASKS_PER_NODE:-}
+  if [ -z "$tasks" ] && [ -n "${SLURM_NTASKS:-}" ] && [ -n "${SLURM_JOB_NUM_NODES:-}" ]; then
+    tasks=$(((SLURM_NTASKS + SLURM_JOB_NUM_NODES - 1) / SLURM_JOB_NUM_NODES))
+  fi
+  if [ "${gpus:-}" = 0 ]; then
+    kpo_die "device cuda, but the job has no GPU (sbatch --gpus-per-node=N, or --device cpu)"
+  elif [ -z "$gpus" ] || [ -z "$tasks" ]; then
+    kpo_log "device cuda: one GPU per rank, by the rank's index on its node (GPUs per node: ${gpus:-not given by Slurm})"
+  elif [ "$gpus" -lt "$tasks" ]; then
+    kpo_log "warning: device cuda with $tasks rank(s) per node on $gpus GPU(s): ranks share GPUs (sbatch --gpus-per-node=$tasks gives each its own)"
+  else
+    kpo_log "device cuda: $tasks rank(s) per node, one GPU each ($gpus GPU(s) per node)"
+  fi
+}
+
 # Slurm job facts for the log: nodes, tasks, GPUs.
 kpo_describe_allocation() {
   if [ -n "${SLURM_JOB_ID:-}" ]; then

@@ -15,9 +15,12 @@
 #   --data FILE              [KPO_TRAIN_DATA] training JSONL (paper)
 #   --bench NAME=FILE        [KPO_BENCHES] evaluation benchmark, repeatable (paper)
 #   --conditions "A B ..."   [KPO_CONDITIONS] default: kpo-strong kpo-weak is-kpo-weak opt0 opt1 grpo gspo
+#   --device cpu|cuda        [KPO_DEVICE] training's run.device and eval's --device
+#                            (default cuda at paper scale, cpu at tiny scale)
 #   --nodes N  --ntasks-per-node N  --gpus-per-node N  --cpus-per-task N  --time T
 #                            resources of the training and eval jobs (paper: 1 x 8 x 8 x 8;
-#                            tiny: 1 x 2 x 0 x 1)
+#                            tiny: 1 x 2 x 0 x 1); on cuda one rank per GPU: either
+#                            count defaults to the other
 #   --rollout-nodes N        [KPO_ROLLOUT_NODES] the last N nodes of each training job sample
 #   --set SECTION.KEY=V      training override for every condition (repeatable)
 #   --eval-arg ARG           extra kpo eval argument (repeatable), e.g. --eval-arg=--arith-problems=32
@@ -41,6 +44,8 @@ BENCHES=()
 if [ -n "${KPO_BENCHES:-}" ]; then read -r -a BENCHES <<<"$KPO_BENCHES"; fi
 NODES="" TASKS_PER_NODE="" GPUS_PER_NODE="" CPUS_PER_TASK="" TIME_LIMIT=""
 ROLLOUT_NODES=${KPO_ROLLOUT_NODES:-}
+DEVICE=${KPO_DEVICE:-}
+JOB_DEVICE=""  # DEVICE, else the scale's
 TRAIN_SETS=()
 EVAL_ARGS=()
 SBATCH_ARGS=()
@@ -73,6 +78,7 @@ parse_args() {
       --cpus-per-task) CPUS_PER_TASK=$2 ;;
       --time) TIME_LIMIT=$2 ;;
       --rollout-nodes) ROLLOUT_NODES=$2 ;;
+      --device) DEVICE=$2 ;;
       --set) TRAIN_SETS+=("$2") ;;
       --eval-arg) EVAL_ARGS+=("$2") ;;
       --sbatch-arg) SBATCH_ARGS+=("$2") ;;
@@ -84,17 +90,26 @@ parse_args() {
     [ $# -ge 2 ] || kpo_die "$1 needs a value"
     shift 2
   done
+  local ranks
   case "$SCALE" in
     paper)
-      NODES=${NODES:-1} TASKS_PER_NODE=${TASKS_PER_NODE:-8} GPUS_PER_NODE=${GPUS_PER_NODE:-8}
-      CPUS_PER_TASK=${CPUS_PER_TASK:-8}
+      NODES=${NODES:-1} CPUS_PER_TASK=${CPUS_PER_TASK:-8} JOB_DEVICE=${DEVICE:-cuda} ranks=8
       [ -n "$MODEL" ] || kpo_die "paper scale needs --model DIR (Qwen3-4B-Base, HF format) or KPO_MODEL"
       [ -n "$DATA" ] || kpo_die "paper scale needs --data FILE (DAPO-Math-17k JSONL) or KPO_TRAIN_DATA"
       [ ${#BENCHES[@]} -gt 0 ] || kpo_die "paper scale needs --bench NAME=FILE for each benchmark (or KPO_BENCHES)" ;;
     tiny)
-      NODES=${NODES:-1} TASKS_PER_NODE=${TASKS_PER_NODE:-2} GPUS_PER_NODE=${GPUS_PER_NODE:-0}
-      CPUS_PER_TASK=${CPUS_PER_TASK:-1} TIME_LIMIT=${TIME_LIMIT:-01:00:00} ;;
+      NODES=${NODES:-1} CPUS_PER_TASK=${CPUS_PER_TASK:-1} TIME_LIMIT=${TIME_LIMIT:-01:00:00}
+      JOB_DEVICE=${DEVICE:-cpu} ranks=2 ;;
     *) kpo_die "--scale $SCALE: use paper or tiny" ;;
+  esac
+  case "$JOB_DEVICE" in
+    cuda)
+      # One rank per GPU (kpo gives each rank the GPU of its index on the node).
+      GPUS_PER_NODE=${GPUS_PER_NODE:-${TASKS_PER_NODE:-$ranks}}
+      TASKS_PER_NODE=${TASKS_PER_NODE:-$GPUS_PER_NODE}
+      [ "$GPUS_PER_NODE" -gt 0 ] || kpo_die "device cuda with --gpus-per-node 0: ask for GPUs, or --device cpu" ;;
+    cpu) TASKS_PER_NODE=${TASKS_PER_NODE:-$ranks} GPUS_PER_NODE=${GPUS_PER_NODE:-0} ;;
+    *) kpo_die "--device $JOB_DEVICE: use cpu or cuda" ;;
   esac
 }
 
@@ -128,9 +143,11 @@ main() {
   export KPO_ROOT KPO_BIN=$kpo KPO_SCALE=$SCALE KPO_RUNS=$RUNS
   if [ -n "$DATA" ]; then export KPO_TRAIN_DATA=$DATA; fi
   if [ -n "$ROLLOUT_NODES" ]; then export KPO_ROLLOUT_NODES=$ROLLOUT_NODES; fi
+  # Only a device asked for: otherwise each job takes its scale's (and a --set run.device holds).
+  if [ -n "$DEVICE" ]; then export KPO_DEVICE=$DEVICE; fi
   resources
   local logs="$RUNS/logs" prep_dependency=() condition train_id eval_id eval_ids=() analysis_id
-  kpo_log "scale $SCALE; runs, logs and tables under $RUNS; kpo $kpo"
+  kpo_log "scale $SCALE, device $JOB_DEVICE ($NODES node(s) x $TASKS_PER_NODE rank(s), $GPUS_PER_NODE GPU(s) per node); runs, logs and tables under $RUNS; kpo $kpo"
 
   if [ "$SCALE" = tiny ] && [ -z "$MODEL" ]; then
     MODEL="$RUNS/tiny/sft-model"

@@ -17,6 +17,8 @@
 #   --out DIR              KPO_OUT: this run's directory (default $KPO_RUNS/CONDITION)
 #   --rollout-nodes N      KPO_ROLLOUT_NODES: the last N nodes sample, the others learn
 #   --rollout-ranks N      KPO_ROLLOUT_RANKS: the last N ranks sample (0: every rank both)
+#   --device cpu|cuda      KPO_DEVICE: run.device (default: the configs', cuda at paper
+#                          scale, cpu at tiny); cuda takes one GPU per rank
 #   --set SECTION.KEY=V    a config override (repeatable)
 #   --dry-run              print what would run and stop
 # Launcher: KPO_LAUNCHER=srun|mpirun|none, KPO_SRUN_MPI (pmix), KPO_LAUNCHER_ARGS.
@@ -39,6 +41,7 @@ RUNS=${KPO_RUNS:-}
 OUT=${KPO_OUT:-}
 ROLLOUT_NODES=${KPO_ROLLOUT_NODES:-}
 ROLLOUT_RANKS=${KPO_ROLLOUT_RANKS:-}
+DEVICE=${KPO_DEVICE:-}
 DRY_RUN=0
 OVERRIDES=()
 PASSTHROUGH=()
@@ -53,6 +56,7 @@ parse_args() {
       --out) OUT=$2; shift 2 ;;
       --rollout-nodes) ROLLOUT_NODES=$2; shift 2 ;;
       --rollout-ranks) ROLLOUT_RANKS=$2; shift 2 ;;
+      --device) DEVICE=$2; shift 2 ;;
       --set) OVERRIDES+=("$2"); shift 2 ;;
       --set=*) OVERRIDES+=("${1#--set=}"); shift ;;
       --dry-run) DRY_RUN=1; shift ;;
@@ -122,6 +126,20 @@ resolve_paths() {
   done
 }
 
+# DEVICE as kpo will resolve run.device: --device (KPO_DEVICE), else the
+# last --set run.device=..., else the configs (base-paper.ini: cuda,
+# tiny.ini: cpu), else kpo's default, cpu. The command passes it explicitly,
+# so what the log shows is what runs.
+resolve_device() {
+  local override from_sets=""
+  for override in "${OVERRIDES[@]}"; do
+    case "$override" in run.device=*) from_sets=${override#run.device=} ;; esac
+  done
+  DEVICE=${DEVICE:-${from_sets:-$(kpo_ini_get run device "${CONFIGS[@]}")}}
+  DEVICE=${DEVICE:-cpu}
+  kpo_check_device "$DEVICE"
+}
+
 # Sets RESUME (0/1); a run file without any checkpoint cannot be resumed,
 # so it is moved aside and the run starts again.
 resolve_resume() {
@@ -152,6 +170,7 @@ main() {
     exit 0
   fi
   resolve_roles
+  resolve_device
   resolve_resume
 
   local -a args=(train "${CONFIGS[@]}" --set "run.out=$OUT" --set "model.path=$MODEL")
@@ -159,13 +178,13 @@ main() {
   if [ -n "$ROLLOUT_RANKS" ]; then args+=(--set "rollout.ranks=$ROLLOUT_RANKS"); fi
   local override
   for override in "${OVERRIDES[@]}"; do args+=(--set "$override"); done
-  args+=("${PASSTHROUGH[@]}")
+  args+=(--set "run.device=$DEVICE" "${PASSTHROUGH[@]}")
   if [ "$RESUME" -eq 1 ]; then args+=(--resume); fi
 
   kpo_launch_words
   # One OpenMP thread per CPU Slurm gave each task; more would oversubscribe.
   export OMP_NUM_THREADS=${OMP_NUM_THREADS:-${SLURM_CPUS_PER_TASK:-1}}
-  kpo_log "condition $CONDITION, scale $SCALE, run directory $OUT, OMP_NUM_THREADS=$OMP_NUM_THREADS"
+  kpo_log "condition $CONDITION, scale $SCALE, device $DEVICE, run directory $OUT, OMP_NUM_THREADS=$OMP_NUM_THREADS"
   kpo_show "${KPO_LAUNCH[@]}" "$kpo" "${args[@]}"
   if [ "$DRY_RUN" -eq 1 ]; then exit 0; fi
   mkdir -p "$OUT"

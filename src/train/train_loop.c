@@ -13,6 +13,7 @@
 #include "comm/comm_roles.h"
 #include "core/file_util.h"
 #include "core/timer.h"
+#include "cuda/cuda_probe.h"
 #include "io/checkpoint.h"
 #include "io/runfile.h"
 #include "learner/learner_step.h"
@@ -237,9 +238,36 @@ static double group_spread_fraction(const rl_batch *b, int G)
     return groups ? (double)varied / (double)groups : NAN;
 }
 
+/* What a step cost this rank besides the rollout's and the learner's own
+ * timings. */
+typedef struct step_costs {
+    double sync_seconds, step_seconds;
+    /* cuda: the most bytes in use on this rank's GPU among the samples taken
+     * after each phase; 0 on the cpu; NaN when a sample failed. */
+    double gpu_peak_bytes;
+} step_costs;
+
+static const double GIB = 1024.0 * 1024.0 * 1024.0;
+
+/* cudart keeps no high-water mark, so the step's peak is the max of samples
+ * taken after each phase: memory a phase allocates and frees inside itself
+ * is missed. A failed query loses the number, not the run: the peak of the
+ * step reads NaN. */
+static void sample_gpu_memory(const trainer *t, step_costs *c)
+{
+    if (t->dev.gpu < 0 || t->roles.world_rank != 0) /* rank 0 alone records it */
+        return;
+    size_t used = 0;
+    kpo_error ignored;
+    if (cuda_memory_used_bytes(t->dev.gpu, &used, &ignored) != KPO_OK)
+        c->gpu_peak_bytes = NAN;
+    else if ((double)used > c->gpu_peak_bytes) /* false once NaN: it stays NaN */
+        c->gpu_peak_bytes = (double)used;
+}
+
+/* Every name here is documented in docs/runfile.md (tests/e2e/test_runfile_metrics_doc.py). */
 static int record_step(trainer *t, int64_t step, const rl_batch *batch, const rollout_stats *rs,
-                       const learner_metrics *lm, double sync_seconds, double step_seconds,
-                       kpo_error *err)
+                       const learner_metrics *lm, const step_costs *c, kpo_error *err)
 {
     const objective_metrics *o = &lm->objective;
     double reward = 0;
@@ -274,9 +302,10 @@ static int record_step(trainer *t, int64_t step, const rl_batch *batch, const ro
         {"time_rollout", rs->seconds},
         {"time_old_logprobs", lm->old_logprob_seconds},
         {"time_learn", lm->learn_seconds},
-        {"time_sync", sync_seconds},
-        {"time_step", step_seconds},
-        {"tokens_per_second", rs->response_tokens / step_seconds},
+        {"time_sync", c->sync_seconds},
+        {"time_step", c->step_seconds},
+        {"tokens_per_second", rs->response_tokens / c->step_seconds},
+        {"gpu_memory_peak_gib", c->gpu_peak_bytes / GIB},
         {"prompts_skipped_long", (double)t->data.skipped_long},
     };
     if (runfile_append_minibatch_stats(t->rf, step, lm->minibatch_innovation, lm->n_minibatches,
@@ -290,9 +319,12 @@ static int record_step(trainer *t, int64_t step, const rl_batch *batch, const ro
                                sizeof metrics / sizeof metrics[0], err);
 }
 
+/* One line per step: the learning signal, then where the time went (the
+ * phases do not add up to the step: the gather and reductions are between
+ * them) and, on cuda, this rank's GPU memory peak. */
 static void print_progress(const trainer *t, int64_t step, const rl_batch *batch,
                            const rollout_stats *rs, const learner_metrics *lm,
-                           double step_seconds)
+                           const step_costs *c)
 {
     const objective_metrics *o = &lm->objective;
     double reward = 0;
@@ -300,17 +332,21 @@ static void print_progress(const trainer *t, int64_t step, const rl_batch *batch
         reward += batch->reward[i] / (double)batch->n;
     double elapsed = timer_now() - t->started;
     double eta = elapsed / (double)(step - t->first_step + 1) * (double)(t->s->steps - step);
+    char memory[32] = "";
+    if (t->dev.gpu >= 0)
+        snprintf(memory, sizeof memory, "  gpu %.1fGiB", c->gpu_peak_bytes / GIB);
     printf("step %3lld/%lld  reward %+.3f  acc %.3f  loss %+.3e  kurt %6.2f  clip %.2e  "
-           "tok/s %6.0f  %.1fs  ETA %.0fs\n",
+           "tok/s %6.0f  %.1fs [roll %.1f logp %.1f learn %.1f sync %.1f]%s  ETA %.0fs\n",
            (long long)step, (long long)t->s->steps, reward, rs->correct / rs->responses, o->loss,
            innov_stats_kurtosis(&o->innovation), innov_stats_clip_fraction(&o->innovation),
-           rs->response_tokens / step_seconds, step_seconds, eta);
+           rs->response_tokens / c->step_seconds, c->step_seconds, rs->seconds,
+           lm->old_logprob_seconds, lm->learn_seconds, c->sync_seconds, memory, eta);
     fflush(stdout);
 }
 
 /* One step on this rank. */
 static int train_step(trainer *t, int64_t step, rollout_stats *rs, learner_metrics *lm,
-                      rl_batch *batch, double *sync_seconds, kpo_error *err)
+                      rl_batch *batch, step_costs *costs, kpo_error *err)
 {
     const train_settings *s = t->s;
     rl_batch local = {0};
@@ -321,16 +357,19 @@ static int train_step(trainer *t, int64_t step, rollout_stats *rs, learner_metri
         status = train_rollout_step(&t->dev.backend, &t->data, s, step,
                                     t->roles.rollout_rank * per_rank, per_rank, &local, rs, err);
     }
+    sample_gpu_memory(t, costs);
     if (status == KPO_OK)
         status = comm_allgather_batch(MPI_COMM_WORLD, &local, batch, err);
     rl_batch_free(&local);
     reduce_rollout_stats(MPI_COMM_WORLD, rs);
     if (status == KPO_OK && t->roles.is_learner)
         status = learner_step(&t->dev.backend, &s->learner, batch, &t->dev.lcomm, lm, err);
+    sample_gpu_memory(t, costs);
     double t0 = timer_now();
     if (status == KPO_OK)
         status = train_device_sync_weights(&t->dev, &t->roles, err);
-    *sync_seconds = timer_now() - t0;
+    costs->sync_seconds = timer_now() - t0;
+    sample_gpu_memory(t, costs);
     return status;
 }
 
@@ -358,14 +397,15 @@ int train_run(const train_settings *s, const config *cfg, int resume, MPI_Comm w
     learner_metrics lm = {0};
     outcome->last_step = t.first_step - 1;
     for (int64_t step = t.first_step; status == KPO_OK && step <= s->steps; step++) {
-        double t0 = timer_now(), sync_seconds = 0;
+        double t0 = timer_now();
+        step_costs costs = {0};
         rollout_stats rs;
         rl_batch batch = {0};
-        status = train_step(&t, step, &rs, &lm, &batch, &sync_seconds, err);
-        double step_seconds = timer_now() - t0;
+        status = train_step(&t, step, &rs, &lm, &batch, &costs, err);
+        costs.step_seconds = timer_now() - t0;
         if (status == KPO_OK && t.roles.world_rank == 0) {
-            status = record_step(&t, step, &batch, &rs, &lm, sync_seconds, step_seconds, err);
-            print_progress(&t, step, &batch, &rs, &lm, step_seconds);
+            status = record_step(&t, step, &batch, &rs, &lm, &costs, err);
+            print_progress(&t, step, &batch, &rs, &lm, &costs);
         }
         rl_batch_free(&batch);
         if (status != KPO_OK)
