@@ -139,21 +139,6 @@ int comm_nccl_select_device(MPI_Comm world, int *device, kpo_error *err)
     return KPO_OK;
 }
 
-/* Every rank learns whether all succeeded; on a peer's failure the others
- * get a message naming the first rank that failed. */
-static int agree(MPI_Comm comm, int status, const char *what, kpo_error *err)
-{
-    int rank;
-    MPI_Comm_rank(comm, &rank);
-    int mine[2] = {status == KPO_OK ? 1 : 0, rank}, first[2];
-    MPI_Allreduce(mine, first, 1, MPI_2INT, MPI_MINLOC, comm);
-    if (first[0] == 1)
-        return KPO_OK;
-    if (status == KPO_OK)
-        return error_set(err, "%s: rank %d could not join (see its message)", what, first[1]);
-    return KPO_ERR;
-}
-
 static int local_setup(comm_nccl *c, kpo_error *err)
 {
     if (cuda_require_device(err))
@@ -172,7 +157,7 @@ static int nccl_join(comm_nccl *c, kpo_error *err)
         if (rc != ncclSuccess)
             status = error_set(err, "ncclGetUniqueId: %s", ncclGetErrorString(rc));
     }
-    if (agree(c->mpi, status, "NCCL bootstrap", err))
+    if (comm_agree(c->mpi, status, "NCCL bootstrap", err))
         return KPO_ERR;
     MPI_Bcast(&id, (int)sizeof id, MPI_BYTE, 0, c->mpi);
     ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
@@ -193,13 +178,13 @@ int comm_nccl_init(comm_nccl **out, MPI_Comm comm, double timeout_s, kpo_error *
     MPI_Comm_rank(comm, &c->rank);
     MPI_Comm_size(comm, &c->size);
     int status = local_setup(c, err);
-    if (agree(comm, status, "NCCL init", err) == KPO_OK)
+    if (comm_agree(comm, status, "NCCL init", err) == KPO_OK)
         status = nccl_join(c, err);
     else
         status = KPO_ERR;
     /* The NCCL init can fail on some ranks only (e.g. a duplicate GPU is
      * seen late): agree again so nobody goes on alone. */
-    if (agree(comm, status, "NCCL init", err) != KPO_OK) {
+    if (comm_agree(comm, status, "NCCL init", err) != KPO_OK) {
         comm_nccl_abort(c); /* a communicator made here has no peers to finalize with */
         comm_nccl_free(c);
         return KPO_ERR;

@@ -1,3 +1,5 @@
+/* Ranks into roles (learner, rollout, weight sync communicators), and the
+ * job-wide agreement and abort every rank relies on. */
 #include "comm/comm_roles.h"
 
 #include <stdio.h>
@@ -60,4 +62,17 @@ _Noreturn void comm_abort_all(const char *message)
     if (initialized && !finalized)
         MPI_Abort(MPI_COMM_WORLD, 1);
     exit(1);
+}
+
+int comm_agree(MPI_Comm comm, int status, const char *what, kpo_error *err)
+{
+    int rank;
+    MPI_Comm_rank(comm, &rank);
+    int mine[2] = {status == KPO_OK ? 1 : 0, rank}, first[2];
+    MPI_Allreduce(mine, first, 1, MPI_2INT, MPI_MINLOC, comm);
+    if (first[0] == 1)
+        return KPO_OK;
+    if (status == KPO_OK)
+        return error_set(err, "%s: rank %d could not join (see its message)", what, first[1]);
+    return KPO_ERR;
 }

@@ -33,4 +33,9 @@ void comm_roles_free(comm_roles *roles);
  * waiting in a collective. */
 _Noreturn void comm_abort_all(const char *message);
 
+/* Every rank of comm learns whether all succeeded (status KPO_OK); on a
+ * peer's failure the others' err says "<what>: rank R could not join (see
+ * its message)", R the first rank that failed. Collective over comm. */
+int comm_agree(MPI_Comm comm, int status, const char *what, kpo_error *err);
+
 #endif

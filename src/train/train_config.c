@@ -21,6 +21,9 @@ const config_key TRAIN_SCHEMA[] = {
      "raw log-ratio sequences recorded per step for kpo filter"},
     {"run", "device", CONFIG_CHOICE, "cpu", 0, 0, "cpu|cuda",
      "where the model runs: cpu (fp32) or cuda (bf16, one GPU per rank, NCCL)"},
+    {"run", "gpu_comm", CONFIG_CHOICE, "auto", 0, 0, "auto|nccl|host",
+     "device = cuda: gradients and weights over NCCL, or host memory + MPI; auto: NCCL unless "
+     "ranks share a GPU"},
     {"model", "path", CONFIG_STRING, "", 0, 0, NULL, "HF model directory (required)"},
     {"model", "tokenizer", CONFIG_STRING, "", 0, 0, NULL,
      "byte, a tokenizer directory, or empty for the model's (kpo_model.json or its files)"},
@@ -85,8 +88,16 @@ const config_key TRAIN_SCHEMA[] = {
     {"filter", "lambda_energy", CONFIG_DOUBLE, "0.9", 0, 0.999999, NULL,
      "adaptive: energy factor"},
     {"optim", "lr", CONFIG_DOUBLE, "1e-6", 0, 10, NULL, "peak learning rate"},
+    {"optim", "lr_schedule", CONFIG_CHOICE, "updates", 0, 0, "updates|verl",
+     "what the warmup counts: optimizer updates (warmup_steps), or rollout steps as verl's "
+     "scheduler does (int(warmup_ratio x schedule_steps), lr 0 through the first batch)"},
     {"optim", "warmup_steps", CONFIG_INT, "3", 0, BIG, NULL,
-     "optimizer steps of linear warmup (KPO: 5% of steps x minibatches)"},
+     "lr_schedule = updates: optimizer updates of linear warmup"},
+    {"optim", "warmup_ratio", CONFIG_DOUBLE, "0.05", 0, 1, NULL,
+     "lr_schedule = verl: verl's lr_warmup_steps_ratio"},
+    {"optim", "schedule_steps", CONFIG_INT, "0", 0, BIG, NULL,
+     "lr_schedule = verl: the rollout steps verl schedules over (total_training_steps); "
+     "0: run.steps"},
     {"optim", "weight_decay", CONFIG_DOUBLE, "0.1", 0, 10, NULL, "decoupled weight decay"},
     {"optim", "beta1", CONFIG_DOUBLE, "0.9", 0, 0.999999, NULL, "AdamW beta1"},
     {"optim", "beta2", CONFIG_DOUBLE, "0.999", 0, 0.999999999, NULL, "AdamW beta2"},
@@ -144,6 +155,8 @@ int train_settings_from_config(const config *cfg, int world_size, train_settings
     s->keep_checkpoints = (int)config_get_int(cfg, "run.keep_checkpoints");
     s->log_samples = config_get_int(cfg, "run.log_samples");
     if (model_device_parse(config_get_string(cfg, "run.device"), &s->device, err) != KPO_OK)
+        return error_prefix(err, "run.");
+    if (comm_gpu_mode_parse(config_get_string(cfg, "run.gpu_comm"), &s->gpu_comm, err) != KPO_OK)
         return error_prefix(err, "run.");
     s->model_path = config_get_string(cfg, "model.path");
     s->tokenizer = config_get_string(cfg, "model.tokenizer");
@@ -207,6 +220,15 @@ int train_settings_from_config(const config *cfg, int world_size, train_settings
     *a = adamw_config_default();
     a->lr = config_get_double(cfg, "optim.lr");
     a->warmup_steps = config_get_int(cfg, "optim.warmup_steps");
+    if (strcmp(config_get_string(cfg, "optim.lr_schedule"), "verl") == 0) {
+        /* verl: num_warmup_steps = int(ratio * total_training_steps), in
+         * scheduler steps, one per rollout batch of M updates. */
+        const int64_t total = config_get_int(cfg, "optim.schedule_steps");
+        a->schedule = ADAMW_SCHEDULE_VERL;
+        a->updates_per_rollout = s->learner.minibatches;
+        a->warmup_steps = (int64_t)(config_get_double(cfg, "optim.warmup_ratio") *
+                                    (double)(total > 0 ? total : s->steps));
+    }
     a->weight_decay = config_get_double(cfg, "optim.weight_decay");
     a->beta1 = config_get_double(cfg, "optim.beta1");
     a->beta2 = config_get_double(cfg, "optim.beta2");

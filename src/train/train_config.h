@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "comm/comm_gpu_transport.h"
 #include "core/config.h"
 #include "data/chat_template.h"
 #include "learner/learner_step.h"
@@ -28,6 +29,7 @@ typedef struct train_settings {
     int keep_checkpoints;
     int64_t log_samples;      /* raw log-ratio sequences recorded per step */
     model_device device;      /* where the model runs (run.device) */
+    comm_gpu_mode gpu_comm;   /* cuda: NCCL or host-staged collectives (run.gpu_comm) */
     /* [model] */
     const char *model_path;
     const char *tokenizer;    /* "byte", a directory, or "" for the model's own */

@@ -1,6 +1,6 @@
 """run.device: cpu is the default and unchanged; cuda on a machine (or a
 build) without a usable GPU fails at start-up on every rank, says why, and
-leaves no run directory behind."""
+leaves no run directory behind; run.gpu_comm takes auto, nccl or host."""
 import re
 import time
 
@@ -17,12 +17,15 @@ def gpu_count():
     return int(found.group(1)) if found else 0
 
 
-@pytest.mark.parametrize("ranks,rollout_ranks", [(0, 0), (2, 0), (3, 1)])
-def test_cuda_without_gpu_fails_fast(tmp_path, tiny_model, ranks, rollout_ranks):
+# gpu_comm = host: the host-staged transport needs a GPU just the same.
+@pytest.mark.parametrize("ranks,rollout_ranks,gpu_comm",
+                         [(0, 0, "auto"), (2, 0, "auto"), (3, 1, "auto"), (2, 1, "host")])
+def test_cuda_without_gpu_fails_fast(tmp_path, tiny_model, ranks, rollout_ranks, gpu_comm):
     if gpu_count() > 0:
         pytest.skip("this machine has a GPU: device = cuda would run (tests/gpu covers it)")
     cfg = write_config(tmp_path / "c.ini", tiny_model, tmp_path / "run",
-                       run={"device": "cuda"}, rollout={"ranks": rollout_ranks})
+                       run={"device": "cuda", "gpu_comm": gpu_comm},
+                       rollout={"ranks": rollout_ranks})
     started = time.monotonic()
     result = run(["train", cfg], ranks=ranks, check=False, timeout=120)
     assert result.returncode != 0
@@ -39,6 +42,16 @@ def test_device_value_is_checked(tmp_path, tiny_model):
     result = run(["train", cfg], check=False)
     assert result.returncode != 0
     assert "run.device = 'gpu'" in result.stderr and "cpu|cuda" in result.stderr, result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_gpu_comm_value_is_checked(tmp_path, tiny_model):
+    cfg = write_config(tmp_path / "c.ini", tiny_model, tmp_path / "run",
+                       run={"device": "cuda", "gpu_comm": "mpi"})
+    result = run(["train", cfg], check=False)
+    assert result.returncode != 0
+    assert "run.gpu_comm = 'mpi'" in result.stderr and "auto|nccl|host" in result.stderr, \
+        result.stderr
     assert not (tmp_path / "run").exists()
 
 
@@ -60,3 +73,5 @@ def test_help_config_documents_the_keys():
     text = run(["train", "--help-config"]).stdout
     assert re.search(r"^\s+device\s+choice\s+default cpu", text, re.MULTILINE), text
     assert re.search(r"^\s+recompute\s+bool\s+default true", text, re.MULTILINE), text
+    assert re.search(r"^\s+gpu_comm\s+choice\s+default auto\s.*\(auto\|nccl\|host\)", text,
+                     re.MULTILINE), text

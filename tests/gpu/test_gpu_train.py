@@ -1,12 +1,16 @@
-"""`kpo train` with run.device = cuda: one step of the tiny preset
-(configs/tiny.ini) on a tiny random model, on one rank, and on two ranks
-(one GPU each: colocated, and a learner plus a rollout rank, which
-exercises the NCCL gradient all-reduce and the bf16 weight broadcast) when
-the machine has two GPUs. Without a GPU every case skips, saying so."""
+"""`kpo train` with run.device = cuda: two steps of the tiny preset
+(configs/tiny.ini) on a tiny random model, on one rank, on two colocated
+ranks and on a learner plus a rollout rank. One GPU runs them all: ranks
+that share it move gradients and weights through host memory (run.gpu_comm
+= auto; docs/cuda.md). The two-rank runs are compared with the one-rank
+run; run.gpu_comm = nccl on a shared GPU must refuse; with two GPUs or more
+the host path is compared with NCCL. Without a GPU every case skips, saying
+so."""
 import json
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import h5py
@@ -52,6 +56,12 @@ def gpu_count():
 
 
 @pytest.fixture(scope="module")
+def nccl_built(gpu_count):
+    """Without NCCL every GPU communicator takes the host path."""
+    return "nccl=yes" in run(["info"]).stdout
+
+
+@pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory, gpu_count):
     """The tiny preset's shape with the byte tokenizer's vocabulary."""
     base = tmp_path_factory.mktemp("model")
@@ -64,27 +74,163 @@ def tiny_model(tmp_path_factory, gpu_count):
     return base / "model"
 
 
-@pytest.mark.parametrize("ranks,rollout_ranks,gpus_needed",
-                         [(0, 0, 1), (2, 0, 2), (2, 1, 2)])
-def test_one_cuda_step(tmp_path, tiny_model, gpu_count, ranks, rollout_ranks, gpus_needed):
-    if gpu_count < gpus_needed:
-        pytest.skip(f"needs {gpus_needed} GPUs (one per rank), this machine has {gpu_count}")
-    out = tmp_path / "run"
-    result = run(["train", SOURCE / "configs" / "tiny.ini",
-                  "--set", f"model.path={tiny_model}", "--set", f"run.out={out}",
-                  "--set", "run.steps=1", "--set", "run.device=cuda",
-                  "--set", f"rollout.ranks={rollout_ranks}"], ranks=ranks)
-    print(result.stdout)
-    assert "finished at step 1" in result.stdout
+# Times and memory differ run to run; everything else is reproducible.
+NOT_COMPARED = ("time_", "tokens_per_second", "gpu_memory_")
+# What a rollout alone decides: equal whenever the decode repeats.
+ROLLOUT_METRICS = ("reward_mean", "accuracy", "groups_with_signal", "response_length_mean",
+                   "response_length_max", "stopped_fraction", "tokens_response", "tokens_total")
+STEPS = 2  # the second step's rollout samples from the weights the first step synced
+
+
+def train(model, out, ranks, rollout_ranks, gpu_comm="auto", check=True):
+    """kpo train on the tiny preset. rollout.max_batch = 64: a rank with 8
+    prompts (of 16) decodes its 64 responses in one chunk, the one-rank run
+    in two chunks of the same 64, so every layout runs the same decode
+    batches."""
+    return run(["train", SOURCE / "configs" / "tiny.ini",
+                "--set", f"model.path={model}", "--set", f"run.out={out}",
+                "--set", f"run.steps={STEPS}", "--set", "run.device=cuda",
+                "--set", f"run.gpu_comm={gpu_comm}", "--set", "rollout.max_batch=64",
+                "--set", f"rollout.ranks={rollout_ranks}"], ranks=ranks, check=check)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_model):
+    """Each layout trained once, shared by the tests: (stdout, run directory)."""
+    done = {}
+
+    def get(ranks, rollout_ranks, gpu_comm="auto"):
+        key = (ranks, rollout_ranks, gpu_comm)
+        if key not in done:
+            out = tmp_path_factory.mktemp(f"run-{ranks}-{rollout_ranks}-{gpu_comm}") / "run"
+            done[key] = (train(tiny_model, out, ranks, rollout_ranks, gpu_comm).stdout, out)
+        return done[key]
+    return get
+
+
+def expected_transports(ranks, rollout_ranks, gpu_count, nccl_built=True):
+    """What the start-up should print for a layout on one node: rank r is on
+    GPU r % gpu_count, and a communicator whose ranks share a GPU (or any,
+    without NCCL) goes through host memory."""
+    world = max(ranks, 1)
+    learners = list(range(world - rollout_ranks))
+    sync = [0, *range(world - rollout_ranks, world)] if rollout_ranks else None
+
+    def transport(members):
+        if members is None:
+            return "none"
+        shared = len({r % gpu_count for r in members}) < len(members)
+        return "host memory over MPI" if shared or not nccl_built else "NCCL"
+    return {"learners": transport(learners), "weight sync": transport(sync)}
+
+
+def printed_transports(stdout):
+    found = dict(re.findall(r"^  (learners|weight sync)\s+(?:\d+ rank\(s\): )?"
+                            r"(NCCL|host memory over MPI|none)", stdout, re.MULTILINE))
+    assert set(found) == {"learners", "weight sync"}, stdout
+    return found
+
+
+def metric_names(f):
+    return sorted(n for n in f["metrics"] if not n.startswith(NOT_COMPARED))
+
+
+# One GPU is enough for every layout: ranks that share it move gradients and
+# weights through host memory (run.gpu_comm = auto), one GPU per rank uses NCCL.
+@pytest.mark.parametrize("ranks,rollout_ranks", [(0, 0), (2, 0), (2, 1)])
+def test_cuda_steps(runs, gpu_count, nccl_built, ranks, rollout_ranks):
+    stdout, out = runs(ranks, rollout_ranks)
+    print(stdout)
+    assert f"finished at step {STEPS}" in stdout
+    assert printed_transports(stdout) == expected_transports(ranks, rollout_ranks, gpu_count,
+                                                             nccl_built)
     with h5py.File(out / "run.h5", "r") as f:
-        assert list(f["steps/step"][:]) == [1]
-        assert f["metrics/updates"][0] + f["metrics/skipped_updates"][0] == 4  # tiny: M = 4
-        assert f["metrics/updates"][0] > 0
-        assert np.isfinite(f["metrics/loss"][0])
-        assert f["innovation/count"][0] > 0
+        assert list(f["steps/step"][:]) == list(range(1, STEPS + 1))
+        for step in range(STEPS):
+            assert f["metrics/updates"][step] + f["metrics/skipped_updates"][step] == 4  # M = 4
+            assert f["metrics/updates"][step] > 0
+            assert np.isfinite(f["metrics/loss"][step])
+            assert f["innovation/count"][step] > 0
         # Not asserted: the first, on-policy mini-batch's log-ratios are 0
         # only if the GPU forward repeats bit for bit; report what it did.
         print("on-policy mini-batch innovation sum of squares:",
               f["innovation/minibatch_accumulator"][0, 5])
     # The end-of-run checkpoint holds the device's weights, copied back.
-    assert (out / "checkpoints" / "step-00000001" / "model.safetensors").exists()
+    assert (out / "checkpoints" / f"step-{STEPS:08d}" / "model.safetensors").exists()
+
+
+def test_learner_and_rollout_rank_match_one_rank(runs):
+    """A learner plus a rollout rank computes what one rank does: the rollout
+    rank decodes every prompt as the lone rank does, the lone learner
+    updates on the same batch, and from step 2 on the rollout rank samples
+    from the bf16 weights the sync delivered, so any error in the weight
+    sync shows in step 2's records. Everything but times must be equal."""
+    _, one = runs(0, 0)
+    _, split = runs(2, 1)
+    with h5py.File(one / "run.h5", "r") as a, h5py.File(split / "run.h5", "r") as b:
+        assert metric_names(a) == metric_names(b)
+        differ = [n for n in metric_names(a)
+                  if not np.array_equal(a[f"metrics/{n}"][:], b[f"metrics/{n}"][:],
+                                        equal_nan=True)]
+        for name in ("accumulator", "histogram", "minibatch_accumulator"):
+            if not np.array_equal(a[f"innovation/{name}"][:], b[f"innovation/{name}"][:],
+                                  equal_nan=True):
+                differ.append(f"innovation/{name}")
+        for n in differ:
+            print(n, a[n if "/" in n else f"metrics/{n}"][:],
+                  b[n if "/" in n else f"metrics/{n}"][:])
+        assert not differ, f"differ from the one-rank run: {differ}"
+
+
+def test_colocated_learners_match_one_rank(runs):
+    """Two colocated ranks decode the same 64-response batches as one rank,
+    so step 1's rollout records are equal; the learners split each
+    mini-batch and sum gradients, which changes only float rounding (bf16
+    forward over half the sequences), so the policy's entropy agrees
+    closely and the same number of updates is taken."""
+    _, one = runs(0, 0)
+    _, colocated = runs(2, 0)
+    with h5py.File(one / "run.h5", "r") as a, h5py.File(colocated / "run.h5", "r") as b:
+        assert metric_names(a) == metric_names(b)
+        for name in ROLLOUT_METRICS:
+            assert a[f"metrics/{name}"][0] == b[f"metrics/{name}"][0], name
+        assert a["metrics/updates"][0] == b["metrics/updates"][0]
+        assert a["innovation/count"][0] == b["innovation/count"][0]
+        assert np.isclose(a["metrics/entropy_mean"][0], b["metrics/entropy_mean"][0],
+                          rtol=1e-2, atol=0), (a["metrics/entropy_mean"][0],
+                                               b["metrics/entropy_mean"][0])
+
+
+def test_nccl_refuses_a_shared_gpu(tmp_path, tiny_model, gpu_count, nccl_built):
+    """run.gpu_comm = nccl with two ranks on one GPU stops at start-up on
+    every rank, reported once, naming the ranks and the GPU, before NCCL
+    itself ("Duplicate GPU detected") or any run file."""
+    if gpu_count >= 2:
+        pytest.skip(f"{gpu_count} GPUs: two ranks get one each, nothing is shared")
+    started = time.monotonic()
+    result = train(tiny_model, tmp_path / "run", 2, 0, gpu_comm="nccl", check=False)
+    assert result.returncode != 0
+    messages = [l for l in result.stderr.splitlines() if l.startswith("kpo:")]
+    assert len(messages) == 1, result.stderr
+    expected = ("run.gpu_comm = nccl: learner ranks 0 and 1 share GPU " if nccl_built
+                else "run.gpu_comm = nccl: kpo was built without NCCL")
+    assert expected in messages[0], messages[0]
+    assert "MPI_ABORT" not in result.stderr
+    assert not (tmp_path / "run").exists()
+    assert time.monotonic() - started < 120
+
+
+@pytest.mark.parametrize("ranks,rollout_ranks", [(2, 0), (2, 1)])
+def test_host_path_matches_nccl(runs, gpu_count, nccl_built, ranks, rollout_ranks):
+    """With a GPU per rank, run.gpu_comm = host moves the same numbers as
+    NCCL: a sum of two floats is the same in either order, and a broadcast
+    copies bits, so the records are equal."""
+    if gpu_count < 2 or not nccl_built:
+        pytest.skip(f"needs NCCL (built: {nccl_built}) and 2 GPUs (this machine: {gpu_count})")
+    nccl_out, nccl = runs(ranks, rollout_ranks, "nccl")
+    host_out, host = runs(ranks, rollout_ranks, "host")
+    assert "host memory over MPI" in printed_transports(host_out).values()
+    assert "host memory over MPI" not in printed_transports(nccl_out).values()
+    with h5py.File(nccl / "run.h5", "r") as a, h5py.File(host / "run.h5", "r") as b:
+        for n in metric_names(a):
+            assert np.array_equal(a[f"metrics/{n}"][:], b[f"metrics/{n}"][:], equal_nan=True), n
