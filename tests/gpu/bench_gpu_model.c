@@ -191,7 +191,8 @@ static double copy_bandwidth(void)
     return 2.0 * (double)bytes / best;
 }
 
-static int bench_decode_batch(gpu_model *g, const model_config *c, int64_t batch, double bw)
+static int bench_decode_batch(gpu_model *g, const char *shape, const model_config *c, int64_t batch,
+                              double bw)
 {
     enum { PROMPT = 128, STEPS = 64 };
     kpo_error err;
@@ -238,7 +239,7 @@ static int bench_decode_batch(gpu_model *g, const model_config *c, int64_t batch
     double bound = (double)batch * bw / (weight_bytes + kv_bytes);
     double rate = (double)(batch * STEPS) / seconds;
     char what[96], note[160];
-    snprintf(what, sizeof what, "decode %lld seqs", (long long)batch);
+    snprintf(what, sizeof what, "decode %s %lld seqs", shape, (long long)batch);
     snprintf(note, sizeof note, "%.0f%% of the HBM bound %.4g tok/s (%.2f GB/step at %.0f GB/s)",
              100.0 * rate / bound, bound, (weight_bytes + kv_bytes) / 1e9, bw / 1e9);
     row(what, rate, "tokens/s", note);
@@ -264,7 +265,7 @@ static int bench_decode(const char *shape, int argc, char **argv)
     row("HBM copy bandwidth", bw / 1e9, "GB/s", note);
     int status = 0;
     for (int k = 0; k < argc && status == 0; k++)
-        status = bench_decode_batch(g, &m.config, atoll(argv[k]), bw);
+        status = bench_decode_batch(g, shape, &m.config, atoll(argv[k]), bw);
     gpu_model_destroy(g);
     model_free(&m);
     return status;

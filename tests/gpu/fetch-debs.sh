@@ -3,8 +3,9 @@
 # the Debian packages the GPU image lacks (its image has CUDA, meson, ninja
 # and PyTorch, but none of the project's C libraries, and no network) into
 # .gpu-debs/ at the repo root, which git ignores. The device call then
-# carries it (carry: [".gpu-debs"], about 25 MB) and tests/gpu/run.sh
-# unpacks it into a private sysroot (tests/gpu/sysroot.sh), never into /.
+# carries it (carry: [".gpu-debs", ".gpu-data"], about 25 MB + 4.5 MB; the
+# data comes from tests/gpu/prepare-data.sh) and tests/gpu/run.sh unpacks
+# it into a private sysroot (tests/gpu/sysroot.sh), never into /.
 set -eu
 root=$(cd "$(dirname "$0")/../.." && pwd)
 dest=$root/.gpu-debs
