@@ -1,7 +1,7 @@
 /* kpo eval: k samples per problem for one or more benchmarks, the work
- * spread over the ranks of mpirun/srun (or one process), per-problem
- * correct counts into an HDF5 eval file, avg@k and pass@k printed as in
- * the paper's Table 1. */
+ * spread over the ranks of mpirun/srun (or one process; --device cuda: one
+ * GPU per rank), per-problem correct counts into an HDF5 eval file, avg@k
+ * and pass@k printed as in the paper's Table 1. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +12,7 @@
 #include "eval/eval_bench.h"
 #include "eval/eval_comm.h"
 #include "eval/eval_count.h"
+#include "eval/eval_device.h"
 #include "io/evalfile.h"
 #include "stats/eval_stats.h"
 #include "train/train_data.h"
@@ -24,6 +25,7 @@ typedef struct eval_cli {
     char tokenizer_name[4096];
     eval_sampling sampling;
     eval_prompt_options prompts;
+    model_device device;
     const char *bench_specs[MAX_BENCHES];
     size_t n_benches;
 } eval_cli;
@@ -45,6 +47,8 @@ static cli_option OPTIONS[] = {
     {"seed", "N", "sampling seed (default 0)", NULL},
     {"max-batch", "N", "sequences decoded together (default 64)", NULL},
     {"out", "EVAL.h5", "the eval file to write (required; never overwritten)", NULL},
+    {"device", "cpu|cuda", "where the model computes (default cpu; cuda: bf16, one GPU per rank)",
+     NULL},
 };
 enum { N_OPTIONS = sizeof OPTIONS / sizeof OPTIONS[0] };
 
@@ -90,6 +94,7 @@ static int read_settings(int argc, char **argv, eval_cli *c, kpo_error *err)
         cli_get_double(&SPEC, "top-p", 0.7, &top_p, err) != KPO_OK)
         return KPO_ERR;
     const char *chat = cli_get(&SPEC, "chat-template"), *reward = cli_get(&SPEC, "reward");
+    const char *device = cli_get(&SPEC, "device");
     c->sampling = (eval_sampling){.k = k, .sampler = {temperature, top_p},
                                   .max_new_tokens = max_new, .max_batch = max_batch,
                                   .seed = (uint64_t)seed};
@@ -105,6 +110,8 @@ static int read_settings(int argc, char **argv, eval_cli *c, kpo_error *err)
         chat_template_parse(chat ? chat : "qwen3", &c->prompts.chat, err) != KPO_OK ||
         reward_kind_parse(reward ? reward : "dapo", &c->sampling.reward, err) != KPO_OK)
         return KPO_ERR;
+    if (model_device_parse(device ? device : "cpu", &c->device, err) != KPO_OK)
+        return error_prefix(err, "--");
     if (!file_exists(c->model_dir))
         return error_set(err, "--model %s: no such directory", c->model_dir);
     if (file_exists(c->out_path))
@@ -151,6 +158,10 @@ static size_t describe_settings(const eval_cli *c, char values[][64], evalfile_a
     attrs[n++] = (evalfile_attr){"prompt_template", c->prompts.prompt_template};
     attrs[n++] = (evalfile_attr){"chat_template", chat_template_name(c->prompts.chat)};
     attrs[n++] = (evalfile_attr){"reward", reward_kind_name(s->reward)};
+    /* bf16 on the GPU can draw other tokens than fp32 on the CPU: counts
+     * from two devices are two measurements, not one repeated. */
+    attrs[n++] = (evalfile_attr){"device", model_device_name(c->device)};
+    attrs[n++] = (evalfile_attr){"dtype", eval_device_dtype(c->device)};
     static const char *const names[] = {"k", "temperature", "top_p", "max_new_tokens", "seed",
                                         "max_batch", "arith_problems", "arith_difficulty"};
     snprintf(values[0], 64, "%lld", (long long)s->k);
@@ -199,7 +210,7 @@ static int report(const eval_cli *c, const eval_bench *benches, int64_t *const *
         }
         free(counts);
     }
-    evalfile_attr attrs[16];
+    evalfile_attr attrs[24];
     char values[8][64];
     size_t n_attrs = describe_settings(c, values, attrs);
     if (status == KPO_OK)
@@ -232,6 +243,8 @@ int cmd_eval(int argc, char **argv)
     eval_bench benches[MAX_BENCHES];
     memset(benches, 0, sizeof benches);
     int64_t *correct[MAX_BENCHES] = {NULL};
+    model_backend be;
+    memset(&be, 0, sizeof be);
     int status = parsed;
     if (status == KPO_OK)
         status = read_settings(argc, argv, &c, &err);
@@ -244,13 +257,16 @@ int cmd_eval(int argc, char **argv)
         if (!correct[j])
             status = error_set(&err, "out of memory");
     }
-    /* Every rank gets here: input errors are reported once, by the first
-     * rank that saw one, and nobody is left waiting in a collective. */
+    /* Every rank gets here: input errors, then the device's set-up
+     * failures (no GPU on some rank), are reported once, by the first rank
+     * that saw one, and nobody is left waiting in a collective. */
     int first_failed = eval_comm_first_failure(status != KPO_OK);
+    if (first_failed < 0)
+        first_failed = eval_device_open(&be, c.device, &m, &err);
     if (first_failed == rank)
         fprintf(stderr, "kpo: %s\n", err.message);
     for (size_t j = 0; first_failed < 0 && j < c.n_benches; j++) {
-        if (eval_count_correct(&m, tok, &benches[j], &c.sampling, rank, size, correct[j], &err) !=
+        if (eval_count_correct(&be, tok, &benches[j], &c.sampling, rank, size, correct[j], &err) !=
             KPO_OK)
             eval_comm_abort(err.message);
         eval_comm_sum_to_root(correct[j], benches[j].prompts.n);
@@ -264,6 +280,7 @@ int cmd_eval(int argc, char **argv)
         free(correct[j]);
         eval_bench_free(&benches[j]);
     }
+    model_backend_free(&be);
     if (model_loaded)
         model_free(&m);
     if (tok)

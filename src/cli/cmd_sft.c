@@ -1,7 +1,8 @@
 /* kpo sft: the supervised warm start. Trains a model (given, or a fresh
  * tiny one for the byte tokenizer) to answer problems in the reward's format,
- * writes it with a kpo_model.json naming how it was prompted, and reports
- * greedy and sampled accuracy on held-out problems. */
+ * on the CPU or a GPU (--device), writes it with a kpo_model.json naming how
+ * it was prompted, and reports greedy and sampled accuracy on held-out
+ * problems. */
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 #include "core/timer.h"
 #include "data/arith_task.h"
 #include "data/prompt_template.h"
+#include "eval/eval_device.h"
 #include "learner/sft.h"
 #include "model/model_io_util.h"
 #include "train/train_data.h"
@@ -24,6 +26,7 @@ typedef struct sft_settings {
     long long difficulty, train_problems, steps, batch, warmup, seed, eval, eval_samples;
     long long max_new, log_every;
     double lr, clip, weight_decay;
+    model_device device;
 } sft_settings;
 
 static int read_settings(const cli_command_spec *spec, sft_settings *s, kpo_error *err)
@@ -37,6 +40,9 @@ static int read_settings(const cli_command_spec *spec, sft_settings *s, kpo_erro
                                                  : DEFAULT_PROMPT;
     s->chat = cli_get(spec, "chat-template") ? cli_get(spec, "chat-template") : "raw";
     s->reward = cli_get(spec, "reward") ? cli_get(spec, "reward") : "dapo";
+    const char *device = cli_get(spec, "device");
+    if (model_device_parse(device ? device : "cpu", &s->device, err) != KPO_OK)
+        return error_prefix(err, "--");
     if (cli_get_int64(spec, "difficulty", 1, &s->difficulty, err) != KPO_OK ||
         cli_get_int64(spec, "train-problems", 20000, &s->train_problems, err) != KPO_OK ||
         cli_get_int64(spec, "steps", 150, &s->steps, err) != KPO_OK ||
@@ -146,6 +152,7 @@ static int write_model_meta(const sft_settings *s, const char *tok_name, double 
     cJSON_AddNumberToObject(sft, "batch", (double)s->batch);
     cJSON_AddNumberToObject(sft, "lr", s->lr);
     cJSON_AddNumberToObject(sft, "seed", (double)s->seed);
+    cJSON_AddStringToObject(sft, "device", model_device_name(s->device));
     cJSON_AddNumberToObject(sft, "final_loss", final_loss);
     if (greedy_accuracy >= 0)
         cJSON_AddNumberToObject(sft, "greedy_accuracy", greedy_accuracy);
@@ -159,28 +166,37 @@ static int write_model_meta(const sft_settings *s, const char *tok_name, double 
     return status;
 }
 
-static int run_training(const sft_settings *s, model *m, const sft_examples *ex,
-                        double *final_loss, kpo_error *err)
+/* AdamW with the command line's settings, and the trainer on s->device
+ * (cuda: the current GPU, checked by sft_main); on failure neither is left
+ * to free. */
+static int open_trainer(const sft_settings *s, model *m, const sft_examples *ex, adamw_state *opt,
+                        sft_trainer *t, kpo_error *err)
 {
     adamw_config oc = adamw_config_default();
     oc.lr = s->lr;
     oc.warmup_steps = s->warmup;
     oc.max_grad_norm = s->clip;
     oc.weight_decay = s->weight_decay;
-    adamw_state opt;
-    sft_trainer trainer;
-    if (adamw_init(&opt, m, &oc, err) != KPO_OK)
+    if (adamw_init(opt, m, &oc, err) != KPO_OK)
         return KPO_ERR;
-    int status = sft_trainer_init(&trainer, m, ex, s->batch, (uint64_t)s->seed, err);
+    if (sft_trainer_init(t, m, opt, s->device, ex, s->batch, (uint64_t)s->seed, err) != KPO_OK) {
+        adamw_free(opt);
+        return s->device == MODEL_DEVICE_CUDA ? error_prefix(err, "--device cuda: ") : KPO_ERR;
+    }
+    return KPO_OK;
+}
+
+static int run_training(const sft_settings *s, sft_trainer *trainer, const sft_examples *ex,
+                        double *final_loss, kpo_error *err)
+{
     const double start = timer_now();
     double window_loss = 0;
     int64_t window_steps = 0, tokens = 0;
     *final_loss = 0;
-    for (long long step = 1; status == KPO_OK && step <= s->steps; step++) {
+    for (long long step = 1; step <= s->steps; step++) {
         sft_step_stats st;
-        status = sft_trainer_step(&trainer, m, &opt, ex, &st, err);
-        if (status != KPO_OK)
-            break;
+        if (sft_trainer_step(trainer, ex, &st, err) != KPO_OK)
+            return KPO_ERR;
         window_loss += st.loss;
         window_steps++;
         tokens += st.n_tokens;
@@ -194,18 +210,16 @@ static int run_training(const sft_settings *s, model *m, const sft_examples *ex,
             window_steps = 0;
         }
     }
-    sft_trainer_free(&trainer);
-    adamw_free(&opt);
-    return status;
+    return KPO_OK;
 }
 
 /* Greedy accuracy (returned) and, with --eval-samples, sampled accuracy at
  * temperature 1 with the share of prompts whose samples disagree. */
-static int run_eval(const sft_settings *s, const model *m, const tokenizer *tok,
+static int run_eval(const sft_settings *s, model_backend *b, const tokenizer *tok,
                     const sft_format *fmt, const dataset *test, double *greedy, kpo_error *err)
 {
     sft_eval_result r;
-    if (sft_evaluate(m, tok, fmt, test, 1, 0.0, (uint64_t)s->seed, s->max_new, &r, err) != KPO_OK)
+    if (sft_evaluate(b, tok, fmt, test, 1, 0.0, (uint64_t)s->seed, s->max_new, &r, err) != KPO_OK)
         return KPO_ERR;
     *greedy = (double)r.n_correct / (double)r.n_prompts;
     printf("eval greedy: accuracy %.1f%% (%lld/%lld held-out problems), %lld unfinished\n",
@@ -213,7 +227,7 @@ static int run_eval(const sft_settings *s, const model *m, const tokenizer *tok,
            (long long)r.n_unstopped);
     if (s->eval_samples < 1)
         return KPO_OK;
-    if (sft_evaluate(m, tok, fmt, test, (int)s->eval_samples, 1.0, (uint64_t)s->seed, s->max_new,
+    if (sft_evaluate(b, tok, fmt, test, (int)s->eval_samples, 1.0, (uint64_t)s->seed, s->max_new,
                      &r, err) != KPO_OK)
         return KPO_ERR;
     printf("eval T=1, %lld samples: accuracy %.1f%%, prompts with mixed rewards %.1f%% (%lld/%lld)\n",
@@ -223,9 +237,34 @@ static int run_eval(const sft_settings *s, const model *m, const tokenizer *tok,
     return KPO_OK;
 }
 
+/* Training, then the held-out evaluation with the trained model where it
+ * is (the GPU's bf16 copy on cuda); m ends up holding the trained weights. */
+static int train_and_evaluate(const sft_settings *s, model *m, const tokenizer *tok,
+                              const sft_format *fmt, const sft_examples *ex, const dataset *test,
+                              double *final_loss, double *greedy, kpo_error *err)
+{
+    adamw_state opt;
+    sft_trainer trainer;
+    if (open_trainer(s, m, ex, &opt, &trainer, err) != KPO_OK)
+        return KPO_ERR;
+    int status = run_training(s, &trainer, ex, final_loss, err);
+    model_backend_drop_acts(&trainer.backend); /* decoding needs none of them */
+    if (status == KPO_OK && s->eval > 0)
+        status = run_eval(s, &trainer.backend, tok, fmt, test, greedy, err);
+    if (status == KPO_OK)
+        status = model_backend_sync_to_host(&trainer.backend, err);
+    sft_trainer_free(&trainer);
+    adamw_free(&opt);
+    return status;
+}
+
 /* Everything after option checking; owns nothing the caller frees. */
 static int sft_main(const sft_settings *s, kpo_error *err)
 {
+    /* A machine without a GPU hears so before anything is loaded, and not
+     * what a GPU model of this shape would have needed. */
+    if (s->device == MODEL_DEVICE_CUDA && eval_device_require_gpu(err) != KPO_OK)
+        return error_prefix(err, "--device cuda: ");
     sft_format fmt;
     char *prompt_text = NULL, tok_name[4096];
     if (prompt_template_resolve(s->prompt, &prompt_text, err) != KPO_OK)
@@ -248,14 +287,14 @@ static int sft_main(const sft_settings *s, kpo_error *err)
     if (status == KPO_OK)
         status = sft_examples_build(&fmt, tok, &train, &ex, err);
     if (status == KPO_OK)
-        printf("sft: %lld parameters, %lld examples (longest %lld tokens), %lld steps of %lld\n",
+        printf("sft: %lld parameters, %lld examples (longest %lld tokens), %lld steps of %lld "
+               "on %s (%s)\n",
                (long long)model_config_param_count(&m.config), (long long)ex.n,
-               (long long)ex.max_len, s->steps, s->batch);
+               (long long)ex.max_len, s->steps, s->batch, model_device_name(s->device),
+               eval_device_dtype(s->device));
     double final_loss = 0, greedy = -1;
     if (status == KPO_OK)
-        status = run_training(s, &m, &ex, &final_loss, err);
-    if (status == KPO_OK && s->eval > 0)
-        status = run_eval(s, &m, tok, &fmt, &test, &greedy, err);
+        status = train_and_evaluate(s, &m, tok, &fmt, &ex, &test, &final_loss, &greedy, err);
     if (status == KPO_OK)
         status = model_save(&m, s->out, SAFETENSORS_F32, err);
     if (status == KPO_OK)
@@ -300,6 +339,8 @@ int cmd_sft(int argc, char **argv)
          NULL},
         {"max-new-tokens", "N", "response cap at evaluation (default 24)", NULL},
         {"log-every", "N", "steps between progress lines (default 50)", NULL},
+        {"device", "cpu|cuda", "where the model trains and decodes (default cpu; cuda: bf16 "
+                               "on the first GPU, fp32 master weights and AdamW)", NULL},
     };
     cli_command_spec spec = {"sft", "(--model DIR | --init tiny) --out DIR [options]",
                              "Supervised warm start: cross-entropy on gold responses written in "

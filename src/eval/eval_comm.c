@@ -1,12 +1,16 @@
+/* eval_comm.h over MPI_COMM_WORLD, or for one process when the build has
+ * no MPI. */
 #include "eval/eval_comm.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "eval/eval_device.h"
 #include "kpo_config.h"
 #if KPO_HAVE_MPI
 #include <mpi.h>
 
+#include "comm/comm_nccl.h"
 #include "comm/comm_roles.h"
 
 void eval_comm_init(int *argc, char ***argv, int *rank, int *size)
@@ -29,6 +33,21 @@ int eval_comm_first_failure(int failed)
     int mine = failed ? rank : size;
     MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
     return first < size ? first : -1;
+}
+
+int eval_comm_select_gpu(int *gpu, kpo_error *err)
+{
+    kpo_error probe;
+    const int usable = eval_device_require_gpu(&probe) == KPO_OK;
+    /* Called whatever the probe said: finding the local rank is collective.
+     * The probe's reason is the better one where both fail (it knows a
+     * build without CUDA from one without NCCL). */
+    const int status = comm_nccl_select_device(MPI_COMM_WORLD, gpu, err);
+    if (!usable) {
+        *err = probe;
+        return KPO_ERR;
+    }
+    return status;
 }
 
 void eval_comm_sum_to_root(int64_t *values, int64_t n)
@@ -67,6 +86,12 @@ void eval_comm_finalize(void)
 int eval_comm_first_failure(int failed)
 {
     return failed ? 0 : -1;
+}
+
+int eval_comm_select_gpu(int *gpu, kpo_error *err)
+{
+    *gpu = 0;
+    return eval_device_require_gpu(err);
 }
 
 void eval_comm_sum_to_root(int64_t *values, int64_t n)

@@ -1,10 +1,12 @@
 /* The little MPI that `kpo eval` needs, with a one-process fallback when
- * the build has no MPI: ranks, agreeing on failure, summing counts onto
- * rank 0, and ending every rank on a fatal error. */
+ * the build has no MPI: ranks, each rank's GPU, agreeing on failure,
+ * summing counts onto rank 0, and ending every rank on a fatal error. */
 #ifndef KPO_EVAL_EVAL_COMM_H
 #define KPO_EVAL_EVAL_COMM_H
 
 #include <stdint.h>
+
+#include "core/error.h"
 
 void eval_comm_init(int *argc, char ***argv, int *rank, int *size);
 void eval_comm_finalize(void);
@@ -12,6 +14,12 @@ void eval_comm_finalize(void);
 /* Collective: the lowest rank with failed != 0, or -1 when none failed, so
  * exactly one rank reports a failure that several may share. */
 int eval_comm_first_failure(int failed);
+
+/* Collective: makes this rank's GPU (its local rank, as kpo train picks
+ * it: comm_nccl_select_device) the current device; *gpu is its index.
+ * Fails with "no usable GPU: <why>" on a rank without one. Without MPI the
+ * one process keeps CUDA's default device, 0. */
+int eval_comm_select_gpu(int *gpu, kpo_error *err);
 
 /* Collective: values[n] summed over ranks onto rank 0 (others' are left
  * as they were). */

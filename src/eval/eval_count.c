@@ -1,3 +1,5 @@
+/* kpo eval's work on one rank: its chunks of a benchmark generated with the
+ * rollout decoder and scored by the reward into per-problem counts. */
 #include "eval/eval_count.h"
 
 #include "rollout/generate.h"
@@ -52,23 +54,20 @@ static int count_chunk(model_backend *be, const tokenizer *tok, const eval_bench
     return status;
 }
 
-int eval_count_correct(const model *m, const tokenizer *tok, const eval_bench *b,
+int eval_count_correct(model_backend *be, const tokenizer *tok, const eval_bench *b,
                        const eval_sampling *s, int rank, int n_ranks, int64_t *correct,
                        kpo_error *err)
 {
     if (s->k < 1 || s->k > (1 << 30))
         return error_set(err, "--k must be in [1, 2^30]");
     const int64_t n = b->prompts.n, per_chunk = eval_chunk_problems(s);
-    /* Evaluation stays on the CPU model (kpo eval has no device key). */
-    model_backend be = model_backend_cpu_eval(m);
     int status = KPO_OK;
     for (int64_t c = 0; c * per_chunk < n && status == KPO_OK; c++) {
         if (c % n_ranks != rank)
             continue;
         int64_t first = c * per_chunk, count = n - first < per_chunk ? n - first : per_chunk;
-        if (count_chunk(&be, tok, b, s, first, count, correct, err) != KPO_OK)
+        if (count_chunk(be, tok, b, s, first, count, correct, err) != KPO_OK)
             status = error_prefix(err, "benchmark %s: ", b->name);
     }
-    model_backend_free(&be);
     return status;
 }

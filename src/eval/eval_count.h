@@ -10,7 +10,7 @@
 
 #include "core/error.h"
 #include "eval/eval_bench.h"
-#include "model/model.h"
+#include "model/model_backend.h"
 #include "rollout/reward.h"
 #include "rollout/sampler.h"
 #include "tokenizer/tokenizer.h"
@@ -33,9 +33,10 @@ typedef struct eval_sampling {
 int64_t eval_chunk_problems(const eval_sampling *s);
 
 /* Adds, for every chunk c with c % n_ranks == rank, the correct samples of
- * each of its problems to correct[i] (i: position in b->prompts). correct
- * is [b->prompts.n] and is left alone for other ranks' problems. */
-int eval_count_correct(const model *m, const tokenizer *tok, const eval_bench *b,
+ * each of its problems to correct[i] (i: position in b->prompts), decoding
+ * with the model behind be (eval_device_open). correct is [b->prompts.n]
+ * and is left alone for other ranks' problems. */
+int eval_count_correct(model_backend *be, const tokenizer *tok, const eval_bench *b,
                        const eval_sampling *s, int rank, int n_ranks, int64_t *correct,
                        kpo_error *err);
 

@@ -3,7 +3,8 @@
  *
  * Layout (docs/eval.md):
  *   /                  attrs: format="kpo-eval", format_version, build_info, created,
- *                      and the settings (model, tokenizer, k, temperature, top_p, ...)
+ *                      and the settings (model, tokenizer, device, dtype, k,
+ *                      temperature, top_p, ...)
  *   /bench/<name>/correct        int64 [n_problems] correct samples of each problem
  *   /bench/<name>/samples        int64 [n_problems] samples drawn (= k)
  *   /bench/<name>/problem_index  int64 [n_problems] the problem's index in the source

@@ -1,3 +1,6 @@
+/* kpo sft's library side: gold (prompt, response) pairs built in the
+ * reward's format, and the cross-entropy training step through the model
+ * backend (CPU or GPU). */
 #include "learner/sft.h"
 
 #include <stdlib.h>
@@ -102,8 +105,28 @@ void sft_examples_free(sft_examples *ex)
     memset(ex, 0, sizeof *ex);
 }
 
-int sft_trainer_init(sft_trainer *t, const model *m, const sft_examples *ex, int64_t batch_size,
-                     uint64_t seed, kpo_error *err)
+/* The backend over m: on cuda a training GPU model whose plan budgets the
+ * largest packed batch (batch_size longest examples). */
+static int open_backend(sft_trainer *t, model *m, adamw_state *opt, model_device device,
+                        int64_t max_tokens, kpo_error *err)
+{
+    if (device == MODEL_DEVICE_CPU) {
+        if (model_weights_init(m, &t->grads, err) != KPO_OK)
+            return KPO_ERR;
+        t->backend = model_backend_cpu(m, opt, &t->grads);
+        return KPO_OK;
+    }
+    gpu_model_options o;
+    memset(&o, 0, sizeof o);
+    o.train = true;
+    o.recompute = true; /* as the learner's default: activations of a layer at a time */
+    o.max_tokens = max_tokens;
+    o.optim = opt->config;
+    return model_backend_cuda_create(&t->backend, m, opt, &o, err);
+}
+
+int sft_trainer_init(sft_trainer *t, model *m, adamw_state *opt, model_device device,
+                     const sft_examples *ex, int64_t batch_size, uint64_t seed, kpo_error *err)
 {
     memset(t, 0, sizeof *t);
     if (ex->n < 1 || batch_size < 1)
@@ -122,9 +145,7 @@ int sft_trainer_init(sft_trainer *t, const model *m, const sft_examples *ex, int
                      ? KPO_OK
                      : error_set(err, "sft: out of memory for a batch of %lld", (long long)batch_size);
     if (status == KPO_OK)
-        status = model_weights_init(m, &t->grads, err);
-    if (status == KPO_OK)
-        status = model_acts_init(&t->acts, m, (int64_t)cap, err);
+        status = open_backend(t, m, opt, device, (int64_t)cap, err);
     if (status != KPO_OK)
         sft_trainer_free(t);
     return status;
@@ -132,8 +153,8 @@ int sft_trainer_init(sft_trainer *t, const model *m, const sft_examples *ex, int
 
 void sft_trainer_free(sft_trainer *t)
 {
+    model_backend_free(&t->backend);
     model_weights_free(&t->grads);
-    model_acts_free(&t->acts);
     free(t->tokens);
     free(t->targets);
     free(t->logp);
@@ -169,18 +190,18 @@ static int64_t pack_batch(sft_trainer *t, const sft_examples *ex, int64_t step)
     return n_targets;
 }
 
-int sft_trainer_step(sft_trainer *t, model *m, adamw_state *opt, const sft_examples *ex,
-                     sft_step_stats *stats, kpo_error *err)
+int sft_trainer_step(sft_trainer *t, const sft_examples *ex, sft_step_stats *stats,
+                     kpo_error *err)
 {
-    const int64_t step = opt->step + 1;
+    model_backend *b = &t->backend;
+    const int64_t step = model_backend_optimizer_steps(b) + 1;
     const int64_t n_targets = pack_batch(t, ex, step);
     const int64_t n_tokens = t->seq_offsets[t->batch_size];
     model_batch batch = {t->tokens, n_tokens, t->seq_offsets, t->batch_size};
-    if (model_forward_train(m, &batch, &t->acts, err) != KPO_OK)
-        return KPO_ERR;
-    /* dlogp doubles as the entropy output model_logprobs insists on: it is
+    /* dlogp doubles as the entropy output the forward insists on: it is
      * overwritten below before it means anything. */
-    model_logprobs(m, &t->acts, t->targets, t->logp, t->dlogp);
+    if (model_backend_forward(b, &batch, t->targets, t->logp, t->dlogp, err) != KPO_OK)
+        return KPO_ERR;
     /* Token-mean cross-entropy over the batch's response tokens. */
     double nll = 0;
     const float scale = n_targets > 0 ? -1.0f / (float)n_targets : 0.0f;
@@ -189,13 +210,12 @@ int sft_trainer_step(sft_trainer *t, model *m, adamw_state *opt, const sft_examp
         if (t->targets[i] >= 0)
             nll -= t->logp[i];
     }
-    memset(t->grads.data, 0, (size_t)t->grads.n_params * sizeof *t->grads.data);
-    if (model_backward(m, &t->acts, t->targets, t->dlogp, NULL, &t->grads, err) != KPO_OK)
+    if (model_backend_zero_grads(b, err) != KPO_OK ||
+        model_backend_backward(b, t->dlogp, NULL, err) != KPO_OK)
         return KPO_ERR;
     stats->loss = n_targets > 0 ? nll / (double)n_targets : 0.0;
-    stats->lr = adamw_lr_at(&opt->config, step);
+    stats->lr = adamw_lr_at(&b->opt->config, step);
     stats->n_tokens = n_tokens;
     stats->n_targets = n_targets;
-    adamw_step(opt, m, &t->grads, &stats->grad_norm);
-    return KPO_OK;
+    return model_backend_optimizer_step(b, &stats->grad_norm, err);
 }

@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "data/chat_template.h"
 #include "data/dataset.h"
+#include "model/model_backend.h"
 #include "model/model_compute.h"
 #include "model/optimizer_adamw.h"
 #include "rollout/reward.h"
@@ -51,17 +52,18 @@ int sft_examples_build(const sft_format *fmt, const tokenizer *tok, const datase
                        sft_examples *out, kpo_error *err);
 void sft_examples_free(sft_examples *ex);
 
-/* Buffers for one mini-batch, reused every step. */
+/* The model backend training goes through, and buffers for one
+ * mini-batch, reused every step. */
 typedef struct sft_trainer {
     int64_t batch_size;
     uint64_t seed;
-    model_weights grads;
-    model_acts acts;
+    model_backend backend; /* forward, backward, AdamW; decoding for sft_evaluate */
+    model_weights grads;   /* the CPU backend's gradient buffer; unused on cuda */
     int32_t *tokens;      /* [batch_size * max_len] */
     int64_t *seq_offsets; /* [batch_size + 1] */
     int32_t *targets;     /* [batch_size * max_len] next token on response rows, else -1 */
     float *logp;          /* [batch_size * max_len] */
-    float *dlogp;         /* [batch_size * max_len] */
+    float *dlogp;         /* [batch_size * max_len] (also the forward's unused entropies) */
     size_t *order;        /* [n examples] the current epoch's shuffle */
     int64_t order_epoch;
 } sft_trainer;
@@ -74,17 +76,23 @@ typedef struct sft_step_stats {
     int64_t n_targets;  /* response tokens scored */
 } sft_step_stats;
 
-int sft_trainer_init(sft_trainer *t, const model *m, const sft_examples *ex, int64_t batch_size,
-                     uint64_t seed, kpo_error *err);
+/* Trains m with opt (both borrowed, and they must outlive t) on device:
+ * the CPU model in place, or on cuda a training GPU model of m on the
+ * current GPU (bf16 compute, fp32 master weights and AdamW state, opt's
+ * config; model_backend_sync_to_host(&t->backend) brings m and opt up to
+ * date before they are saved). */
+int sft_trainer_init(sft_trainer *t, model *m, adamw_state *opt, model_device device,
+                     const sft_examples *ex, int64_t batch_size, uint64_t seed, kpo_error *err);
 void sft_trainer_free(sft_trainer *t);
 
-/* One optimizer step (1-based `step` = opt->step + 1) on the examples at
- * positions (step - 1) * B .. step * B - 1 of an endless stream of epochs,
- * each a shuffle depending only on (seed, epoch). */
-int sft_trainer_step(sft_trainer *t, model *m, adamw_state *opt, const sft_examples *ex,
-                     sft_step_stats *stats, kpo_error *err);
+/* One optimizer step (1-based `step`: the optimizer's steps so far + 1) on
+ * the examples at positions (step - 1) * B .. step * B - 1 of an endless
+ * stream of epochs, each a shuffle depending only on (seed, epoch). */
+int sft_trainer_step(sft_trainer *t, const sft_examples *ex, sft_step_stats *stats,
+                     kpo_error *err);
 
-/* Accuracy of sampled (or greedy, temperature 0) responses under the reward. */
+/* Accuracy of sampled (or greedy, temperature 0) responses under the
+ * reward, decoded by the model behind b (a trainer's backend, or any). */
 typedef struct sft_eval_result {
     int64_t n_prompts;
     int64_t n_responses;
@@ -93,7 +101,7 @@ typedef struct sft_eval_result {
     int64_t n_unstopped;    /* responses cut at max_new_tokens */
 } sft_eval_result;
 
-int sft_evaluate(const model *m, const tokenizer *tok, const sft_format *fmt, const dataset *ds,
+int sft_evaluate(model_backend *b, const tokenizer *tok, const sft_format *fmt, const dataset *ds,
                  int group_size, double temperature, uint64_t seed, int64_t max_new_tokens,
                  sft_eval_result *out, kpo_error *err);
 

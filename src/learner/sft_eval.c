@@ -1,6 +1,6 @@
 /* Evaluation of a warm-started policy the way RL will use it: prompts
- * rendered as in training, responses from the rollout generator, scored by
- * the reward. */
+ * rendered as in training, responses from the rollout generator (on
+ * whichever device the backend computes), scored by the reward. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,7 +23,7 @@ static int encode_prompts(const sft_format *fmt, const tokenizer *tok, const dat
     return tokens->failed ? error_set(err, "sft eval: out of memory") : KPO_OK;
 }
 
-int sft_evaluate(const model *m, const tokenizer *tok, const sft_format *fmt, const dataset *ds,
+int sft_evaluate(model_backend *b, const tokenizer *tok, const sft_format *fmt, const dataset *ds,
                  int group_size, double temperature, uint64_t seed, int64_t max_new_tokens,
                  sft_eval_result *out, kpo_error *err)
 {
@@ -45,10 +45,7 @@ int sft_evaluate(const model *m, const tokenizer *tok, const sft_format *fmt, co
                                .sampler = {.temperature = temperature, .top_p = 1.0},
                                .seed = seed, .step = 0, .max_batch = 64,
                                .sample_vocab = (int64_t)tokenizer_vocab_size(tok)};
-        /* The warm start is evaluated on the CPU model, as kpo sft trains it. */
-        model_backend be = model_backend_cpu_eval(m);
-        status = rollout_generate(&be, &req, &r, err);
-        model_backend_free(&be);
+        status = rollout_generate(b, &req, &r, err);
     }
     for (size_t p = 0; status == KPO_OK && p < ds->count; p++) {
         int64_t right = 0;

@@ -1,6 +1,7 @@
 """kpo eval end to end (a tiny random model, the byte tokenizer), the eval
-file read back with h5py, rank layouts compared, and kpo stats on eval files
-checked against statistics computed here."""
+file read back with h5py, rank layouts compared, --device cuda failing
+cleanly without a GPU, and kpo stats on eval files checked against
+statistics computed here."""
 import json
 import math
 import os
@@ -8,6 +9,7 @@ import re
 import shutil
 import statistics
 import subprocess
+import time
 from pathlib import Path
 
 import h5py
@@ -53,11 +55,11 @@ def work(tmp_path_factory):
     return d
 
 
-def run_eval(work, out, *extra, launcher=()):
+def run_eval(work, out, *extra, launcher=(), check=True):
     return kpo("eval", "--model", work / "model", "--tokenizer", "byte", "--bench", "arith",
                "--arith-problems", 10, "--bench", f"small={work / 'small.jsonl'}", "--k", K,
                "--max-new-tokens", 12, "--max-batch", 8, "--seed", 7, "--out", out, *extra,
-               launcher=launcher)
+               launcher=launcher, check=check)
 
 
 def printed_table(stdout):
@@ -79,6 +81,7 @@ def test_eval_file_counts_and_printed_table(work):
         assert f.attrs["k"] == str(K) and float(f.attrs["top_p"]) == 0.7
         assert float(f.attrs["temperature"]) == 1.0 and f.attrs["tokenizer"] == "byte"
         assert f.attrs["model"] == str(work / "model") and "kpo" in f.attrs["build_info"]
+        assert f.attrs["device"] == "cpu" and f.attrs["dtype"] == "fp32"
         assert sorted(f["bench"]) == ["arith", "small"]
         for name, n in (("arith", 10), ("small", len(PROBLEMS))):
             g = f["bench"][name]
@@ -119,6 +122,47 @@ def test_rank_layouts_write_identical_counts(work):
     first.close()
 
 
+def test_device_cpu_is_the_default(work):
+    """Saying --device cpu changes nothing: the same attributes and counts."""
+    default, cpu = work / "default.h5", work / "cpu.h5"
+    run_eval(work, default)
+    run_eval(work, cpu, "--device", "cpu")
+    with h5py.File(default, "r") as a, h5py.File(cpu, "r") as b:
+        assert {k: v for k, v in a.attrs.items() if k != "created"} == \
+               {k: v for k, v in b.attrs.items() if k != "created"}
+        for name in ("arith", "small"):
+            assert np.array_equal(a["bench"][name]["correct"][:], b["bench"][name]["correct"][:])
+
+
+def gpu_count():
+    found = re.search(r"^devices: (\d+) GPU", kpo("info").stdout.decode(), re.MULTILINE)
+    return int(found.group(1)) if found else 0
+
+
+@pytest.mark.parametrize("ranks", [0, 1, 2])
+def test_cuda_without_gpu_fails_cleanly(work, ranks):
+    """Every rank fails at set-up, one of them says why, nothing is written."""
+    if gpu_count() > 0:
+        pytest.skip("this machine has a GPU: --device cuda would run (tests/gpu covers it)")
+    if ranks and shutil.which("mpirun") is None:
+        pytest.skip("no mpirun")
+    launcher = ("mpirun", "--allow-run-as-root", "--oversubscribe", "-np", str(ranks)) \
+        if ranks else ()
+    out = work / f"cuda{ranks}.h5"
+    started = time.monotonic()
+    r = run_eval(work, out, "--device", "cuda", launcher=launcher, check=False)
+    err = r.stderr.decode()
+    assert r.returncode != 0
+    messages = [line for line in err.splitlines() if line.startswith("kpo:")]
+    assert len(messages) == 1, err                          # agreed, reported once
+    assert messages[0].startswith("kpo: --device cuda: no usable GPU: "), messages[0]
+    assert "MPI_ABORT" not in err                            # a clean, agreed exit
+    assert b"wrote" not in r.stdout
+    assert not out.exists()
+    assert [p.name for p in work.iterdir() if ".tmp." in p.name] == []
+    assert time.monotonic() - started < 60
+
+
 def clean_failure(work, out, *args, needle):
     r = kpo("eval", *args, "--out", out, check=False)
     err = r.stderr.decode()
@@ -139,6 +183,8 @@ def test_bad_input_fails_cleanly(work):
     clean_failure(work, out, *model, "--bench", "arith", "--k", 0, needle="--k must be in")
     clean_failure(work, out, *model, "--bench", "arith", "--bench", "arith", needle="twice")
     clean_failure(work, out, *model, needle="at least one --bench")
+    clean_failure(work, out, *model, "--bench", "arith", "--device", "gpu",
+                  needle="--device = 'gpu': expected cpu or cuda")
     assert not out.exists()
     out.write_bytes(b"precious")
     clean_failure(work, out, *model, "--bench", "arith", needle="already exists")

@@ -1,6 +1,7 @@
 """kpo sft on a tiny setting: the loss falls, the output directory is a
 checkpoint the other commands load, runs are reproducible, the tokenizer is
-found again from kpo_model.json, and bad options fail with one clear line."""
+found again from kpo_model.json, bad options fail with one clear line, and
+--device cuda fails the same way on a machine without a GPU."""
 import json
 import os
 import re
@@ -52,6 +53,7 @@ def test_output_loads_with_other_commands(trained, tmp_path):
     assert meta["reward"] == "dapo"
     assert meta["prompt_template"] == "{problem}\\n"
     assert meta["sft"]["steps"] == 40
+    assert meta["sft"]["device"] == "cpu"
     listing = kpo("model", "list", out).stdout
     assert "vocab 261" in listing and "tied" in listing
     # "What is 2 + 3?\n" then "Answer: 5" and end-of-text (id 256).
@@ -90,6 +92,7 @@ def test_deterministic_and_resumes_from_model_dir(trained, tmp_path):
     (["--init", "tiny", "--out", "X", "--reward", "bleu"], "bleu"),
     (["--init", "tiny", "--out", "X", "--bogus", "1"], "--bogus"),
     (["--model", "/nonexistent", "--out", "X"], "/nonexistent"),
+    (["--init", "tiny", "--out", "X", "--device", "gpu"], "--device = 'gpu': expected cpu or cuda"),
 ])
 def test_bad_options_fail_with_one_line(tmp_path, args, needle):
     args = [str(tmp_path / a) if a == "X" else a for a in args]
@@ -99,3 +102,26 @@ def test_bad_options_fail_with_one_line(tmp_path, args, needle):
     assert len(lines) == 1 and lines[0].startswith("kpo: "), result.stderr
     assert needle in lines[0], lines[0]
     assert not os.path.exists(tmp_path / "X")
+
+
+def test_device_cpu_is_the_default(trained, tmp_path):
+    out, stdout = trained
+    cpu = tmp_path / "cpu"
+    again = kpo("sft", *SMALL, "--device", "cpu", "--out", cpu).stdout
+    assert "40 steps of 8 on cpu (fp32)" in again
+    assert losses(again) == losses(stdout)
+    assert (cpu / "model.safetensors").read_bytes() == (out / "model.safetensors").read_bytes()
+
+
+def test_cuda_without_gpu_fails_cleanly(tmp_path):
+    info = kpo("info").stdout
+    if re.search(r"^devices: [1-9]\d* GPU", info, re.M):
+        pytest.skip("this machine has a GPU: --device cuda would run (tests/gpu covers it)")
+    out = tmp_path / "cuda"
+    result = kpo("sft", *SMALL, "--device", "cuda", "--out", out, check=False)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kpo: --device cuda: no usable GPU: "), \
+        result.stderr
+    assert result.stdout == ""  # failed before loading or training anything
+    assert not out.exists()
