@@ -22,6 +22,7 @@ enum { MAX_BENCHES = 32 };
 /* Everything the command line says, checked. */
 typedef struct eval_cli {
     const char *model_dir, *out_path;
+    const char *stop;       /* --stop: model | chat | ids/tokens (data/stop_tokens.h) */
     char tokenizer_name[4096];
     eval_sampling sampling;
     eval_prompt_options prompts;
@@ -49,6 +50,9 @@ static cli_option OPTIONS[] = {
     {"out", "EVAL.h5", "the eval file to write (required; never overwritten)", NULL},
     {"device", "cpu|cuda", "where the model computes (default cpu; cuda: bf16, one GPU per rank)",
      NULL},
+    {"stop", "model|chat|LIST", "what ends a response (default model: end-of-text and the "
+                                "model's generation_config.json eos ids, as the paper's code)",
+     NULL},
 };
 enum { N_OPTIONS = sizeof OPTIONS / sizeof OPTIONS[0] };
 
@@ -73,6 +77,7 @@ static int read_settings(int argc, char **argv, eval_cli *c, kpo_error *err)
 {
     memset(c, 0, sizeof *c);
     c->model_dir = cli_get(&SPEC, "model");
+    c->stop = cli_get(&SPEC, "stop") ? cli_get(&SPEC, "stop") : "model";
     c->out_path = cli_get(&SPEC, "out");
     if (!c->model_dir || !c->out_path)
         return error_set(err, "kpo eval: --model and --out are required");
@@ -122,7 +127,7 @@ static int read_settings(int argc, char **argv, eval_cli *c, kpo_error *err)
 }
 
 /* Tokenizer, model and every benchmark's prompts; the same on each rank. */
-static int load_inputs(const eval_cli *c, tokenizer **tok, model *m, eval_bench *benches,
+static int load_inputs(eval_cli *c, tokenizer **tok, model *m, eval_bench *benches,
                        kpo_error *err)
 {
     for (size_t j = 0; j < c->n_benches; j++) {
@@ -132,7 +137,9 @@ static int load_inputs(const eval_cli *c, tokenizer **tok, model *m, eval_bench 
             if (strcmp(benches[i].name, benches[j].name) == 0)
                 return error_set(err, "--bench: the name '%s' is given twice", benches[j].name);
     }
-    if (tokenizer_load(tok, c->tokenizer_name, err) != KPO_OK)
+    if (tokenizer_load(tok, c->tokenizer_name, err) != KPO_OK ||
+        stop_tokens_resolve(c->stop, "--stop", c->model_dir, *tok, &c->sampling.stop, err) !=
+            KPO_OK)
         return KPO_ERR;
     for (size_t j = 0; j < c->n_benches; j++)
         if (eval_bench_load(&benches[j], &c->prompts, *tok, err) != KPO_OK)
@@ -158,6 +165,7 @@ static size_t describe_settings(const eval_cli *c, char values[][64], evalfile_a
     attrs[n++] = (evalfile_attr){"prompt_template", c->prompts.prompt_template};
     attrs[n++] = (evalfile_attr){"chat_template", chat_template_name(c->prompts.chat)};
     attrs[n++] = (evalfile_attr){"reward", reward_kind_name(s->reward)};
+    attrs[n++] = (evalfile_attr){"stop", c->stop};
     /* bf16 on the GPU can draw other tokens than fp32 on the CPU: counts
      * from two devices are two measurements, not one repeated. */
     attrs[n++] = (evalfile_attr){"device", model_device_name(c->device)};

@@ -80,12 +80,3 @@ void prompt_set_free(prompt_set *p)
     memset(p, 0, sizeof *p);
 }
 
-int prompt_stop_ids(const tokenizer *tok, int32_t out[2])
-{
-    int n = 0;
-    out[n++] = tokenizer_eos_id(tok);
-    int32_t im_end = tokenizer_token_id(tok, "<|im_end|>");
-    if (im_end >= 0 && im_end != out[0])
-        out[n++] = im_end;
-    return n;
-}

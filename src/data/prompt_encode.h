@@ -35,9 +35,4 @@ int prompt_encode_dataset(const dataset *ds, const char *prompt_template, chat_t
                           kpo_error *err);
 void prompt_set_free(prompt_set *p);
 
-/* The ids that end a response: the tokenizer's end of text, and
- * <|im_end|> when the vocabulary has it (a chat turn's end). Returns how
- * many (1 or 2) were written to out. */
-int prompt_stop_ids(const tokenizer *tok, int32_t out[2]);
-
 #endif

@@ -16,8 +16,6 @@ static int count_chunk(model_backend *be, const tokenizer *tok, const eval_bench
                        const eval_sampling *s, int64_t first, int64_t count, int64_t *correct,
                        kpo_error *err)
 {
-    int32_t stop_ids[2];
-    int n_stop = prompt_stop_ids(tok, stop_ids);
     /* Offsets stay absolute into the whole token buffer: rollout_generate
      * only reads prompt_tokens[offsets[p] .. offsets[p + 1]). */
     rollout_request req = {.prompt_tokens = b->prompts.tokens,
@@ -26,8 +24,8 @@ static int count_chunk(model_backend *be, const tokenizer *tok, const eval_bench
                            .n_prompts = count,
                            .group_size = (int)s->k,
                            .max_new_tokens = s->max_new_tokens,
-                           .stop_ids = stop_ids,
-                           .n_stop = n_stop,
+                           .stop_ids = s->stop.ids,
+                           .n_stop = s->stop.n,
                            .sampler = s->sampler,
                            .seed = s->seed,
                            .step = EVAL_STREAM_STEP,

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "data/stop_tokens.h"
 #include "eval/eval_bench.h"
 #include "model/model_backend.h"
 #include "rollout/reward.h"
@@ -27,6 +28,7 @@ typedef struct eval_sampling {
     int64_t max_batch;       /* sequences decoded together */
     uint64_t seed;
     reward_kind reward;
+    stop_tokens stop;        /* what ends a response */
 } eval_sampling;
 
 /* Problems per chunk: as many whole problems as fit max_batch, at least one. */

@@ -6,6 +6,7 @@
 
 #include "learner/sft.h"
 #include "data/prompt_encode.h"
+#include "data/stop_tokens.h"
 #include "rollout/generate.h"
 #include "rollout/response_score.h"
 
@@ -32,16 +33,19 @@ int sft_evaluate(model_backend *b, const tokenizer *tok, const sft_format *fmt, 
     id_list_init(&tokens);
     int64_t *offsets = malloc((ds->count + 1) * sizeof *offsets); /* [n + 1] */
     int64_t *ids = malloc((ds->count + 1) * sizeof *ids);         /* [n] */
-    int32_t stop[2];
-    const int n_stop = prompt_stop_ids(tok, stop);
+    /* The warm start's targets end at end-of-text; a chat turn's end stops
+     * a response too. */
+    stop_tokens stop;
     rollout_responses r = {0};
     int status = offsets && ids ? encode_prompts(fmt, tok, ds, &tokens, offsets, ids, err)
                                 : error_set(err, "sft eval: out of memory");
+    if (status == KPO_OK)
+        status = stop_tokens_resolve("chat", "sft eval", NULL, tok, &stop, err);
     if (status == KPO_OK) {
         rollout_request req = {.prompt_tokens = tokens.ids, .prompt_offsets = offsets,
                                .prompt_ids = ids, .n_prompts = (int64_t)ds->count,
                                .group_size = group_size, .max_new_tokens = max_new_tokens,
-                               .stop_ids = stop, .n_stop = n_stop,
+                               .stop_ids = stop.ids, .n_stop = stop.n,
                                .sampler = {.temperature = temperature, .top_p = 1.0},
                                .seed = seed, .step = 0, .max_batch = 64,
                                .sample_vocab = (int64_t)tokenizer_vocab_size(tok)};

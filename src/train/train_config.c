@@ -20,7 +20,7 @@ const config_key TRAIN_SCHEMA[] = {
     {"run", "log_samples", CONFIG_INT, "8", 0, 1e6, NULL,
      "raw log-ratio sequences recorded per step for kpo filter"},
     {"run", "device", CONFIG_CHOICE, "cpu", 0, 0, "cpu|cuda",
-     "where the model runs: cpu (fp32) or cuda (bf16, one GPU per rank, NCCL)"},
+     "where the model runs: cpu (fp32) or cuda (bf16, a GPU per rank or shared: run.gpu_comm)"},
     {"run", "gpu_comm", CONFIG_CHOICE, "auto", 0, 0, "auto|nccl|host",
      "device = cuda: gradients and weights over NCCL, or host memory + MPI; auto: NCCL unless "
      "ranks share a GPU"},
@@ -47,6 +47,9 @@ const config_key TRAIN_SCHEMA[] = {
     {"rollout", "group_size", CONFIG_INT, "8", 2, 1e4, NULL, "G responses per prompt"},
     {"rollout", "temperature", CONFIG_DOUBLE, "1.0", 0, 100, NULL, "sampling temperature"},
     {"rollout", "top_p", CONFIG_DOUBLE, "1.0", 1e-9, 1, NULL, "nucleus mass"},
+    {"rollout", "stop", CONFIG_STRING, "model", 0, 0, NULL,
+     "what ends a response: model (end-of-text + generation_config.json's eos ids, as the "
+     "paper's vLLM rollout), chat (+ <|im_end|>), or ids/tokens 'a,b'"},
     {"rollout", "max_new_tokens", CONFIG_INT, "4096", 1, 1e7, NULL, "response length cap"},
     {"rollout", "max_batch", CONFIG_INT, "64", 1, 1e6, NULL,
      "sequences decoded together per rank (KV-cache slots)"},
@@ -172,6 +175,7 @@ int train_settings_from_config(const config *cfg, int world_size, train_settings
     s->sampler.temperature = config_get_double(cfg, "rollout.temperature");
     s->sampler.top_p = config_get_double(cfg, "rollout.top_p");
     s->max_new_tokens = config_get_int(cfg, "rollout.max_new_tokens");
+    s->stop = config_get_string(cfg, "rollout.stop");
     s->max_batch = config_get_int(cfg, "rollout.max_batch");
     s->reward_binary = config_get_bool(cfg, "rollout.reward_binary");
     if (chat_template_parse(config_get_string(cfg, "data.chat_template"), &s->chat_template,

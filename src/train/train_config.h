@@ -33,6 +33,7 @@ typedef struct train_settings {
     /* [model] */
     const char *model_path;
     const char *tokenizer;    /* "byte", a directory, or "" for the model's own */
+    const char *stop;         /* rollout.stop: model | chat | ids/tokens (data/stop_tokens.h) */
     /* [data] */
     const char *train_data;   /* "arith" or a JSONL file */
     const char *problem_field, *answer_field;

@@ -93,8 +93,10 @@ int train_data_open(const train_settings *s, train_data *d, kpo_error *err)
         status = error_set(err, "data.train = '%s': %lld usable problems, fewer than "
                                 "rollout.prompts_per_step = %lld",
                            s->train_data, (long long)d->n, (long long)s->prompts_per_step);
+    if (status == KPO_OK)
+        status = stop_tokens_resolve(s->stop, "rollout.stop", s->model_path, d->tok, &d->stop,
+                                     err);
     if (status == KPO_OK) {
-        d->n_stop = prompt_stop_ids(d->tok, d->stop_ids);
         d->order = malloc((size_t)d->n * sizeof *d->order);
         if (!d->order)
             status = error_set(err, "data: out of memory");

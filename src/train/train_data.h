@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "data/dataset.h"
+#include "data/stop_tokens.h"
 #include "tokenizer/tokenizer.h"
 #include "train/train_config.h"
 
@@ -18,8 +19,7 @@ typedef struct train_data {
     int64_t *prompt_offsets;   /* [n + 1] */
     int64_t n;                 /* kept problems */
     int64_t skipped_long;      /* prompts over data.max_prompt_tokens */
-    int32_t stop_ids[2];       /* end of text, and <|im_end|> when the vocabulary has it */
-    int n_stop;
+    stop_tokens stop;          /* rollout.stop resolved */
     size_t *order;             /* [n] the current epoch's permutation */
     int64_t order_epoch;       /* -1 before the first */
 } train_data;

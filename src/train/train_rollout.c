@@ -38,8 +38,8 @@ int train_rollout_step(model_backend *b, train_data *data, const train_settings 
     }
     rollout_request req = {.prompt_tokens = prompts, .prompt_offsets = offsets,
                            .prompt_ids = ids, .n_prompts = n_prompts, .group_size = G,
-                           .max_new_tokens = s->max_new_tokens, .stop_ids = data->stop_ids,
-                           .n_stop = data->n_stop, .sampler = s->sampler, .seed = s->seed,
+                           .max_new_tokens = s->max_new_tokens, .stop_ids = data->stop.ids,
+                           .n_stop = data->stop.n, .sampler = s->sampler, .seed = s->seed,
                            .step = step, .max_batch = s->max_batch,
                            .sample_vocab = (int64_t)tokenizer_vocab_size(data->tok)};
     rollout_responses out;
