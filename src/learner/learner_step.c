@@ -6,6 +6,7 @@
 
 #include "core/timer.h"
 #include "learner/advantage.h"
+#include "learner/objective_cuda.h"
 
 /* Sequences of mini-batch k that learner `rank` of `size` trains on. */
 static void share_of(int64_t n, int minibatches, int k, int rank, int size, int64_t *first,
@@ -152,6 +153,82 @@ static int append_samples(const learner_config *cfg, const int64_t *offsets, int
     return KPO_OK;
 }
 
+/* offsets [n + 1]: where each response starts among the micro-batch's
+ * response tokens. */
+static void response_offsets(const rl_batch *mb, int64_t *offsets)
+{
+    offsets[0] = 0;
+    for (int64_t i = 0; i < mb->n; i++)
+        offsets[i + 1] =
+            offsets[i] + (mb->seq_offsets[i + 1] - mb->seq_offsets[i] - mb->prompt_len[i]);
+}
+
+/* How many response tokens of a micro-batch of n_responses (offsets) the
+ * run file's samples still take: 0 when samples is NULL or full. */
+static int64_t sample_tokens_wanted(const learner_config *cfg, const int64_t *offsets,
+                                    int64_t n_responses, const learner_metrics *samples)
+{
+    if (!samples)
+        return 0;
+    int64_t room = cfg->log_samples - samples->n_samples;
+    int64_t n = room < n_responses ? room : n_responses;
+    return n > 0 ? offsets[n] : 0;
+}
+
+/* micro_batch_gradients on CUDA: log-probs, the objective and dlogp stay
+ * on the device (objective_cuda.h); only the metrics (and the samples'
+ * log-probs) come back. Response i's tokens are the packed rows from
+ * seq_offsets[i] + prompt_len[i] - 1 on (response_targets). */
+static int micro_batch_gradients_device(model_backend *b, const learner_config *cfg,
+                                        const rl_batch *mb, const double *logp_old,
+                                        objective_normalizer norm, objective_metrics *om,
+                                        double *entropy_sum, learner_metrics *samples,
+                                        int *finite, kpo_error *err)
+{
+    const int64_t T = mb->seq_offsets[mb->n];
+    int64_t *offsets = malloc((size_t)(mb->n + 1) * sizeof *offsets);
+    int64_t *rows = malloc((size_t)(mb->n + 1) * sizeof *rows);
+    int32_t *targets = malloc((size_t)T * sizeof *targets);
+    int status = (offsets && rows && targets)
+                     ? KPO_OK
+                     : error_set(err, "learner: out of memory for a %lld-token micro-batch",
+                                 (long long)T);
+    double *logp = NULL; /* the samples' log-probs */
+    int64_t sample_tokens = 0;
+    if (status == KPO_OK) {
+        response_offsets(mb, offsets);
+        for (int64_t i = 0; i < mb->n; i++)
+            rows[i] = mb->seq_offsets[i] + mb->prompt_len[i] - 1;
+        sample_tokens = sample_tokens_wanted(cfg, offsets, mb->n, samples);
+        if (sample_tokens > 0 && !(logp = malloc((size_t)sample_tokens * sizeof *logp)))
+            status = error_set(err, "learner: out of memory for log-ratio samples");
+    }
+    gpu_model_head head;
+    if (status == KPO_OK) {
+        response_targets(mb, targets);
+        model_batch batch = {mb->tokens, T, mb->seq_offsets, mb->n};
+        status = model_backend_forward_device(b, &batch, targets, &head, err);
+    }
+    if (status == KPO_OK) {
+        objective_cuda_batch ob = {.n_responses = mb->n, .offsets = offsets, .rows = rows,
+                                   .advantages = mb->advantage, .logp_old = logp_old,
+                                   .n_rows = T, .d_logp = head.logp, .d_entropy = head.entropy,
+                                   .d_dlogp = head.dlogp, .logp_out = logp,
+                                   .logp_out_tokens = sample_tokens};
+        status = objective_cuda_compute(&cfg->objective, &ob, norm, om, entropy_sum, finite,
+                                        head.stream, err);
+    }
+    if (status == KPO_OK && *finite && logp)
+        status = append_samples(cfg, offsets, mb->n, logp, logp_old, samples, err);
+    if (status == KPO_OK && *finite)
+        status = model_backend_backward_device(b, false, err);
+    free(offsets);
+    free(rows);
+    free(targets);
+    free(logp);
+    return status;
+}
+
 /* Forward, objective and backward of one micro-batch: gradients add to
  * the backend's. *finite becomes 0 (and the backward is skipped) when a
  * log-prob is not finite. */
@@ -160,6 +237,9 @@ static int micro_batch_gradients(model_backend *b, const learner_config *cfg, co
                                  objective_metrics *om, double *entropy_sum,
                                  learner_metrics *samples, int *finite, kpo_error *err)
 {
+    if (b->device == MODEL_DEVICE_CUDA)
+        return micro_batch_gradients_device(b, cfg, mb, logp_old, norm, om, entropy_sum, samples,
+                                            finite, err);
     const int64_t T = mb->seq_offsets[mb->n], R = rl_batch_response_tokens(mb);
     int64_t *offsets = malloc((size_t)(mb->n + 1) * sizeof *offsets);
     int32_t *targets = malloc((size_t)T * sizeof *targets);
@@ -172,10 +252,7 @@ static int micro_batch_gradients(model_backend *b, const learner_config *cfg, co
                      : error_set(err, "learner: out of memory for a %lld-token micro-batch",
                                  (long long)T);
     if (status == KPO_OK) {
-        offsets[0] = 0;
-        for (int64_t i = 0; i < mb->n; i++)
-            offsets[i + 1] =
-                offsets[i] + (mb->seq_offsets[i + 1] - mb->seq_offsets[i] - mb->prompt_len[i]);
+        response_offsets(mb, offsets);
         status = forward_batch(b, mb, targets, logp, entropy, err);
     }
     for (int64_t r = 0; status == KPO_OK && r < R && *finite; r++)

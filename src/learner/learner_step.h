@@ -73,7 +73,9 @@ int learner_response_logprobs(model_backend *b, const rl_batch *batch, int64_t m
  * `samples` not NULL the share's first raw log-ratios are appended there
  * (up to cfg->log_samples responses). logp_old is in response-token order.
  * Runs micro-batches of cfg->micro_batch_tokens (the objective is a sum
- * over responses with the global normalizer, so they add up exactly). */
+ * over responses with the global normalizer, so they add up exactly). On
+ * CUDA the log-probs, the objective and dlogp stay on the device
+ * (learner/objective_cuda.h); on the CPU objective_compute runs. */
 int learner_gradients(model_backend *b, const learner_config *cfg, const rl_batch *share,
                       const double *logp_old, objective_normalizer norm,
                       objective_metrics *metrics, double *entropy_sum, learner_metrics *samples,

@@ -5,13 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "learner/objective_token.h"
+
 static const char *const KIND_NAMES[OBJECTIVE_COUNT] = {"kpo", "grpo", "gspo"};
 static const char *const AGG_NAMES[LOSS_AGG_COUNT] = {"token-mean", "seq-mean-token-mean",
                                                       "seq-mean-token-sum"};
-
-/* verl clamps the raw token log-ratio of GRPO's vanilla loss to [-20, 20]
- * (log_ratio_max is the KPO/GSPO code's one-sided clamp). */
-static const double GRPO_LOG_RATIO_LIMIT = 20.0;
 
 void objective_config_default(objective_config *cfg)
 {
@@ -97,18 +95,49 @@ void objective_metrics_init(objective_metrics *m)
     innov_stats_init(&m->innovation);
 }
 
+/* metrics' per-token scalars as an objective_sums, and back. */
+static objective_sums sums_of(const objective_metrics *m)
+{
+    objective_sums s;
+    objective_sums_clear(&s);
+    s.loss = m->loss;
+    s.clipped = m->clipped_tokens;
+    s.log_ratio = m->log_ratio_sum;
+    s.raw_min = m->raw_ratio_min;
+    s.raw_max = m->raw_ratio_max;
+    s.raw_sum = m->raw_ratio_sum;
+    s.used_min = m->used_ratio_min;
+    s.used_max = m->used_ratio_max;
+    s.used_sum = m->used_ratio_sum;
+    return s;
+}
+
+static void sums_store(const objective_sums *s, objective_metrics *m)
+{
+    m->loss = s->loss;
+    m->clipped_tokens = s->clipped;
+    m->log_ratio_sum = s->log_ratio;
+    m->raw_ratio_min = s->raw_min;
+    m->raw_ratio_max = s->raw_max;
+    m->raw_ratio_sum = s->raw_sum;
+    m->used_ratio_min = s->used_min;
+    m->used_ratio_max = s->used_max;
+    m->used_ratio_sum = s->used_sum;
+}
+
+void objective_metrics_add_sums(objective_metrics *metrics, const objective_sums *s,
+                                double n_tokens)
+{
+    objective_sums total = sums_of(metrics);
+    objective_sums_merge(&total, s);
+    sums_store(&total, metrics);
+    metrics->tokens += n_tokens;
+}
+
 void objective_metrics_merge(objective_metrics *into, const objective_metrics *other)
 {
-    into->loss += other->loss;
-    into->tokens += other->tokens;
-    into->clipped_tokens += other->clipped_tokens;
-    into->log_ratio_sum += other->log_ratio_sum;
-    into->raw_ratio_min = fmin(into->raw_ratio_min, other->raw_ratio_min);
-    into->raw_ratio_max = fmax(into->raw_ratio_max, other->raw_ratio_max);
-    into->raw_ratio_sum += other->raw_ratio_sum;
-    into->used_ratio_min = fmin(into->used_ratio_min, other->used_ratio_min);
-    into->used_ratio_max = fmax(into->used_ratio_max, other->used_ratio_max);
-    into->used_ratio_sum += other->used_ratio_sum;
+    objective_sums scalars = sums_of(other);
+    objective_metrics_add_sums(into, &scalars, other->tokens);
     innov_stats_merge(&into->innovation, &other->innovation);
 }
 
@@ -123,10 +152,7 @@ static int response_log_ratio(const objective_config *cfg, const double *z, int6
         return filter_apply(&cfg->filter, z, offsets, 1, &out, stats, err);
     }
     case OBJECTIVE_GSPO: {
-        double mean = 0.0;
-        for (int64_t t = 0; t < n; t++)
-            mean += z[t];
-        mean /= (double)n;
+        double mean = objective_response_mean(z, n);
         for (int64_t t = 0; t < n; t++)
             l[t] = mean;
         return KPO_OK;
@@ -134,45 +160,6 @@ static int response_log_ratio(const objective_config *cfg, const double *z, int6
     default:
         memcpy(l, z, (size_t)n * sizeof *l);
         return KPO_OK;
-    }
-}
-
-/* PPO-clip surrogate of one token: returns the loss, and through *grad_r
- * d loss / d r (0 where a clip holds the loss constant). */
-static double surrogate(const objective_config *cfg, double advantage, double ratio,
-                        double *grad_r, int *clipped)
-{
-    double loss = -advantage * ratio;
-    *grad_r = -advantage;
-    *clipped = 0;
-    if (!cfg->clip)
-        return loss;
-    double bounded = fmin(fmax(ratio, 1.0 - cfg->clip_low), 1.0 + cfg->clip_high);
-    double clipped_loss = -advantage * bounded;
-    if (clipped_loss > loss) {
-        loss = clipped_loss;
-        *grad_r = 0.0;
-        *clipped = 1;
-    }
-    if (cfg->kind == OBJECTIVE_GRPO && cfg->dual_clip > 0 && advantage < 0) {
-        double cap = -advantage * cfg->dual_clip;
-        if (loss > cap) {
-            loss = cap;
-            *grad_r = 0.0;
-        }
-    }
-    return loss;
-}
-
-static double token_weight(const objective_config *cfg, objective_normalizer norm, int64_t n)
-{
-    switch (cfg->aggregation) {
-    case LOSS_AGG_TOKEN_MEAN:
-        return 1.0 / norm.tokens;
-    case LOSS_AGG_SEQ_MEAN_TOKEN_SUM:
-        return 1.0 / norm.responses;
-    default:
-        return 1.0 / (norm.responses * (double)n);
     }
 }
 
@@ -213,34 +200,17 @@ int objective_compute(const objective_config *cfg, const double *logp, const dou
         if (status != KPO_OK ||
             (status = response_log_ratio(cfg, z, n, l, &metrics->innovation, err)) != KPO_OK)
             break;
-        const double weight = token_weight(cfg, norm, n), advantage = advantages[r];
+        const double weight = objective_token_weight(cfg->aggregation, norm, n),
+                     advantage = advantages[r];
+        /* Starting from metrics' own values keeps the CPU's accumulation
+         * one sequential pass over all tokens. */
+        objective_sums s = sums_of(metrics);
         for (int64_t t = 0; t < n; t++) {
-            /* A clamped log-ratio is constant: no gradient flows through it. */
-            double lt = l[t];
-            int passes = 1;
-            double upper = cfg->kind == OBJECTIVE_GRPO ? GRPO_LOG_RATIO_LIMIT : cfg->log_ratio_max;
-            if (lt > upper) {
-                lt = upper;
-                passes = 0;
-            } else if (cfg->kind == OBJECTIVE_GRPO && lt < -GRPO_LOG_RATIO_LIMIT) {
-                lt = -GRPO_LOG_RATIO_LIMIT;
-                passes = 0;
-            }
-            double ratio = exp(lt), grad_r;
-            int clipped;
-            double loss = surrogate(cfg, advantage, ratio, &grad_r, &clipped);
-            metrics->loss += weight * loss;
-            d_logp[first + t] = passes ? weight * grad_r * ratio : 0.0;
-            metrics->clipped_tokens += clipped;
-            double raw = exp(z[t]);
-            metrics->raw_ratio_min = fmin(metrics->raw_ratio_min, raw);
-            metrics->raw_ratio_max = fmax(metrics->raw_ratio_max, raw);
-            metrics->raw_ratio_sum += raw;
-            metrics->used_ratio_min = fmin(metrics->used_ratio_min, ratio);
-            metrics->used_ratio_max = fmax(metrics->used_ratio_max, ratio);
-            metrics->used_ratio_sum += ratio;
-            metrics->log_ratio_sum += z[t];
+            objective_token tok = objective_token_eval(cfg, advantage, weight, l[t]);
+            d_logp[first + t] = tok.d_logp;
+            objective_sums_add(&s, &tok, z[t]);
         }
+        sums_store(&s, metrics);
         metrics->tokens += (double)n;
     }
     free(z);

@@ -8,7 +8,9 @@
  *   kpo:  l_t = rho_t, the Kalman-filtered log-ratio (src/filter)
  *   grpo: l_t = z_t = log pi - log pi_old
  *   gspo: l_t = mean over the response of z
- * so the loss gradient enters the model as d loss / d log pi per token. */
+ * so the loss gradient enters the model as d loss / d log pi per token.
+ * The per-token formulas are objective_token.h; objective_cuda.h computes
+ * the same on a GPU, from log-probs that stay on the device. */
 #ifndef KPO_LEARNER_OBJECTIVE_H
 #define KPO_LEARNER_OBJECTIVE_H
 

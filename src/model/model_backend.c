@@ -139,6 +139,29 @@ void model_backend_drop_acts(model_backend *b)
     b->have_acts = 0;
 }
 
+static int device_path_cuda_only(const model_backend *b, const char *who, kpo_error *err)
+{
+    if (!b || b->device != MODEL_DEVICE_CUDA)
+        return error_set(err, "%s: the device objective path needs device = cuda (the model "
+                              "is on the %s)", who, b ? model_device_name(b->device) : "?");
+    return KPO_OK;
+}
+
+int model_backend_forward_device(model_backend *b, const model_batch *batch,
+                                 const int32_t *targets, gpu_model_head *head, kpo_error *err)
+{
+    if (device_path_cuda_only(b, "model_backend_forward_device", err) != KPO_OK)
+        return KPO_ERR;
+    return gpu_model_forward_device(b->gpu, batch, targets, head, err);
+}
+
+int model_backend_backward_device(model_backend *b, bool with_dentropy, kpo_error *err)
+{
+    if (device_path_cuda_only(b, "model_backend_backward_device", err) != KPO_OK)
+        return KPO_ERR;
+    return gpu_model_backward_device(b->gpu, with_dentropy, err);
+}
+
 int model_backend_zero_grads(model_backend *b, kpo_error *err)
 {
     switch (b->device) {

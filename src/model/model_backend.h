@@ -89,6 +89,16 @@ int model_backend_backward(model_backend *b, const float *dlogp, const float *de
 /* Releases the CPU activations early (the GPU model's are preallocated). */
 void model_backend_drop_acts(model_backend *b);
 
+/* ---- The device objective's path (CUDA only; learner/objective_cuda.h) ----
+ * model_backend_forward keeping logp and entropy on the device: *head
+ * receives the GPU model's head buffers (device pointers [n_tokens]); the
+ * caller writes head->dlogp on head->stream, then
+ * model_backend_backward_device runs the backward from it. On the CPU both
+ * fail (the host path is model_backend_forward / _backward). */
+int model_backend_forward_device(model_backend *b, const model_batch *batch,
+                                 const int32_t *targets, gpu_model_head *head, kpo_error *err);
+int model_backend_backward_device(model_backend *b, bool with_dentropy, kpo_error *err);
+
 int model_backend_zero_grads(model_backend *b, kpo_error *err);
 /* The gradient buffer [n] to all-reduce in place: a host pointer on the
  * CPU, a device pointer on CUDA (which only comm_learner_nccl can sum). */

@@ -75,6 +75,25 @@ int gpu_model_forward(gpu_model *g, const model_batch *batch, const int32_t *tar
 int gpu_model_backward(gpu_model *g, const float *dlogp, const float *dentropy,
                        kpo_error *err);
 
+/* The device objective's path (learner/objective_cuda.h): the log-prob
+ * head's buffers of the last forward, device pointers [n_tokens], valid
+ * until the next forward. The caller writes dlogp (and dentropy) with
+ * work ordered on stream (the model's: all its work runs there). */
+typedef struct gpu_model_head {
+    const float *logp, *entropy; /* the forward's outputs, per model_logprobs' contract */
+    float *dlogp, *dentropy;     /* what gpu_model_backward_device reads */
+    int64_t n_tokens;
+    void *stream;                /* cudaStream_t */
+} gpu_model_head;
+
+/* gpu_model_forward that leaves logp and entropy on the device: *head
+ * receives the buffers. */
+int gpu_model_forward_device(gpu_model *g, const model_batch *batch, const int32_t *targets,
+                             gpu_model_head *head, kpo_error *err);
+/* gpu_model_backward from head->dlogp (and head->dentropy when
+ * with_dentropy) as the caller left them on the device. */
+int gpu_model_backward_device(gpu_model *g, bool with_dentropy, kpo_error *err);
+
 int gpu_model_zero_grads(gpu_model *g, kpo_error *err);
 /* The fp32 gradient buffer [n_params], device: what NCCL all-reduces. */
 float *gpu_model_grads(gpu_model *g, int64_t *n_params);

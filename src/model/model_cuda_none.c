@@ -46,6 +46,19 @@ int gpu_model_backward(gpu_model *g, const float *dlogp, const float *dentropy, 
     return no_cuda(err);
 }
 
+int gpu_model_forward_device(gpu_model *g, const model_batch *batch, const int32_t *targets,
+                             gpu_model_head *head, kpo_error *err)
+{
+    (void)g, (void)batch, (void)targets, (void)head;
+    return no_cuda(err);
+}
+
+int gpu_model_backward_device(gpu_model *g, bool with_dentropy, kpo_error *err)
+{
+    (void)g, (void)with_dentropy;
+    return no_cuda(err);
+}
+
 int gpu_model_zero_grads(gpu_model *g, kpo_error *err) { (void)g; return no_cuda(err); }
 
 float *gpu_model_grads(gpu_model *g, int64_t *n_params)

@@ -120,11 +120,13 @@ static int layer_forward(gpu_model *g, int64_t l, uint16_t *x_out, kpo_error *er
     return gpu_layer_forward_rest(g, l, g->n_tokens, a, x_out, err);
 }
 
-int gpu_model_forward(gpu_model *g, const model_batch *batch, const int32_t *targets,
-                      float *logp, float *entropy, kpo_error *err)
+/* The forward up to the log-prob head's outputs, which stay on the
+ * device (a->logp, a->entropy). `who` names the caller in errors. */
+static int forward_run(gpu_model *g, const model_batch *batch, const int32_t *targets,
+                       const char *who, kpo_error *err)
 {
-    if (!g || !batch || !targets || !logp || !entropy)
-        return error_set(err, "gpu_model_forward: missing argument");
+    if (!g || !batch || !targets)
+        return error_set(err, "%s: missing argument", who);
     TRY(model_batch_validate(&g->shape, batch, err));
     TRY(check_targets(g, batch, targets, err));
     const model_config *c = &g->shape.config;
@@ -145,38 +147,62 @@ int gpu_model_forward(gpu_model *g, const model_batch *batch, const int32_t *tar
     const gpu_logprob_shape ls = logprob_shape(g);
     TRY(gpu_buffer_reserve(&g->logprob_ws, gpu_logprob_workspace(&ls),
                            "the log-prob workspace", err));
-    TRY(gpu_logprob_forward(g->gemm, &ls, a->h, gpu_w(g, g->lm_head), a->targets, a->logp,
-                            a->entropy, a->lse, g->logprob_ws.ptr, s, err));
-    TRY(gpu_download(g, logp, a->logp, (size_t)T * 4, "gpu_model_forward: log-probs", err));
-    TRY(gpu_download(g, entropy, a->entropy, (size_t)T * 4, "gpu_model_forward: entropies",
+    return gpu_logprob_forward(g->gemm, &ls, a->h, gpu_w(g, g->lm_head), a->targets, a->logp,
+                               a->entropy, a->lse, g->logprob_ws.ptr, s, err);
+}
+
+int gpu_model_forward(gpu_model *g, const model_batch *batch, const int32_t *targets,
+                      float *logp, float *entropy, kpo_error *err)
+{
+    if (!logp || !entropy)
+        return error_set(err, "gpu_model_forward: missing argument");
+    TRY(forward_run(g, batch, targets, "gpu_model_forward", err));
+    const int64_t T = g->n_tokens;
+    TRY(gpu_download(g, logp, g->acts.logp, (size_t)T * 4, "gpu_model_forward: log-probs", err));
+    TRY(gpu_download(g, entropy, g->acts.entropy, (size_t)T * 4, "gpu_model_forward: entropies",
                      err));
     g->have_forward = true;
     return KPO_OK;
 }
 
-int gpu_model_backward(gpu_model *g, const float *dlogp, const float *dentropy, kpo_error *err)
+int gpu_model_forward_device(gpu_model *g, const model_batch *batch, const int32_t *targets,
+                             gpu_model_head *head, kpo_error *err)
 {
-    if (!g || !dlogp)
-        return error_set(err, "gpu_model_backward: missing argument");
+    if (!head)
+        return error_set(err, "gpu_model_forward_device: missing argument");
+    memset(head, 0, sizeof *head);
+    TRY(forward_run(g, batch, targets, "gpu_model_forward_device", err));
+    gpu_acts *a = &g->acts;
+    head->logp = a->logp;
+    head->entropy = a->entropy;
+    /* The inference layout has no gradient buffers; backward refuses it. */
+    head->dlogp = g->opt.train ? a->dlogp : NULL;
+    head->dentropy = g->opt.train ? a->dentropy : NULL;
+    head->n_tokens = g->n_tokens;
+    head->stream = g->stream;
+    g->have_forward = true;
+    return KPO_OK;
+}
+
+/* The backward from a->dlogp (and a->dentropy) on the device. */
+static int backward_run(gpu_model *g, bool with_dentropy, const char *who, kpo_error *err)
+{
+    if (!g)
+        return error_set(err, "%s: missing argument", who);
     if (!g->opt.train)
-        return error_set(err, "gpu_model_backward: the GPU model was created without train");
+        return error_set(err, "%s: the GPU model was created without train", who);
     if (!g->have_forward)
-        return error_set(err, "gpu_model_backward: no forward to differentiate (call "
-                              "gpu_model_forward first)");
+        return error_set(err, "%s: no forward to differentiate (call the forward first)", who);
     const model_config *c = &g->shape.config;
     const int64_t T = g->n_tokens, h = c->hidden_size;
     gpu_acts *a = &g->acts;
     gpu_grad_scratch *d = &a->grad;
     void *s = g->stream;
-    TRY(gpu_upload(g, a->dlogp, dlogp, (size_t)T * 4, "gpu_model_backward: dlogp", err));
-    if (dentropy)
-        TRY(gpu_upload(g, a->dentropy, dentropy, (size_t)T * 4, "gpu_model_backward: dentropy",
-                       err));
     /* d(final norm output) into dxn: free until the last layer's MLP. With
      * tied embeddings d(lm_head) lands on the embedding's gradient. */
     const gpu_logprob_shape ls = logprob_shape(g);
     TRY(gpu_logprob_backward(g->gemm, &ls, a->h, gpu_w(g, g->lm_head), a->targets, a->lse,
-                             a->entropy, a->dlogp, dentropy ? a->dentropy : NULL, d->dxn,
+                             a->entropy, a->dlogp, with_dentropy ? a->dentropy : NULL, d->dxn,
                              gpu_g(g, g->lm_head), g->logprob_ws.ptr, s, err));
     TRY(gpu_rmsnorm_backward(T, h, a->x_final, gpu_w(g, g->final_norm), a->rstd_final, d->dxn,
                              d->dres, 0, gpu_g(g, g->final_norm), s, err));
@@ -189,5 +215,24 @@ int gpu_model_backward(gpu_model *g, const float *dlogp, const float *dentropy, 
     /* d(embedding) += each token's rows of d(layer 0 input), in row order. */
     TRY(gpu_embed_backward(&g->embed_index, h, d->dres, gpu_g(g, g->embed), s, err));
     /* Report faults of this backward here, not at some later call. */
-    return cuda_check(cudaStreamSynchronize((cudaStream_t)s), "gpu_model_backward", err);
+    return cuda_check(cudaStreamSynchronize((cudaStream_t)s), who, err);
+}
+
+int gpu_model_backward(gpu_model *g, const float *dlogp, const float *dentropy, kpo_error *err)
+{
+    if (!g || !dlogp)
+        return error_set(err, "gpu_model_backward: missing argument");
+    if (!g->opt.train || !g->have_forward) /* backward_run says which */
+        return backward_run(g, false, "gpu_model_backward", err);
+    gpu_acts *a = &g->acts;
+    const size_t bytes = (size_t)g->n_tokens * 4;
+    TRY(gpu_upload(g, a->dlogp, dlogp, bytes, "gpu_model_backward: dlogp", err));
+    if (dentropy)
+        TRY(gpu_upload(g, a->dentropy, dentropy, bytes, "gpu_model_backward: dentropy", err));
+    return backward_run(g, dentropy != NULL, "gpu_model_backward", err);
+}
+
+int gpu_model_backward_device(gpu_model *g, bool with_dentropy, kpo_error *err)
+{
+    return backward_run(g, with_dentropy, "gpu_model_backward_device", err);
 }
