@@ -353,6 +353,23 @@ int learner_step(model_backend *b, const learner_config *cfg, rl_batch *batch,
                        cfg->norm_adv_by_std, cfg->adv_eps, batch->advantage, err) != KPO_OK)
         return KPO_ERR;
 
+    /* The order the mini-batches are cut from (docs/minibatch-order.md).
+     * The advantages above need contiguous groups and do not depend on the
+     * order, so they come first; the caller's batch keeps prompt order. */
+    rl_batch ordered = {0};
+    if (cfg->minibatch_order == MINIBATCH_ORDER_BALANCED) {
+        int dp = cfg->balance_dp_size > 0 ? cfg->balance_dp_size : comm->size;
+        int64_t *perm = malloc((size_t)batch->n * sizeof *perm);
+        int ok = perm ? minibatch_order_of_batch(batch, cfg->minibatch_order, dp, M, perm, err)
+                      : error_set(err, "learner: out of memory");
+        if (ok == KPO_OK)
+            ok = minibatch_order_apply(batch, perm, &ordered, err);
+        free(perm);
+        if (ok != KPO_OK)
+            return error_prefix(err, "learner.minibatch_order = balanced: ");
+    }
+    const rl_batch *split = cfg->minibatch_order == MINIBATCH_ORDER_BALANCED ? &ordered : batch;
+
     /* Old-policy log-probs of every share, before any update. */
     double t0 = timer_now();
     rl_batch *shares = calloc((size_t)M, sizeof *shares);
@@ -360,8 +377,8 @@ int learner_step(model_backend *b, const learner_config *cfg, rl_batch *batch,
     int status = (shares && old) ? KPO_OK : error_set(err, "learner: out of memory");
     for (int k = 0; k < M && status == KPO_OK; k++) {
         int64_t first, count;
-        share_of(batch->n, M, k, comm->rank, comm->size, &first, &count);
-        status = rl_batch_slice(batch, first, count, &shares[k], err);
+        share_of(split->n, M, k, comm->rank, comm->size, &first, &count);
+        status = rl_batch_slice(split, first, count, &shares[k], err);
         if (status == KPO_OK) {
             int64_t R = rl_batch_response_tokens(&shares[k]);
             old[k] = malloc((size_t)(R > 0 ? R : 1) * sizeof **old);
@@ -373,10 +390,10 @@ int learner_step(model_backend *b, const learner_config *cfg, rl_batch *batch,
 
     for (int k = 0; k < M && status == KPO_OK; k++) {
         /* The global mini-batch's sizes, known to every learner. */
-        int64_t mb_first = (int64_t)k * batch->n / M, mb_end = (int64_t)(k + 1) * batch->n / M;
+        int64_t mb_first = (int64_t)k * split->n / M, mb_end = (int64_t)(k + 1) * split->n / M;
         objective_normalizer norm = {0, 0};
         for (int64_t i = mb_first; i < mb_end; i++) {
-            int64_t r = batch->seq_offsets[i + 1] - batch->seq_offsets[i] - batch->prompt_len[i];
+            int64_t r = split->seq_offsets[i + 1] - split->seq_offsets[i] - split->prompt_len[i];
             norm.responses += r > 0;
             norm.tokens += (double)r;
         }
@@ -427,5 +444,6 @@ int learner_step(model_backend *b, const learner_config *cfg, rl_batch *batch,
     }
     free(shares);
     free(old);
+    rl_batch_free(&ordered);
     return status;
 }

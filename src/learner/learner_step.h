@@ -14,6 +14,7 @@
 
 #include "core/error.h"
 #include "learner/learner_comm.h"
+#include "learner/minibatch_order.h"
 #include "learner/objective.h"
 #include "learner/rl_batch.h"
 #include "model/model_backend.h"
@@ -29,6 +30,9 @@ typedef struct learner_config {
     int64_t micro_batch_tokens; /* a share's forward/backward runs over micro-batches of whole
                                    sequences of at most this many tokens (at least one
                                    sequence each), gradients summed; 0: the share at once */
+    minibatch_order_kind minibatch_order; /* prompt (0): groups in rollout order; balanced:
+                                             verl's balance_batch (docs/minibatch-order.md) */
+    int balance_dp_size;  /* balanced: the verl data-parallel ranks mimicked; 0: the learners */
 } learner_config;
 
 typedef struct learner_metrics {

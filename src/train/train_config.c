@@ -73,6 +73,12 @@ const config_key TRAIN_SCHEMA[] = {
     {"learner", "micro_batch_tokens", CONFIG_INT, "0", 0, 1e12, NULL,
      "forward/backward over micro-batches of whole sequences up to this many tokens; 0: "
      "a learner's share at once"},
+    {"learner", "minibatch_order", CONFIG_CHOICE, "prompt", 0, 0, "prompt|balanced",
+     "what a mini-batch holds: whole groups in rollout order, or verl's balance_batch order "
+     "(docs/minibatch-order.md)"},
+    {"learner", "balance_dp_size", CONFIG_INT, "0", 0, 1e6, NULL,
+     "minibatch_order = balanced: the verl data-parallel ranks mimicked (the paper's script: "
+     "2); 0: the learner ranks"},
     {"learner", "recompute", CONFIG_BOOL, "true", 0, 0, NULL,
      "device = cuda: keep each layer's input only and redo the layer in backward"},
     {"filter", "q", CONFIG_DOUBLE, "1e-6", 0, BIG, NULL, "process noise Q"},
@@ -140,6 +146,13 @@ static int check_batch(const train_settings *s, int world_size, kpo_error *err)
         return error_set(err, "learner.minibatches = %d: must divide rollout.prompts_per_step = "
                               "%lld so mini-batches hold whole groups",
                          M, (long long)s->prompts_per_step);
+    int dp = s->learner.balance_dp_size > 0 ? s->learner.balance_dp_size : learners;
+    if (s->learner.minibatch_order == MINIBATCH_ORDER_BALANCED &&
+        s->prompts_per_step * G % ((int64_t)dp * M) != 0)
+        return error_set(err, "learner.balance_dp_size = %d: %lld responses do not split into "
+                              "%d rank(s) x %d mini-batch(es) of equal size, as verl's "
+                              "balance_batch needs", dp, (long long)(s->prompts_per_step * G),
+                         dp, M);
     if ((s->prompts_per_step / M) * G % learners != 0)
         return error_set(err, "learner.minibatches = %d: a mini-batch of %lld responses does not "
                               "split over %d learner rank(s)",
@@ -192,6 +205,10 @@ int train_settings_from_config(const config *cfg, int world_size, train_settings
     l->adv_eps = config_get_double(cfg, "learner.adv_eps");
     l->log_samples = s->log_samples;
     l->micro_batch_tokens = config_get_int(cfg, "learner.micro_batch_tokens");
+    l->balance_dp_size = (int)config_get_int(cfg, "learner.balance_dp_size");
+    if (minibatch_order_parse(config_get_string(cfg, "learner.minibatch_order"),
+                              &l->minibatch_order, err) != KPO_OK)
+        return error_prefix(err, "learner.");
     s->recompute = config_get_bool(cfg, "learner.recompute");
     if (objective_kind_parse(config_get_string(cfg, "learner.objective"), &o->kind, err) != KPO_OK ||
         loss_aggregation_parse(config_get_string(cfg, "learner.loss_aggregation"),
