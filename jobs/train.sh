@@ -122,7 +122,7 @@ resolve_paths() {
   if [ "$SCALE" = tiny ]; then CONFIGS+=("$root/configs/tiny.ini"); fi
   local config
   for config in "${CONFIGS[@]}"; do
-    [ -f "$config" ] || kpo_die "no preset $config (conditions: kpo-strong kpo-weak is-kpo-weak opt0 opt1 grpo gspo)"
+    [ -f "$config" ] || kpo_die "no preset $config (conditions: kpo-strong kpo-weak is-kpo-weak opt0 opt1 grpo gspo kpo-weak-official)"
   done
 }
 

@@ -237,7 +237,9 @@ static int micro_batch_gradients(model_backend *b, const learner_config *cfg, co
                                  objective_metrics *om, double *entropy_sum,
                                  learner_metrics *samples, int *finite, kpo_error *err)
 {
-    if (b->device == MODEL_DEVICE_CUDA)
+    /* The official filter witness (objective.official_width) runs on the
+     * host: on CUDA its micro-batches take the host objective path. */
+    if (b->device == MODEL_DEVICE_CUDA && cfg->objective.official_width == 0)
         return micro_batch_gradients_device(b, cfg, mb, logp_old, norm, om, entropy_sum, samples,
                                             finite, err);
     const int64_t T = mb->seq_offsets[mb->n], R = rl_batch_response_tokens(mb);
@@ -417,6 +419,12 @@ int learner_step(model_backend *b, const learner_config *cfg, rl_batch *batch,
         if (status != KPO_OK)
             break;
         if (!isfinite(loss) || !isfinite(grad_norm)) {
+            if (cfg->fail_nonfinite) {
+                status = error_set(err, "learner: mini-batch %d: loss %g, gradient norm %g "
+                                        "(learner.nonfinite_update = fail)", k + 1, loss,
+                                   grad_norm);
+                break;
+            }
             metrics->skipped++; /* every learner sees the same sums: all skip together */
             continue;
         }

@@ -33,6 +33,8 @@ typedef struct learner_config {
     minibatch_order_kind minibatch_order; /* prompt (0): groups in rollout order; balanced:
                                              verl's balance_batch (docs/minibatch-order.md) */
     int balance_dp_size;  /* balanced: the verl data-parallel ranks mimicked; 0: the learners */
+    int fail_nonfinite;   /* 0: skip an update whose loss or gradient norm is not finite, as
+                             verl's actor does (counted); 1: end the step with an error */
 } learner_config;
 
 typedef struct learner_metrics {

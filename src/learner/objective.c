@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "filter/filter_official.h"
 #include "learner/objective_token.h"
 
 static const char *const KIND_NAMES[OBJECTIVE_COUNT] = {"kpo", "grpo", "gspo"};
@@ -38,6 +39,9 @@ int objective_config_validate(const objective_config *cfg, kpo_error *err)
         return error_set(err, "loss_aggregation: unknown mode %d", (int)cfg->aggregation);
     if (!(cfg->log_ratio_max > 0))
         return error_set(err, "log_ratio_max: must be > 0, got %g", cfg->log_ratio_max);
+    if (cfg->official_width < 0 || cfg->official_width > (1 << 24))
+        return error_set(err, "official_width: must be in [0, 2^24], got %lld",
+                         (long long)cfg->official_width);
     if (cfg->kind == OBJECTIVE_KPO)
         return filter_config_validate(&cfg->filter, err);
     return KPO_OK;
@@ -141,15 +145,46 @@ void objective_metrics_merge(objective_metrics *into, const objective_metrics *o
     innov_stats_merge(&into->innovation, &other->innovation);
 }
 
+/* The official filter's x_hat for one response of n tokens in a row padded
+ * to the official width (at least n): l[t] for t < n, and *padding_nan set
+ * when a padded position came out NaN (verl's masked loss is then NaN). */
+static int official_log_ratio(const objective_config *cfg, const double *z, int64_t n,
+                              double *l, int *padding_nan, kpo_error *err)
+{
+    const int64_t width = cfg->official_width > n ? cfg->official_width : n;
+    float *row = malloc((size_t)width * 3 * sizeof *row);
+    if (!row)
+        return error_set(err, "objective: out of memory for a %lld-token padded row",
+                         (long long)width);
+    float *mask = row + width, *x_hat = row + 2 * width;
+    for (int64_t t = 0; t < width; t++) {
+        row[t] = t < n ? (float)z[t] : 0.0f; /* verl's log-probs are float32 */
+        mask[t] = t < n ? 1.0f : 0.0f;
+    }
+    const filter_config *f = &cfg->filter;
+    filter_official_apply(f->q, f->v, f->p0, f->rho0, row, mask, 1, width, x_hat);
+    for (int64_t t = 0; t < width; t++) {
+        if (t < n)
+            l[t] = (double)x_hat[t];
+        else if (isnan(x_hat[t]))
+            *padding_nan = 1;
+    }
+    free(row);
+    return KPO_OK;
+}
+
 /* The per-token log-ratio l_t the surrogate uses, for one response. */
 static int response_log_ratio(const objective_config *cfg, const double *z, int64_t n,
-                              double *l, innov_stats *stats, kpo_error *err)
+                              double *l, innov_stats *stats, int *padding_nan, kpo_error *err)
 {
     switch (cfg->kind) {
     case OBJECTIVE_KPO: {
         int64_t offsets[2] = {0, n};
         filter_outputs out = {.rho = l};
-        return filter_apply(&cfg->filter, z, offsets, 1, &out, stats, err);
+        if (filter_apply(&cfg->filter, z, offsets, 1, &out, stats, err) != KPO_OK)
+            return KPO_ERR;
+        return cfg->official_width > 0 ? official_log_ratio(cfg, z, n, l, padding_nan, err)
+                                       : KPO_OK;
     }
     case OBJECTIVE_GSPO: {
         double mean = objective_response_mean(z, n);
@@ -184,7 +219,7 @@ int objective_compute(const objective_config *cfg, const double *logp, const dou
         return error_set(err, "objective: out of memory for a %lld-token response",
                          (long long)longest);
     }
-    int status = KPO_OK;
+    int status = KPO_OK, padding_nan = 0;
     for (int64_t r = 0; r < n_responses && status == KPO_OK; r++) {
         const int64_t first = offsets[r], n = offsets[r + 1] - offsets[r];
         if (n == 0)
@@ -198,7 +233,8 @@ int objective_compute(const objective_config *cfg, const double *logp, const dou
             }
         }
         if (status != KPO_OK ||
-            (status = response_log_ratio(cfg, z, n, l, &metrics->innovation, err)) != KPO_OK)
+            (status = response_log_ratio(cfg, z, n, l, &metrics->innovation, &padding_nan,
+                                         err)) != KPO_OK)
             break;
         const double weight = objective_token_weight(cfg->aggregation, norm, n),
                      advantage = advantages[r];
@@ -213,6 +249,8 @@ int objective_compute(const objective_config *cfg, const double *logp, const dou
         sums_store(&s, metrics);
         metrics->tokens += (double)n;
     }
+    if (padding_nan)
+        metrics->loss = NAN; /* NaN x mask 0 is NaN: verl's whole loss */
     free(z);
     free(l);
     return status;

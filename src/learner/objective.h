@@ -44,6 +44,14 @@ typedef struct objective_config {
     double log_ratio_max; /* kpo, gspo: l_t is clamped at this (their code: 10); grpo uses
                              verl's fixed [-20, 20] */
     filter_config filter; /* kpo only */
+    /* kpo: official_width > 0 takes l_t from the official code's float32
+     * parallel filter (filter/filter_official.h) over each response padded
+     * to this width, as verl pads to response_length; a NaN it produces,
+     * in the response or its padding, makes the loss NaN as it does there
+     * (and the learner then skips the update, as verl's actor does). The
+     * exact filter still runs for the innovation statistics. 0: the exact
+     * recursion (filter_apply). */
+    int64_t official_width;
 } objective_config;
 
 /* Global batch sizes the aggregation divides by: the whole mini-batch

@@ -79,12 +79,21 @@ const config_key TRAIN_SCHEMA[] = {
     {"learner", "balance_dp_size", CONFIG_INT, "0", 0, 1e6, NULL,
      "minibatch_order = balanced: the verl data-parallel ranks mimicked (the paper's script: "
      "2); 0: the learner ranks"},
+    {"learner", "nonfinite_update", CONFIG_CHOICE, "skip", 0, 0, "skip|fail",
+     "an update whose loss or gradient norm is not finite: skip it (verl's actor; counted in "
+     "skipped_updates) or end the run"},
     {"learner", "recompute", CONFIG_BOOL, "true", 0, 0, NULL,
      "device = cuda: keep each layer's input only and redo the layer in backward"},
     {"filter", "q", CONFIG_DOUBLE, "1e-6", 0, BIG, NULL, "process noise Q"},
     {"filter", "v", CONFIG_DOUBLE, "1", 1e-300, BIG, NULL, "measurement noise V"},
     {"filter", "rho0", CONFIG_DOUBLE, "0", -BIG, BIG, NULL, "initial state"},
     {"filter", "p0", CONFIG_DOUBLE, "0", 0, BIG, NULL, "initial variance"},
+    {"filter", "implementation", CONFIG_CHOICE, "exact", 0, 0, "exact|official",
+     "exact recursion, or the official KPO code's float32 parallel filter over responses padded "
+     "to official_width (docs/filter.md; kpo, mode none)"},
+    {"filter", "official_width", CONFIG_INT, "0", 0, 1 << 24, NULL,
+     "implementation = official: the padded width (verl's response_length); 0: "
+     "rollout.max_new_tokens"},
     {"filter", "mode", CONFIG_CHOICE, "none", 0, 0, "none|sigma|sqrtv|iterated|adaptive",
      "innovation saturation"},
     {"filter", "kappa", CONFIG_DOUBLE, "3", 1e-300, BIG, NULL, "saturation multiplier"},
@@ -206,6 +215,7 @@ int train_settings_from_config(const config *cfg, int world_size, train_settings
     l->log_samples = s->log_samples;
     l->micro_batch_tokens = config_get_int(cfg, "learner.micro_batch_tokens");
     l->balance_dp_size = (int)config_get_int(cfg, "learner.balance_dp_size");
+    l->fail_nonfinite = strcmp(config_get_string(cfg, "learner.nonfinite_update"), "fail") == 0;
     if (minibatch_order_parse(config_get_string(cfg, "learner.minibatch_order"),
                               &l->minibatch_order, err) != KPO_OK)
         return error_prefix(err, "learner.");
@@ -234,6 +244,15 @@ int train_settings_from_config(const config *cfg, int world_size, train_settings
     f->lambda_energy = config_get_double(cfg, "filter.lambda_energy");
     if (filter_mode_parse(config_get_string(cfg, "filter.mode"), &f->mode, err) != KPO_OK)
         return error_prefix(err, "filter.");
+    if (strcmp(config_get_string(cfg, "filter.implementation"), "official") == 0) {
+        /* The official code has one filter: no saturation, kpo's objective. */
+        if (f->mode != FILTER_MODE_NONE || o->kind != OBJECTIVE_KPO)
+            return error_set(err, "filter.implementation = official: needs learner.objective = "
+                                  "kpo and filter.mode = none (the official code has no "
+                                  "saturation)");
+        const int64_t width = config_get_int(cfg, "filter.official_width");
+        o->official_width = width > 0 ? width : s->max_new_tokens;
+    }
     if (o->dual_clip != 0 && o->dual_clip <= 1)
         return error_set(err, "learner.dual_clip = %g: must be 0 (off) or > 1", o->dual_clip);
 
