@@ -46,3 +46,12 @@ def test_every_metric_is_documented(tmp_path, tiny_model):
     line = next(li for li in result.stdout.splitlines() if li.startswith("step   1/1"))
     assert re.search(r"\d+\.\ds \[roll \d+\.\d logp \d+\.\d learn \d+\.\d sync \d+\.\d\]", line), line
     assert "GiB" not in line, f"a cpu run has no GPU memory to show: {line}"
+
+
+def test_config_keys_documented_as_help_config_prints_them():
+    """docs/train.md's key listing is `kpo train --help-config`, verbatim."""
+    text = (SOURCE_ROOT / "docs" / "train.md").read_text()
+    block = text.split("## Configuration keys", 1)[1].split("```", 2)[1]
+    printed = run(["train", "--help-config"]).stdout
+    assert block.strip("\n") == printed.strip("\n"), \
+        "docs/train.md's key block differs from kpo train --help-config: paste the new output"
