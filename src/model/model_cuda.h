@@ -20,12 +20,16 @@
 
 typedef struct gpu_model gpu_model;
 
+/* Sizes the GPU model and its memory plan (model_cuda_plan.c) share. */
+enum { GPU_MODEL_LOGPROB_CHUNK = 1024 }; /* rows of fp32 logits at once, by default */
+#define GPU_MODEL_GEMM_WORKSPACE ((size_t)32 << 20) /* cuBLASLt's: 32 MiB, NVIDIA's Hopper advice */
+
 typedef struct gpu_model_options {
     bool train;             /* fp32 master weights, gradients and AdamW state; false: a
                                rollout/eval copy with the bf16 weights alone */
     bool recompute;         /* keep only each layer's input and redo the layer in backward */
     int64_t max_tokens;     /* the largest training micro-batch (tokens) the plan budgets */
-    int64_t logprob_chunk;  /* rows whose fp32 logits exist at once; 0: 1024 */
+    int64_t logprob_chunk;  /* rows whose fp32 logits exist at once; 0: GPU_MODEL_LOGPROB_CHUNK */
     adamw_config optim;     /* used when train */
 } gpu_model_options;
 

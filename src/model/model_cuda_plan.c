@@ -9,14 +9,12 @@
 
 static const double GIB = 1024.0 * 1024.0 * 1024.0;
 
-enum { GEMM_WORKSPACE = 32 << 20, DEFAULT_LOGPROB_CHUNK = 1024 };
-
 gpu_memory_plan gpu_model_plan(const model_config *c, const gpu_model_options *o)
 {
     gpu_memory_plan p = {0};
     const size_t n = (size_t)model_config_param_count(c);
     const int64_t T = o->max_tokens > 0 ? o->max_tokens : 0;
-    const int64_t chunk = o->logprob_chunk > 0 ? o->logprob_chunk : DEFAULT_LOGPROB_CHUNK;
+    const int64_t chunk = o->logprob_chunk > 0 ? o->logprob_chunk : GPU_MODEL_LOGPROB_CHUNK;
     p.weights_bf16 = 2 * n;
     if (o->train) {
         p.master_fp32 = 4 * n;
@@ -36,7 +34,7 @@ gpu_memory_plan gpu_model_plan(const model_config *c, const gpu_model_options *o
     /* cuBLASLt's workspace; the attention backward's, estimated as fp32
      * partial dq, dk, dv of every token (the kernel's exact need is asked
      * at create time). */
-    p.workspace = GEMM_WORKSPACE;
+    p.workspace = GPU_MODEL_GEMM_WORKSPACE;
     if (o->train)
         p.workspace += (size_t)T * 4 *
                        (size_t)((c->num_attention_heads + 2 * c->num_key_value_heads) *

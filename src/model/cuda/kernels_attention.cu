@@ -717,7 +717,8 @@ extern "C" int gpu_attention_backward(const gpu_attention_shape *s, const uint16
     const int64_t rows = s->n_tokens * s->heads;
     const int warps_per_block = KERNELS_THREADS / 32;
     int64_t blocks = (rows + warps_per_block - 1) / warps_per_block;
-    blocks = blocks > 132 * 64 ? 132 * 64 : blocks;
+    const int64_t cap = (int64_t)kernels_sm_count() * 64; /* the kernel strides over rows */
+    blocks = blocks > cap ? cap : blocks;
     attention_delta_kernel<<<(unsigned)blocks, KERNELS_THREADS, 0, st>>>(
         rows, s->head_dim, kernels_bf16(out), kernels_bf16(dout), delta);
     if (kernels_launch_check("gpu_attention_backward: delta", err) != KPO_OK)

@@ -20,12 +20,31 @@ static inline bf16 *kernels_bf16(uint16_t *p) { return reinterpret_cast<bf16 *>(
 
 enum { KERNELS_THREADS = 256 };
 
+/* The current device's SM count, asked once per device (grid caps are
+ * multiples of it). If the query fails, 132 (an H100/H200): a cap, not a
+ * correctness matter, since the kernels it sizes stride over their work. */
+static inline int kernels_sm_count(void)
+{
+    enum { MAX_DEVICES = 64, FALLBACK = 132 };
+    static int counts[MAX_DEVICES]; /* 0: not asked yet; a race only asks twice */
+    int device = 0, n = 0;
+    if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= MAX_DEVICES)
+        return FALLBACK;
+    if (counts[device] == 0)
+        counts[device] = cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device) ==
+                                     cudaSuccess &&
+                                 n > 0
+                             ? n
+                             : FALLBACK;
+    return counts[device];
+}
+
 /* Blocks for a grid-stride loop over n items: enough to fill the GPU,
  * never more than the items need. */
 static inline unsigned kernels_blocks(int64_t n)
 {
     int64_t blocks = (n + KERNELS_THREADS - 1) / KERNELS_THREADS;
-    const int64_t cap = 132 * 16; /* H200: 132 SMs x 16 resident blocks is plenty */
+    const int64_t cap = (int64_t)kernels_sm_count() * 16; /* 16 resident blocks per SM is plenty */
     return (unsigned)(blocks < 1 ? 1 : blocks > cap ? cap : blocks);
 }
 

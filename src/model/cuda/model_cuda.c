@@ -170,9 +170,10 @@ static int plan_for_device(gpu_model *g, kpo_error *err)
     *p = gpu_model_plan(c, o);
     const int64_t T = o->max_tokens > 0 ? o->max_tokens : 1;
     const gpu_logprob_shape ls = {.rows = T, .hidden = c->hidden_size, .vocab = c->vocab_size,
-                                  .chunk_rows = o->logprob_chunk > 0 ? o->logprob_chunk : 1024};
+                                  .chunk_rows = o->logprob_chunk > 0 ? o->logprob_chunk
+                                                                     : GPU_MODEL_LOGPROB_CHUNK};
     p->logprob_scratch = gpu_logprob_workspace(&ls);
-    p->workspace = (size_t)32 << 20;
+    p->workspace = GPU_MODEL_GEMM_WORKSPACE;
     if (o->train) {
         const gpu_attention_shape as = {.n_tokens = T, .n_seqs = 1, .seq_offsets = NULL,
                                         .max_seq_len = T,
@@ -251,7 +252,7 @@ int gpu_model_create(gpu_model **out, const model *m, const gpu_model_options *o
         return error_set(err, "gpu_model_create: out of host memory");
     g->opt = *o;
     if (g->opt.logprob_chunk == 0)
-        g->opt.logprob_chunk = 1024;
+        g->opt.logprob_chunk = GPU_MODEL_LOGPROB_CHUNK;
     cudaStream_t stream = NULL;
     int rc = shape_from_model(g, m, err);
     if (rc == KPO_OK)
@@ -262,7 +263,7 @@ int gpu_model_create(gpu_model **out, const model *m, const gpu_model_options *o
         rc = cuda_check(cudaStreamCreate(&stream), "gpu_model_create: cudaStreamCreate", err);
     g->stream = stream;
     if (rc == KPO_OK)
-        rc = gemm_lt_create(&g->gemm, 0, err);
+        rc = gemm_lt_create(&g->gemm, GPU_MODEL_GEMM_WORKSPACE, err);
     if (rc == KPO_OK)
         rc = alloc_params(g, err);
     if (rc == KPO_OK)

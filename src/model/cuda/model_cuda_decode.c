@@ -14,11 +14,6 @@
 #include "model/cuda/kernels_sample.h"
 #include "model/cuda/model_cuda_internal.h"
 
-#define TRY(call)                  \
-    do {                           \
-        if ((call) != KPO_OK)      \
-            return KPO_ERR;        \
-    } while (0)
 
 /* Bytes of K and V for one slot of max_len positions, every layer. */
 static size_t slot_bytes(const model_config *c, int64_t max_len)

@@ -18,6 +18,14 @@
 #include "model/cuda/model_cuda_acts.h"
 #include "model/model_cuda.h"
 
+/* Returns KPO_ERR from the enclosing function when call fails (its message
+ * is already in err). */
+#define TRY(call)                                                              \
+    do {                                                                       \
+        if ((call) != KPO_OK)                                                  \
+            return KPO_ERR;                                                    \
+    } while (0)
+
 /* Where one layer's tensors start, in elements, in every parameter-layout
  * buffer (bf16 copy, master, gradients, moments): the table's offsets. */
 typedef struct gpu_layer_offsets {

@@ -7,11 +7,6 @@
 #include "model/cuda/kernels_swiglu.h"
 #include "model/cuda/model_cuda_internal.h"
 
-#define TRY(call)                  \
-    do {                           \
-        if ((call) != KPO_OK)      \
-            return KPO_ERR;        \
-    } while (0)
 
 /* Gate and up as the SwiGLU kernels see them: interleaved per row
  * ([T, 2 I], gate then up) after the fused product, else two [T, I]

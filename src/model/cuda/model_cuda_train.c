@@ -14,11 +14,6 @@
 #include "model/cuda/kernels_norm.h"
 #include "model/cuda/model_cuda_internal.h"
 
-#define TRY(call)                  \
-    do {                           \
-        if ((call) != KPO_OK)      \
-            return KPO_ERR;        \
-    } while (0)
 
 static gpu_acts_mode train_mode(const gpu_model *g)
 {
