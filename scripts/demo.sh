@@ -6,7 +6,10 @@
 #      one rollout rank and one learner rank under mpirun;
 #   3. evaluate the warm start and each run with kpo eval;
 #   4. print Table 2 (kpo diag), Table 3 (kpo gain), Table 1's statistics
-#      (kpo stats), and a replay of the filter at V = 0.1 (kpo filter).
+#      (kpo stats), and a replay of the filter at V = 0.1 (kpo filter);
+#   5. write the one-page report (Tables 1-3, Figure 2, training curves, PNG
+#      and SVG) with tools/kpo_report.py, when a python3 with h5py, numpy,
+#      pandas and matplotlib is there (else it says the step is skipped).
 # Everything stays under runs/demo-<time>/ for the user to open.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +23,31 @@ CONDITIONS=(kpo-strong kpo-weak is-kpo-weak)
 mkdir -p "$OUT"
 
 say() { printf '\n### %s\n$ %s\n' "$1" "${*:2}"; "${@:2}"; }
+
+# The first python3 that has what tools/ needs (KPO_PYTHON wins); none: empty.
+tools_python() {
+  local candidate
+  for candidate in ${KPO_PYTHON:-} python3 /usr/bin/python3; do
+    if command -v "$candidate" >/dev/null &&
+      "$candidate" -c 'import h5py, numpy, pandas, matplotlib' 2>/dev/null; then
+      echo "$candidate"
+      return 0
+    fi
+  done
+}
+
+report() {
+  local py
+  py=$(tools_python)
+  if [ -z "$py" ]; then
+    printf '\n### 5. Report skipped: no python3 with h5py, numpy, pandas and matplotlib (Debian: python3-h5py python3-pandas python3-matplotlib)\n'
+    return 0
+  fi
+  say "5. One-page report: Tables 1-3, Figure 2, training curves (tools/kpo_report.py)" \
+    "$py" tools/kpo_report.py --runs-dir "$OUT" --conditions "${CONDITIONS[*]}" \
+      --eval "warm-start=$OUT/sft-model.eval.h5" --out "$OUT/report" --kpo "$KPO" \
+      --baseline kpo-weak --reference kpo-strong --title "kpo demo: $OUT"
+}
 
 latest_checkpoint() { ls -d "$1"/checkpoints/step-* | sort | tail -n 1; }
 
@@ -54,4 +82,6 @@ say "4. Table 1's test: IS-KPO-weak against KPO-weak, gap to KPO-strong recovere
 say "4. Would saturation activate at V = 0.1, kappa = 2? Replay IS-KPO-weak's recorded log-ratios" \
   "$KPO" filter "$OUT/is-kpo-weak/run.h5" --q 0.01 --v 0.1 --mode sigma --kappa 2
 
-printf '\nEverything is in %s: run.h5 and checkpoints/ per condition, eval files, the warm start.\n' "$OUT"
+report
+
+printf '\nEverything is in %s: run.h5 and checkpoints/ per condition, eval files, the warm start, report/ (when written).\n' "$OUT"

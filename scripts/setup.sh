@@ -16,7 +16,7 @@ PACKAGES=(
   libcjson-dev libpcre2-dev libinih-dev libopenblas-dev libopenblas-openmp-dev
   clang libfuzzer-14-dev
   slurm-wlm munge iproute2
-  python3 python3-h5py python3-numpy python3-torch python3-regex python3-pytest
+  python3 python3-h5py python3-numpy python3-torch python3-regex python3-pytest python3-pandas python3-matplotlib
 )
 
 as_root() {
