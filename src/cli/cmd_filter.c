@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli/commands.h"
 #include "cli/filter_official_replay.h"
@@ -10,6 +11,101 @@
 #include "cli/innov_table.h"
 #include "io/logratio_text.h"
 #include "io/runfile.h"
+
+/* Which recorded mini-batches a replay takes (--minibatches). Mini-batch 1
+ * is on-policy, its z 0 up to rounding: a replay of it says nothing about
+ * saturation, and pooled with the stale ones it dilutes their tails. */
+typedef struct minibatch_selection {
+    enum { SELECT_ALL, SELECT_OFF_POLICY, SELECT_ONE } kind;
+    long long which; /* SELECT_ONE: the 1-based mini-batch */
+} minibatch_selection;
+
+static int selection_parse(const char *text, minibatch_selection *sel, kpo_error *err)
+{
+    sel->kind = SELECT_ALL;
+    sel->which = 0;
+    if (!text || strcmp(text, "all") == 0)
+        return KPO_OK;
+    if (strcmp(text, "off-policy") == 0) {
+        sel->kind = SELECT_OFF_POLICY;
+        return KPO_OK;
+    }
+    char *end = NULL;
+    long long k = strtoll(text, &end, 10);
+    if (end == text || *end != '\0' || k < 1)
+        return error_set(err, "--minibatches '%s': expected all, off-policy or a mini-batch "
+                              "number >= 1 (1 is the on-policy one)", text);
+    sel->kind = SELECT_ONE;
+    sel->which = k;
+    return KPO_OK;
+}
+
+static int selection_takes(const minibatch_selection *sel, int64_t minibatch)
+{
+    return sel->kind == SELECT_ALL || (sel->kind == SELECT_OFF_POLICY && minibatch >= 2) ||
+           (sel->kind == SELECT_ONE && minibatch == sel->which);
+}
+
+/* "all (1..4)", "off-policy (2..4)", "3": for the header, over the
+ * mini-batches the file recorded (lowest..highest). */
+static void selection_describe(const minibatch_selection *sel, const runfile_samples *s,
+                               char *out, size_t size)
+{
+    int64_t low = 0, high = 0;
+    for (int64_t r = 0; s->minibatch && r < s->n_responses; r++)
+        if (s->minibatch[r] >= 1 && selection_takes(sel, s->minibatch[r])) {
+            low = low == 0 || s->minibatch[r] < low ? s->minibatch[r] : low;
+            high = s->minibatch[r] > high ? s->minibatch[r] : high;
+        }
+    const char *name = sel->kind == SELECT_ALL ? "all" : sel->kind == SELECT_OFF_POLICY
+                                                             ? "off-policy" : NULL;
+    if (!name)
+        snprintf(out, size, "%lld%s", sel->which, sel->which == 1 ? " (on-policy)" : "");
+    else if (high == 0)
+        snprintf(out, size, "%s (not recorded in this file)", name);
+    else
+        snprintf(out, size, "%s (%lld..%lld)", name, (long long)low, (long long)high);
+}
+
+/* Keeps only the selected responses of s (in order). Errors name the file:
+ * a file without mini-batch tags can only be replayed whole. */
+static int selection_apply(const minibatch_selection *sel, const char *source,
+                           runfile_samples *s, kpo_error *err)
+{
+    if (sel->kind == SELECT_ALL)
+        return KPO_OK;
+    if (!s->minibatch)
+        return error_set(err, "%s: plain-text log-ratios have no mini-batches: --minibatches "
+                              "needs a run file", source);
+    for (int64_t r = 0; r < s->n_responses; r++)
+        if (s->minibatch[r] < 1)
+            return error_set(err, "%s: /samples/minibatch does not say which mini-batch "
+                                  "response %lld (step %lld) came from (a file written before "
+                                  "kpo recorded it, or by kpo simulate): only --minibatches all "
+                                  "replays it", source, (long long)r, (long long)s->step[r]);
+    int64_t kept = 0, kept_values = 0;
+    for (int64_t r = 0; r < s->n_responses; r++) {
+        if (!selection_takes(sel, s->minibatch[r]))
+            continue;
+        int64_t length = s->offsets[r + 1] - s->offsets[r];
+        /* Moving down only: kept_values <= offsets[r], so nothing is overwritten unread. */
+        memmove(s->values + kept_values, s->values + s->offsets[r], (size_t)length * sizeof *s->values);
+        s->step[kept] = s->step[r];
+        s->minibatch[kept] = s->minibatch[r];
+        s->offsets[kept] = kept_values;
+        kept_values += length;
+        kept++;
+    }
+    if (kept == 0 && sel->kind == SELECT_OFF_POLICY)
+        return error_set(err, "%s: /samples/minibatch: no recorded samples from an off-policy "
+                              "mini-batch (2 and later)", source);
+    if (kept == 0)
+        return error_set(err, "%s: /samples/minibatch: no recorded samples from mini-batch %lld",
+                         source, sel->which);
+    s->offsets[kept] = kept_values;
+    s->n_responses = kept;
+    return KPO_OK;
+}
 
 static int print_per_token(const filter_config *cfg, const runfile_samples *samples,
                            kpo_error *err)
@@ -99,8 +195,12 @@ int cmd_filter(int argc, char **argv)
                        "response_length)", NULL},
         {"tolerance", "T", "--mode official: |official - exact| counted as diverged "
                            "(default 1e-3)", NULL},
+        {"minibatches", "all|off-policy|K", "run file: replay the samples of these mini-batches: "
+                                            "all (default), off-policy (2 and later, stale), or "
+                                            "K (1-based; 1 is on-policy, its z are 0)", NULL},
     };
-    cli_command_spec spec = {"filter", "RUN.h5 | --input FILE  [--q Q --v V --mode M|official --kappa K ...]",
+    cli_command_spec spec = {"filter", "RUN.h5 [--minibatches all|off-policy|K] | --input FILE  "
+                                       "[--q Q --v V --mode M|official --kappa K ...]",
                              "Replay the Kalman filter on recorded raw log-ratios with the given "
                              "parameters and print the innovation statistics it would have "
                              "produced (per recorded step and overall). --mode official runs the "
@@ -127,6 +227,9 @@ int cmd_filter(int argc, char **argv)
     const char *input = cli_get(&spec, "input");
     if ((input != NULL) == (n_positional == 1))
         return command_fail("kpo filter: give either a run file or --input FILE");
+    minibatch_selection selection;
+    if (selection_parse(cli_get(&spec, "minibatches"), &selection, &err) != KPO_OK)
+        return command_fail(err.message);
 
     runfile_samples samples;
     const char *source = input ? input : positional[0];
@@ -140,6 +243,16 @@ int cmd_filter(int argc, char **argv)
         snprintf(message, sizeof message, "%s: holds no recorded log-ratio samples", source);
         return command_fail(message);
     }
+    char selected[96];
+    selection_describe(&selection, &samples, selected, sizeof selected);
+    if (selection_apply(&selection, source, &samples, &err) != KPO_OK) {
+        runfile_samples_free(&samples);
+        return command_fail(err.message);
+    }
+    /* Headers say which mini-batches were replayed; CSV rows keep the bare name. */
+    char titled[4096 + 128];
+    snprintf(titled, sizeof titled, "%s [mini-batches %s]", source, selected);
+    const char *header_source = input ? source : titled;
     /* Check every value before printing anything: no half-written output. */
     for (int64_t r = 0; r < samples.n_responses; r++)
         for (int64_t i = samples.offsets[r]; i < samples.offsets[r + 1]; i++)
@@ -156,14 +269,14 @@ int cmd_filter(int argc, char **argv)
     if (official) {
         replay.per_token = cli_get(&spec, "per-token") != NULL;
         replay.one_batch = input != NULL;
-        status = filter_official_replay(&cfg, &samples, &replay, source, &err);
+        status = filter_official_replay(&cfg, &samples, &replay, header_source, &err);
     } else if (cli_get(&spec, "per-token")) {
         status = print_per_token(&cfg, &samples, &err);
     } else {
         char description[256];
         filter_options_describe(&cfg, description, sizeof description);
         if (!csv)
-            printf("replay of %s: %lld responses, %lld tokens; %s\n", source,
+            printf("replay of %s: %lld responses, %lld tokens; %s\n", header_source,
                    (long long)samples.n_responses, (long long)samples.offsets[samples.n_responses],
                    description);
         status = print_replay(&cfg, &samples, input == NULL, csv, source, &err);

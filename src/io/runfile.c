@@ -23,7 +23,15 @@ static const char *const INNOVATION_SCALARS[] = {
 };
 enum { N_INNOVATION_SCALARS = sizeof INNOVATION_SCALARS / sizeof INNOVATION_SCALARS[0] };
 
-static const char *const SAMPLE_INDEX_SETS[] = {"offsets", "lengths", "step"};
+/* Per-response index sets under /samples. "minibatch" came later: a file
+ * written before it lacks it, and everything below reads such a file as
+ * before (trim_samples skips it, the first tagged append creates it). */
+static const char *const SAMPLE_INDEX_SETS[] = {"offsets", "lengths", "step", "minibatch"};
+enum { N_SAMPLE_SETS = 4, SAMPLE_MINIBATCH_SET = 3 };
+static const char SAMPLE_MINIBATCH_MEANING[] =
+    "1-based mini-batch of its step each response came from: 1 is on-policy (z = 0 up to "
+    "rounding), k is k - 1 optimizer updates stale; -1: not recorded (kpo simulate, or a "
+    "response appended without one)";
 
 struct runfile {
     hid_t file;
@@ -126,10 +134,12 @@ static int create_layout(hid_t file, const char *config_text)
         H5Dclose(d);
     else
         ok = 0;
-    for (int k = 0; ok && k < 3; k++) {
+    for (int k = 0; ok && k < N_SAMPLE_SETS; k++) {
         d = h5u_create_rows(groups[3], SAMPLE_INDEX_SETS[k], H5T_STD_I64LE, 0, SAMPLE_CHUNK);
         ok = d >= 0;
-        if (ok)
+        if (ok && k == SAMPLE_MINIBATCH_SET)
+            ok = h5u_write_string_attr(d, "meaning", SAMPLE_MINIBATCH_MEANING) == KPO_OK;
+        if (d >= 0)
             H5Dclose(d);
     }
     for (int k = 0; k < 4; k++)
@@ -224,17 +234,19 @@ static int resize_step_datasets(runfile *rf, int64_t rows)
 }
 
 /* Keeps the sampled responses whose step is <= last_step and that were
- * completely written. */
+ * completely written (in every index set the file has). */
 static int trim_samples(runfile *rf, int64_t last_step)
 {
-    hid_t sets[3], values = runfile_open_dataset(rf->file, "samples/values");
+    hid_t sets[N_SAMPLE_SETS], values = runfile_open_dataset(rf->file, "samples/values");
     int64_t n = INT64_MAX;
     int ok = values >= 0;
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < N_SAMPLE_SETS; k++) {
         char name[64];
         snprintf(name, sizeof name, "samples/%s", SAMPLE_INDEX_SETS[k]);
         sets[k] = runfile_open_dataset(rf->file, name);
         int64_t rows = sets[k] >= 0 ? h5u_rows(sets[k]) : -1;
+        if (k == SAMPLE_MINIBATCH_SET && sets[k] < 0)
+            continue; /* a file from before /samples/minibatch */
         ok = ok && rows >= 0;
         if (rows >= 0 && rows < n)
             n = rows;
@@ -255,14 +267,14 @@ static int trim_samples(runfile *rf, int64_t last_step)
         while (keep < n && steps[keep] <= last_step && offsets[keep] + lengths[keep] <= n_values)
             keep++;
         keep_values = keep > 0 ? offsets[keep - 1] + lengths[keep - 1] : 0;
-        for (int k = 0; k < 3 && ok; k++)
-            ok = h5u_resize_rows(sets[k], keep) == KPO_OK;
+        for (int k = 0; k < N_SAMPLE_SETS && ok; k++)
+            ok = sets[k] < 0 || h5u_resize_rows(sets[k], keep) == KPO_OK;
         ok = ok && h5u_resize_rows(values, keep_values) == KPO_OK;
     }
     free(steps);
     free(offsets);
     free(lengths);
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < N_SAMPLE_SETS; k++)
         if (sets[k] >= 0)
             H5Dclose(sets[k]);
     if (values >= 0)
@@ -438,8 +450,44 @@ int runfile_append_step(runfile *rf, int64_t step, const innov_stats *stats,
     return KPO_OK;
 }
 
+/* /samples/minibatch, created when a file from before it is appended to:
+ * the responses already there are marked -1, not recorded. -1 on failure. */
+static hid_t open_sample_minibatch(runfile *rf, int64_t existing)
+{
+    hid_t d = runfile_open_dataset(rf->file, "samples/minibatch");
+    if (d >= 0)
+        return d;
+    hid_t group = H5Gopen2(rf->file, "samples", H5P_DEFAULT);
+    d = group < 0 ? -1
+                  : h5u_create_rows(group, SAMPLE_INDEX_SETS[SAMPLE_MINIBATCH_SET], H5T_STD_I64LE,
+                                    0, SAMPLE_CHUNK);
+    if (group >= 0)
+        H5Gclose(group);
+    int ok = d >= 0 && h5u_write_string_attr(d, "meaning", SAMPLE_MINIBATCH_MEANING) == KPO_OK;
+    int64_t *unknown = ok && existing > 0 ? malloc((size_t)existing * sizeof *unknown) : NULL;
+    if (ok && existing > 0) {
+        ok = unknown != NULL;
+        for (int64_t r = 0; ok && r < existing; r++)
+            unknown[r] = -1;
+        ok = ok && h5u_write_rows(d, H5T_NATIVE_INT64, 0, existing, unknown) == KPO_OK;
+    }
+    free(unknown);
+    if (!ok && d >= 0) {
+        H5Dclose(d);
+        d = -1;
+    }
+    return d;
+}
+
 int runfile_append_samples(runfile *rf, int64_t step, const double *values,
                            const int64_t *offsets, int64_t n_responses, kpo_error *err)
+{
+    return runfile_append_minibatch_samples(rf, step, values, offsets, NULL, n_responses, err);
+}
+
+int runfile_append_minibatch_samples(runfile *rf, int64_t step, const double *values,
+                                     const int64_t *offsets, const int64_t *minibatch,
+                                     int64_t n_responses, kpo_error *err)
 {
     if (step <= rf->last_step)
         return error_set(err,
@@ -448,32 +496,40 @@ int runfile_append_samples(runfile *rf, int64_t step, const double *values,
                          rf->path, (long long)step, (long long)rf->last_step);
     if (n_responses <= 0)
         return KPO_OK;
+    for (int64_t r = 0; minibatch && r < n_responses; r++)
+        if (minibatch[r] < 1 && minibatch[r] != -1)
+            return error_set(err, "%s: samples of step %lld: response %lld has mini-batch %lld "
+                                  "(1-based, or -1 for unknown)",
+                             rf->path, (long long)step, (long long)r, (long long)minibatch[r]);
     hid_t vals = runfile_open_dataset(rf->file, "samples/values");
-    hid_t sets[3];
-    for (int k = 0; k < 3; k++) {
+    hid_t sets[N_SAMPLE_SETS];
+    for (int k = 0; k < SAMPLE_MINIBATCH_SET; k++) {
         char name[64];
         snprintf(name, sizeof name, "samples/%s", SAMPLE_INDEX_SETS[k]);
         sets[k] = runfile_open_dataset(rf->file, name);
     }
     int ok = vals >= 0 && sets[0] >= 0 && sets[1] >= 0 && sets[2] >= 0;
     int64_t base = ok ? h5u_rows(vals) : -1, first = ok ? h5u_rows(sets[0]) : -1;
-    int64_t *index = malloc(3 * (size_t)n_responses * sizeof *index);
+    sets[SAMPLE_MINIBATCH_SET] = ok && first >= 0 ? open_sample_minibatch(rf, first) : -1;
+    ok = ok && sets[SAMPLE_MINIBATCH_SET] >= 0;
+    int64_t *index = malloc(N_SAMPLE_SETS * (size_t)n_responses * sizeof *index);
     ok = ok && base >= 0 && first >= 0 && index;
     if (ok) {
         for (int64_t r = 0; r < n_responses; r++) {
             index[r] = base + offsets[r];                            /* offsets */
             index[n_responses + r] = offsets[r + 1] - offsets[r];    /* lengths */
             index[2 * n_responses + r] = step;                       /* step */
+            index[3 * n_responses + r] = minibatch ? minibatch[r] : -1; /* minibatch */
         }
         /* Values first, then the index: a response is only visible once its
          * values are all written. */
         ok = h5u_write_rows(vals, H5T_NATIVE_DOUBLE, base, offsets[n_responses], values) == KPO_OK;
-        for (int k = 0; k < 3 && ok; k++)
+        for (int k = 0; k < N_SAMPLE_SETS && ok; k++)
             ok = h5u_write_rows(sets[k], H5T_NATIVE_INT64, first, n_responses,
                                 index + k * n_responses) == KPO_OK;
     }
     free(index);
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < N_SAMPLE_SETS; k++)
         if (sets[k] >= 0)
             H5Dclose(sets[k]);
     if (vals >= 0)

@@ -16,7 +16,9 @@
  *   /samples/values        float64 [n_tokens]  raw log-ratios of sampled responses
  *   /samples/offsets       int64   [n_responses] start of each response in values
  *   /samples/lengths       int64   [n_responses]
- *   /samples/step          int64   [n_responses] the step each response came from */
+ *   /samples/step          int64   [n_responses] the step each response came from
+ *   /samples/minibatch     int64   [n_responses] its mini-batch, 1-based (1: on-policy);
+ *                                              -1 unknown; absent in older files */
 #ifndef KPO_IO_RUNFILE_H
 #define KPO_IO_RUNFILE_H
 
@@ -49,8 +51,14 @@ int runfile_append_step(runfile *rf, int64_t step, const innov_stats *stats,
                         const runfile_metric *metrics, size_t n_metrics, kpo_error *err);
 
 /* Appends sampled raw log-ratio sequences (ragged: offsets has n_responses+1
- * entries into values) for step; call before runfile_append_step of that
- * step, which flushes them. */
+ * entries into values) for step, each tagged with the 1-based mini-batch it
+ * came from (minibatch[n_responses]; NULL or -1: unknown); call before
+ * runfile_append_step of that step, which flushes them. */
+int runfile_append_minibatch_samples(runfile *rf, int64_t step, const double *values,
+                                     const int64_t *offsets, const int64_t *minibatch,
+                                     int64_t n_responses, kpo_error *err);
+
+/* The same without mini-batches (kpo simulate): they read as -1. */
 int runfile_append_samples(runfile *rf, int64_t step, const double *values,
                            const int64_t *offsets, int64_t n_responses, kpo_error *err);
 
@@ -92,12 +100,18 @@ void runfile_minibatches_free(runfile_minibatches *table);
 /* The recorded raw log-ratio samples: offsets has n_responses + 1 entries. */
 typedef struct runfile_samples {
     int64_t n_responses;
-    double *values;   /* [offsets[n_responses]] */
-    int64_t *offsets; /* [n_responses + 1] */
-    int64_t *step;    /* [n_responses] */
+    double *values;    /* [offsets[n_responses]] */
+    int64_t *offsets;  /* [n_responses + 1] */
+    int64_t *step;     /* [n_responses] */
+    int64_t *minibatch; /* [n_responses] 1-based mini-batch (1: on-policy), -1 unknown (a
+                           file without /samples/minibatch); NULL from logratio_text_read */
 } runfile_samples;
 
 int runfile_read_samples(const char *path, runfile_samples *out, kpo_error *err);
 void runfile_samples_free(runfile_samples *samples);
+
+/* The root attribute `config`: the resolved configuration the run was
+ * written with (kpo train: config_dump's INI text); malloc'ed into *text. */
+int runfile_read_config(const char *path, char **text, kpo_error *err);
 
 #endif

@@ -77,16 +77,32 @@ int runfile_read_samples(const char *path, runfile_samples *out, kpo_error *err)
         lengths = malloc((size_t)(n + 1) * sizeof *lengths);
         out->offsets = malloc((size_t)(n + 1) * sizeof *out->offsets);
         out->step = malloc((size_t)(n + 1) * sizeof *out->step);
-        ok = starts && lengths && out->offsets && out->step &&
+        out->minibatch = malloc((size_t)(n + 1) * sizeof *out->minibatch);
+        ok = starts && lengths && out->offsets && out->step && out->minibatch &&
              read_int64_set(file, "samples/offsets", n, starts) == KPO_OK &&
              read_int64_set(file, "samples/lengths", n, lengths) == KPO_OK &&
              read_int64_set(file, "samples/step", n, out->step) == KPO_OK;
+    }
+    /* Files written before /samples/minibatch read as before, every
+     * response's mini-batch unknown. */
+    int tags_ok = 1;
+    if (ok && H5Lexists(file, "samples/minibatch", H5P_DEFAULT) > 0)
+        tags_ok = read_int64_set(file, "samples/minibatch", n, out->minibatch) == KPO_OK;
+    else
+        for (int64_t r = 0; ok && r < n; r++)
+            out->minibatch[r] = -1;
+    if (!tags_ok) {
+        ok = 0;
+        error_set(err, "%s: /samples/minibatch is unreadable or shorter than /samples/offsets "
+                       "(%lld responses)", path, (long long)n);
     }
     /* Repack into one contiguous CSR array (responses are stored in order,
      * but a reader should not depend on it). */
     int64_t total = 0;
     for (int64_t r = 0; ok && r < n; r++) {
-        ok = lengths[r] >= 0 && starts[r] >= 0 && starts[r] + lengths[r] <= n_values;
+        /* compared by differences: starts + lengths, or the total, could overflow */
+        ok = lengths[r] >= 0 && starts[r] >= 0 && starts[r] <= n_values &&
+             lengths[r] <= n_values - starts[r] && lengths[r] <= INT64_MAX - total;
         out->offsets[r] = total;
         total += ok ? lengths[r] : 0;
     }
@@ -107,6 +123,8 @@ int runfile_read_samples(const char *path, runfile_samples *out, kpo_error *err)
     H5Fclose(file);
     if (!ok) {
         runfile_samples_free(out);
+        if (!tags_ok)
+            return KPO_ERR;
         return error_set(err, "%s: /samples is missing or inconsistent (offsets, lengths, step, "
                               "values)", path);
     }
@@ -118,6 +136,7 @@ void runfile_samples_free(runfile_samples *samples)
     free(samples->values);
     free(samples->offsets);
     free(samples->step);
+    free(samples->minibatch);
     memset(samples, 0, sizeof *samples);
 }
 
@@ -171,4 +190,20 @@ void runfile_minibatches_free(runfile_minibatches *table)
     free(table->step);
     free(table->stats);
     memset(table, 0, sizeof *table);
+}
+
+int runfile_read_config(const char *path, char **text, kpo_error *err)
+{
+    *text = NULL;
+    hid_t file = runfile_open_hdf5(path, H5F_ACC_RDONLY, err);
+    if (file < 0)
+        return KPO_ERR;
+    int status = h5u_read_string_attr(file, "config", text);
+    H5Fclose(file);
+    if (status != KPO_OK) {
+        free(*text);
+        *text = NULL;
+        return error_set(err, "%s: the root attribute 'config' is missing or not a string", path);
+    }
+    return KPO_OK;
 }

@@ -37,6 +37,20 @@ int runfile_append_samples(runfile *rf, int64_t step, const double *values,
     return unavailable(NULL, err);
 }
 
+int runfile_append_minibatch_samples(runfile *rf, int64_t step, const double *values,
+                                     const int64_t *offsets, const int64_t *minibatch,
+                                     int64_t n_responses, kpo_error *err)
+{
+    (void)rf, (void)step, (void)values, (void)offsets, (void)minibatch, (void)n_responses;
+    return unavailable(NULL, err);
+}
+
+int runfile_read_config(const char *path, char **text, kpo_error *err)
+{
+    *text = NULL;
+    return unavailable(path, err);
+}
+
 int runfile_truncate(runfile *rf, int64_t last_step_kept, kpo_error *err)
 {
     (void)rf, (void)last_step_kept;

@@ -110,8 +110,10 @@ static void samples_free(learner_metrics *metrics)
 {
     free(metrics->sample_values);
     free(metrics->sample_offsets);
+    free(metrics->sample_minibatch);
     metrics->sample_values = NULL;
     metrics->sample_offsets = NULL;
+    metrics->sample_minibatch = NULL;
     metrics->n_samples = 0;
 }
 
@@ -124,8 +126,9 @@ void learner_metrics_free(learner_metrics *metrics)
 }
 
 /* Appends z = logp - logp_old of a micro-batch's first responses to the
- * kept samples, until cfg->log_samples responses are kept. offsets are the
- * micro-batch's response-token offsets. */
+ * kept samples, until cfg->log_samples responses are kept, with mini-batch
+ * 0 (learner_step tags them). offsets are the micro-batch's response-token
+ * offsets. */
 static int append_samples(const learner_config *cfg, const int64_t *offsets, int64_t n_responses,
                           const double *logp, const double *logp_old, learner_metrics *lm,
                           kpo_error *err)
@@ -138,15 +141,22 @@ static int append_samples(const learner_config *cfg, const int64_t *offsets, int
     int64_t *o = realloc(lm->sample_offsets, (size_t)(lm->n_samples + n + 1) * sizeof *o);
     if (o)
         lm->sample_offsets = o;
-    double *v = o ? realloc(lm->sample_values, (size_t)(have + offsets[n] + 1) * sizeof *v) : NULL;
+    int64_t *mb = o ? realloc(lm->sample_minibatch, (size_t)(lm->n_samples + n) * sizeof *mb)
+                    : NULL;
+    if (mb)
+        lm->sample_minibatch = mb;
+    double *v = mb ? realloc(lm->sample_values, (size_t)(have + offsets[n] + 1) * sizeof *v)
+                   : NULL;
     if (!v) {
         samples_free(lm);
         return error_set(err, "learner: out of memory for log-ratio samples");
     }
     lm->sample_values = v;
     lm->sample_offsets[0] = 0;
-    for (int64_t r = 0; r < n; r++)
+    for (int64_t r = 0; r < n; r++) {
         lm->sample_offsets[lm->n_samples + r + 1] = have + offsets[r + 1];
+        lm->sample_minibatch[lm->n_samples + r] = 0;
+    }
     for (int64_t k = 0; k < offsets[n]; k++)
         lm->sample_values[have + k] = logp[k] - logp_old[k];
     lm->n_samples += n;
@@ -403,9 +413,19 @@ int learner_step(model_backend *b, const learner_config *cfg, rl_batch *batch,
             continue;
         objective_metrics om;
         objective_metrics_init(&om);
-        int keep = comm->rank == 0 && k == M - 1;
-        status = learner_gradients(b, cfg, &shares[k], old[k], norm, &om, &metrics->entropy_sum,
-                                   keep ? metrics : NULL, err);
+        /* Samples from every mini-batch, not only the last: a replay of the
+         * stale ones alone (kpo filter --minibatches off-policy) needs them
+         * told apart from the on-policy first. The per-step total stays
+         * log_samples, split evenly; a share too small to fill its part
+         * leaves the rest to the next mini-batch. */
+        int keep = comm->rank == 0;
+        learner_config sample_cfg = *cfg;
+        sample_cfg.log_samples = cfg->log_samples * (k + 1) / M;
+        const int64_t kept_before = metrics->n_samples;
+        status = learner_gradients(b, &sample_cfg, &shares[k], old[k], norm, &om,
+                                   &metrics->entropy_sum, keep ? metrics : NULL, err);
+        for (int64_t r = kept_before; r < metrics->n_samples; r++)
+            metrics->sample_minibatch[r] = k + 1;
         double loss = om.loss, grad_norm = 0;
         float *grads;
         int64_t n_params;

@@ -25,8 +25,10 @@ typedef struct learner_config {
     int group_size;       /* G responses per prompt */
     int norm_adv_by_std;  /* GRPO (1) or Dr. GRPO (0) */
     double adv_eps;       /* 1e-6 */
-    int64_t log_samples;  /* raw log-ratio sequences kept for the run file (learner rank 0,
-                             last, most off-policy mini-batch) */
+    int64_t log_samples;  /* raw log-ratio sequences kept per step for the run file, from
+                             learner rank 0's share of every mini-batch: split, mini-batch k
+                             (0-based) filling the kept total up to floor((k+1) S / M), so a
+                             step still keeps S and, when S < M, the stale ones come first */
     int64_t micro_batch_tokens; /* a share's forward/backward runs over micro-batches of whole
                                    sequences of at most this many tokens (at least one
                                    sequence each), gradients summed; 0: the share at once */
@@ -53,6 +55,10 @@ typedef struct learner_metrics {
     int64_t n_samples;
     double *sample_values;   /* [sample_offsets[n_samples]] */
     int64_t *sample_offsets; /* [n_samples + 1] */
+    /* [n_samples] the mini-batch each came from, 1-based as the run file and
+     * `kpo diag` number them: 1 is on-policy (z is 0 up to rounding), k is
+     * k - 1 updates stale. 0 where learner_gradients was called directly. */
+    int64_t *sample_minibatch;
 } learner_metrics;
 
 void learner_metrics_free(learner_metrics *metrics);
@@ -77,7 +83,8 @@ int learner_response_logprobs(model_backend *b, const rl_batch *batch, int64_t m
  * backend's gradients (zeroed first) receive d loss / d theta, metrics the
  * objective's statistics, entropy_sum the response tokens' entropies. With
  * `samples` not NULL the share's first raw log-ratios are appended there
- * (up to cfg->log_samples responses). logp_old is in response-token order.
+ * (until samples holds cfg->log_samples responses; their mini-batch is left
+ * 0 for the caller to set). logp_old is in response-token order.
  * Runs micro-batches of cfg->micro_batch_tokens (the objective is a sum
  * over responses with the global normalizer, so they add up exactly). On
  * CUDA the log-probs, the objective and dlogp stay on the device

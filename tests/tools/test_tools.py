@@ -64,7 +64,7 @@ def same(a, b):
 
 def diag_rows(path, minibatches=False):
     """`kpo diag --csv` rows keyed by step text ("3", "all", "3.2")."""
-    out = kpo("diag", path, "--csv", *(["--minibatches"] if minibatches else []))
+    out = kpo("diag", path, "--csv", "--pool", "all", *(["--minibatches"] if minibatches else []))
     lines = out.strip().splitlines()
     header = lines[0].split(",")
     return {row[1]: dict(zip(header, row)) for row in (li.split(",") for li in lines[1:])}
