@@ -18,6 +18,7 @@ const command_entry COMMANDS[] = {
     {"generate", "continue token ids with the KV-cache decoder (greedy or sampled)", cmd_generate},
     {"sft", "supervised warm start on gold answers in the reward's format", cmd_sft},
     {"eval", "k samples per problem on benchmarks: avg@k, pass@k, per-problem counts (HDF5)", cmd_eval},
+    {"export", "a checkpoint as a Hugging Face model directory (shards, bf16, tokenizer)", cmd_export},
 };
 const int N_COMMANDS = sizeof COMMANDS / sizeof COMMANDS[0];
 

@@ -33,6 +33,7 @@ int cmd_logprobs(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_sft(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 /* Shared by the commands: prints "kpo: <message>" and returns exit code 1
  * for bad input (2 for usage errors is not distinguished: one failure code). */

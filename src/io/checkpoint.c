@@ -1,3 +1,6 @@
+/* Training checkpoints (checkpoint.h): atomic per-step directories, resume,
+ * and the tokenizer / generation_config.json that let a checkpoint be used
+ * (kpo eval, kpo export, HF) without the model it started from. */
 #include "io/checkpoint.h"
 
 #include <cjson/cJSON.h>
@@ -12,12 +15,20 @@
 #include "core/file_util.h"
 #include "io/fs_util.h"
 #include "model/model_io_util.h"
+#include "tokenizer/tokenizer.h"
 
 static const char STEP_PREFIX[] = "step-";
 static const char TMP_PREFIX[] = ".tmp-step-";
 static const char OPTIMIZER_FILE[] = "optimizer.safetensors";
 static const char TRAINER_FILE[] = "trainer_state.json";
 static const char *const MOMENT_PREFIX[2] = {"exp_avg.", "exp_avg_sq."};
+/* What HF's tokenizer loaders read; tokenizer_load needs tokenizer.json or
+ * vocab.json + merges.txt (+ tokenizer_config.json's added tokens). */
+static const char *const TOKENIZER_FILES[] = {"vocab.json",         "merges.txt",
+                                              "tokenizer.json",     "tokenizer_config.json",
+                                              "special_tokens_map.json", "added_tokens.json"};
+static const char GENERATION_FILE[] = "generation_config.json";
+static const char META_FILE[] = "kpo_model.json";
 
 void checkpoint_dir_name(const char *root, int64_t step, char *out, size_t size)
 {
@@ -99,7 +110,8 @@ static int scan_root(const char *root, int clean_tmp, int64_t **steps, size_t *n
         *n_steps = 0;
         return status;
     }
-    qsort(*steps, *n_steps, sizeof **steps, compare_steps);
+    if (*n_steps > 1) /* with none, *steps is NULL, which qsort may not be given */
+        qsort(*steps, *n_steps, sizeof **steps, compare_steps);
     return KPO_OK;
 }
 
@@ -158,8 +170,146 @@ static int write_optimizer(const char *path, const model *m, const adamw_state *
     return status;
 }
 
+/* ---- the tokenizer and generation_config.json ---- */
+
+/* A whole file, byte for byte, via a temporary name (so from == to is safe). */
+static int copy_file(const char *from, const char *to, kpo_error *err)
+{
+    char *data;
+    size_t length;
+    if (file_read_all(from, &data, &length, err) != KPO_OK)
+        return KPO_ERR;
+    int status = model_io_write_atomic(to, data, length, err);
+    free(data);
+    return status;
+}
+
+static int copy_tokenizer_files(const char *dir, const char *tok_dir, kpo_error *err)
+{
+    char from[4096], to[4096], vocab[4096], merges[4096], json[4096];
+    if (join_path(vocab, sizeof vocab, tok_dir, "vocab.json", err) != KPO_OK ||
+        join_path(merges, sizeof merges, tok_dir, "merges.txt", err) != KPO_OK ||
+        join_path(json, sizeof json, tok_dir, "tokenizer.json", err) != KPO_OK)
+        return KPO_ERR;
+    /* Copying a partial set would give a checkpoint whose tokenizer fails
+     * only when someone first evaluates it. */
+    if (!file_exists(json) && !(file_exists(vocab) && file_exists(merges)))
+        return error_set(err, "%s: no tokenizer.json and no vocab.json + merges.txt to record in %s",
+                         tok_dir, dir);
+    for (size_t k = 0; k < sizeof TOKENIZER_FILES / sizeof TOKENIZER_FILES[0]; k++) {
+        if (join_path(from, sizeof from, tok_dir, TOKENIZER_FILES[k], err) != KPO_OK ||
+            join_path(to, sizeof to, dir, TOKENIZER_FILES[k], err) != KPO_OK)
+            return KPO_ERR;
+        if (file_exists(from) && copy_file(from, to, err) != KPO_OK)
+            return KPO_ERR;
+    }
+    return KPO_OK;
+}
+
+/* tokenizer_config.json's "bos_token" (a string or {"content": ...}) as an
+ * id; -1 when there is none (Qwen3 has none) or the tokenizer lacks it. */
+static int32_t find_bos_id(const tokenizer *tok, const char *tok_dir)
+{
+    char path[4096];
+    char *text = NULL;
+    if (strcmp(tok_dir, "byte") == 0 ||
+        join_path(path, sizeof path, tok_dir, "tokenizer_config.json", NULL) != KPO_OK ||
+        !file_exists(path) || file_read_all(path, &text, NULL, NULL) != KPO_OK)
+        return -1;
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    const cJSON *bos = cJSON_GetObjectItemCaseSensitive(root, "bos_token");
+    if (cJSON_IsObject(bos))
+        bos = cJSON_GetObjectItemCaseSensitive(bos, "content");
+    int32_t id = cJSON_IsString(bos) ? tokenizer_token_id(tok, bos->valuestring) : -1;
+    cJSON_Delete(root);
+    return id;
+}
+
+/* The starting model's generation_config.json, else one naming the
+ * tokenizer's end of text: what HF's generate() and kpo's stop tokens
+ * (src/data/stop_tokens.c) read. */
+static int write_generation_config(const char *dir, const checkpoint_source *src, kpo_error *err)
+{
+    char from[4096], to[4096];
+    if (join_path(to, sizeof to, dir, GENERATION_FILE, err) != KPO_OK)
+        return KPO_ERR;
+    if (src->model_dir) {
+        if (join_path(from, sizeof from, src->model_dir, GENERATION_FILE, err) != KPO_OK)
+            return KPO_ERR;
+        if (file_exists(from))
+            return copy_file(from, to, err);
+    }
+    tokenizer *tok;
+    if (tokenizer_load(&tok, src->tokenizer, err) != KPO_OK)
+        return error_prefix(err, "%s: ", to);
+    const int32_t eos = tokenizer_eos_id(tok), bos = find_bos_id(tok, src->tokenizer);
+    tokenizer_free(tok);
+    cJSON *root = cJSON_CreateObject();
+    if (bos >= 0)
+        cJSON_AddNumberToObject(root, "bos_token_id", bos);
+    if (eos >= 0)
+        cJSON_AddNumberToObject(root, "eos_token_id", eos);
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    int status = text ? model_io_write_atomic(to, text, strlen(text), err)
+                      : error_set(err, "%s: out of memory", to);
+    free(text);
+    return status;
+}
+
+/* model_dir's kpo_model.json with "tokenizer" saying where the tokenizer
+ * now is: "byte" by name, or absent for the files copied into dir. */
+static int write_model_meta(const char *dir, const checkpoint_source *src, kpo_error *err)
+{
+    char path[4096];
+    cJSON *root = NULL;
+    if (src->model_dir) {
+        if (join_path(path, sizeof path, src->model_dir, META_FILE, err) != KPO_OK)
+            return KPO_ERR;
+        if (file_exists(path)) {
+            char *text;
+            if (file_read_all(path, &text, NULL, err) != KPO_OK)
+                return KPO_ERR;
+            root = cJSON_Parse(text);
+            free(text);
+            if (!cJSON_IsObject(root)) {
+                cJSON_Delete(root);
+                return error_set(err, "%s: not a JSON object", path);
+            }
+        }
+    }
+    if (!root)
+        root = cJSON_CreateObject();
+    cJSON_DeleteItemFromObjectCaseSensitive(root, "tokenizer");
+    if (strcmp(src->tokenizer, "byte") == 0)
+        cJSON_AddStringToObject(root, "tokenizer", "byte");
+    int status = join_path(path, sizeof path, dir, META_FILE, err);
+    if (status == KPO_OK && root->child) {
+        char *text = cJSON_Print(root);
+        status = text ? model_io_write_atomic(path, text, strlen(text), err)
+                      : error_set(err, "%s: out of memory", path);
+        free(text);
+    }
+    cJSON_Delete(root);
+    return status;
+}
+
+int checkpoint_write_tokenizer(const char *dir, const checkpoint_source *source, kpo_error *err)
+{
+    if (!source || !source->tokenizer || !source->tokenizer[0])
+        return error_set(err, "%s: no tokenizer to record", dir);
+    if (strcmp(source->tokenizer, "byte") != 0 &&
+        copy_tokenizer_files(dir, source->tokenizer, err) != KPO_OK)
+        return KPO_ERR;
+    if (write_generation_config(dir, source, err) != KPO_OK)
+        return KPO_ERR;
+    return write_model_meta(dir, source, err);
+}
+
 static int write_contents(const char *dir, const model *m, const adamw_state *opt,
-                          const char *trainer_state_json, kpo_error *err)
+                          const char *trainer_state_json, const checkpoint_source *source,
+                          kpo_error *err)
 {
     char path[4096];
     if (mkdir(dir, 0777) != 0)
@@ -167,7 +317,8 @@ static int write_contents(const char *dir, const model *m, const adamw_state *op
     if (model_save(m, dir, SAFETENSORS_F32, err) != KPO_OK ||
         join_path(path, sizeof path, dir, OPTIMIZER_FILE, err) != KPO_OK ||
         write_optimizer(path, m, opt, err) != KPO_OK ||
-        join_path(path, sizeof path, dir, TRAINER_FILE, err) != KPO_OK)
+        join_path(path, sizeof path, dir, TRAINER_FILE, err) != KPO_OK ||
+        (source && checkpoint_write_tokenizer(dir, source, err) != KPO_OK))
         return KPO_ERR;
     if (model_io_write_atomic(path, trainer_state_json, strlen(trainer_state_json), err) != KPO_OK)
         return KPO_ERR;
@@ -225,6 +376,13 @@ static int check_save_args(int64_t step, const model *m, const adamw_state *opt,
 int checkpoint_save(const char *root, int64_t step, const model *m, const adamw_state *opt,
                     const char *trainer_state_json, int keep_last, kpo_error *err)
 {
+    return checkpoint_save_from(root, step, m, opt, trainer_state_json, keep_last, NULL, err);
+}
+
+int checkpoint_save_from(const char *root, int64_t step, const model *m, const adamw_state *opt,
+                         const char *trainer_state_json, int keep_last,
+                         const checkpoint_source *source, kpo_error *err)
+{
     if (check_save_args(step, m, opt, trainer_state_json, err) != KPO_OK)
         return KPO_ERR;
     int64_t *steps;
@@ -236,7 +394,7 @@ int checkpoint_save(const char *root, int64_t step, const model *m, const adamw_
     snprintf(tmp, sizeof tmp, "%s/%s%08lld-%ld", root, TMP_PREFIX, (long long)step,
              (long)getpid());
     checkpoint_dir_name(root, step, final, sizeof final);
-    if (write_contents(tmp, m, opt, trainer_state_json, err) != KPO_OK) {
+    if (write_contents(tmp, m, opt, trainer_state_json, source, err) != KPO_OK) {
         fs_remove_tree(tmp, NULL);
         return error_prefix(err, "checkpoint step %lld: ", (long long)step);
     }

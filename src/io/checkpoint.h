@@ -5,8 +5,11 @@
  *     optimizer.safetensors            AdamW: exp_avg.<name>, exp_avg_sq.<name>
  *                                      for every parameter, and "step" (F32 [1],
  *                                      as torch stores it)
- *     trainer_state.json               the caller's opaque JSON: step, data
- *                                      cursor, seeds, resolved config
+ *     trainer_state.json               the caller's opaque JSON (kpo train:
+ *                                      step and seed)
+ *     tokenizer files, generation_config.json, kpo_model.json
+ *                                      when saved with a checkpoint_source, so
+ *                                      `kpo eval --model DIR` needs nothing else
  *
  * Everything is written into ROOT/.tmp-step-%08lld-PID/, fsync'ed, and only
  * then renamed to step-%08lld, so a directory with that name is always
@@ -35,6 +38,34 @@ void checkpoint_dir_name(const char *root, int64_t step, char *out, size_t size)
  * first. */
 int checkpoint_save(const char *root, int64_t step, const model *m, const adamw_state *opt,
                     const char *trainer_state_json, int keep_last, kpo_error *err);
+
+/* Where a checkpoint's model came from, so the checkpoint can stand alone
+ * (checkpoint_write_tokenizer). */
+typedef struct checkpoint_source {
+    const char *tokenizer; /* resolved: "byte" or a tokenizer directory */
+    const char *model_dir; /* the starting model (its generation_config.json and
+                              kpo_model.json are carried over), or NULL */
+} checkpoint_source;
+
+/* checkpoint_save that also records the tokenizer (source NULL: records
+ * none, as checkpoint_save). */
+int checkpoint_save_from(const char *root, int64_t step, const model *m, const adamw_state *opt,
+                         const char *trainer_state_json, int keep_last,
+                         const checkpoint_source *source, kpo_error *err);
+
+/* Makes the model directory dir self-contained for kpo and HF:
+ *  - source->tokenizer's files (vocab.json, merges.txt, tokenizer.json,
+ *    tokenizer_config.json, special_tokens_map.json, added_tokens.json,
+ *    whichever it has) are copied into dir; "byte" has no files;
+ *  - generation_config.json: model_dir's copied, else one whose eos_token_id
+ *    is the tokenizer's end of text (and bos_token_id where
+ *    tokenizer_config.json names a bos token);
+ *  - kpo_model.json: model_dir's (chat/prompt templates, reward) with its
+ *    "tokenizer" set to "byte", or removed when the files are now in dir
+ *    (train_tokenizer_resolve then finds them in dir itself); written only
+ *    when it holds something.
+ * Each file is written via a temporary name. */
+int checkpoint_write_tokenizer(const char *dir, const checkpoint_source *source, kpo_error *err);
 
 /* The newest complete checkpoint: its directory in dir_out and its step.
  * No checkpoint (or no root) is not an error: *step = -1, dir_out "". */

@@ -20,6 +20,7 @@
 #include "model/model.h"
 #include "train/train_data.h"
 #include "train/train_device.h"
+#include "train/train_dump.h"
 #include "train/train_rollout.h"
 
 static volatile sig_atomic_t stop_requested = 0;
@@ -101,9 +102,16 @@ static int save_checkpoint(trainer *t, int64_t step, kpo_error *err)
         return KPO_OK;
     if (model_backend_sync_to_host(&t->dev.backend, err) != KPO_OK)
         return KPO_ERR;
+    /* The checkpoint carries the run's tokenizer and generation_config.json,
+     * so kpo eval / kpo export need nothing but the checkpoint. */
+    char tok_name[4096];
+    int status = train_tokenizer_resolve(t->s->tokenizer, t->s->model_path, tok_name,
+                                         sizeof tok_name, err);
+    const checkpoint_source source = {.tokenizer = tok_name, .model_dir = t->s->model_path};
     char *state = trainer_state_json(t, step);
-    int status = state ? checkpoint_save(t->checkpoint_root, step, &t->m, &t->opt, state,
-                                         t->s->keep_checkpoints, err)
+    if (status == KPO_OK)
+        status = state ? checkpoint_save_from(t->checkpoint_root, step, &t->m, &t->opt, state,
+                                              t->s->keep_checkpoints, &source, err)
                        : error_set(err, "checkpoint: out of memory");
     free(state);
     return status;
@@ -312,8 +320,8 @@ static int record_step(trainer *t, int64_t step, const rl_batch *batch, const ro
                                        err) != KPO_OK)
         return KPO_ERR;
     if (lm->n_samples > 0 &&
-        runfile_append_samples(t->rf, step, lm->sample_values, lm->sample_offsets, lm->n_samples,
-                               err) != KPO_OK)
+        runfile_append_minibatch_samples(t->rf, step, lm->sample_values, lm->sample_offsets,
+                                         lm->sample_minibatch, lm->n_samples, err) != KPO_OK)
         return KPO_ERR;
     return runfile_append_step(t->rf, step, &o->innovation, metrics,
                                sizeof metrics / sizeof metrics[0], err);
@@ -407,6 +415,8 @@ int train_run(const train_settings *s, const config *cfg, int resume, MPI_Comm w
             status = record_step(&t, step, &batch, &rs, &lm, &costs, err);
             print_progress(&t, step, &batch, &rs, &lm, &costs);
         }
+        if (status == KPO_OK && t.roles.world_rank == 0) /* run.dump_responses */
+            status = train_dump_step(&t.data, s, step, &batch, err);
         rl_batch_free(&batch);
         if (status != KPO_OK)
             break;

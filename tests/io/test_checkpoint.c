@@ -1,7 +1,8 @@
 /* Checkpoints: bit-exact round trips, AdamW resumed from a checkpoint
  * matching an uninterrupted run, crash leftovers ignored and cleaned,
- * keep_last, and damaged checkpoints failing with the file's name while
- * leaving the caller's model and optimizer untouched. */
+ * keep_last, damaged checkpoints failing with the file's name while
+ * leaving the caller's model and optimizer untouched, and the tokenizer /
+ * generation_config.json a checkpoint records so it stands alone. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <sys/stat.h>
 
@@ -18,7 +20,10 @@
 #include "core/rng.h"
 #include "io/checkpoint.h"
 #include "io/fs_util.h"
+#include "model/model_io_util.h"
 #include "model/optimizer_adamw.h"
+#include "tokenizer/tokenizer.h"
+#include "train/train_data.h"
 #include "../model/model_test_util.h"
 
 static const char STATE[] = "{\"step\": 3, \"cursor\": 12, \"seed\": 7}";
@@ -362,6 +367,176 @@ static void test_bad_save_arguments(void **state)
     free_pair(&m, &opt);
 }
 
+/* ---- the recorded tokenizer ---- */
+
+static void write_text(const char *dir, const char *name, const char *text)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    assert_int_equal(model_io_write_atomic(path, text, strlen(text), NULL), KPO_OK);
+}
+
+static char *read_text(const char *dir, const char *name)
+{
+    char path[4096], *text = NULL;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    kpo_error err;
+    if (file_read_all(path, &text, NULL, &err) != KPO_OK)
+        fail_msg("%s", err.message);
+    return text;
+}
+
+static cJSON *read_json(const char *dir, const char *name)
+{
+    char *text = read_text(dir, name);
+    cJSON *json = cJSON_Parse(text);
+    free(text);
+    assert_non_null(json);
+    return json;
+}
+
+static int json_int(const cJSON *root, const char *key)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, key);
+    assert_true(cJSON_IsNumber(item));
+    return item->valueint;
+}
+
+/* GPT-2's byte-level alphabet as a vocab.json: byte b is the code point b
+ * when printable, else 256 + n; the smallest BPE tokenizer_load accepts.
+ * Then "ab" (a merge), and tokenizer_config.json's added tokens: end of
+ * text 257 and a bos "<s>" 258. */
+static void write_bpe_tokenizer(const char *dir)
+{
+    char vocab[8192];
+    size_t used = (size_t)snprintf(vocab, sizeof vocab, "{");
+    int extra = 0;
+    for (int b = 0; b < 256; b++) {
+        int printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
+        unsigned cp = printable ? (unsigned)b : 256u + (unsigned)extra++;
+        char utf8[4];
+        int n = 0;
+        if (cp < 0x80) {
+            utf8[n++] = (char)cp;
+        } else {
+            utf8[n++] = (char)(0xC0 | (cp >> 6));
+            utf8[n++] = (char)(0x80 | (cp & 0x3F));
+        }
+        const char *escape = cp == '"' ? "\\\"" : cp == '\\' ? "\\\\" : NULL;
+        used += (size_t)snprintf(vocab + used, sizeof vocab - used, "\"%s%.*s\": %d, ",
+                                 escape ? escape : "", escape ? 0 : n, utf8, b);
+    }
+    snprintf(vocab + used, sizeof vocab - used, "\"ab\": 256}");
+    write_text(dir, "vocab.json", vocab);
+    write_text(dir, "merges.txt", "#version: 0.2\na b\n");
+    write_text(dir, "tokenizer_config.json",
+               "{\"added_tokens_decoder\": {\"257\": {\"content\": \"<|endoftext|>\", "
+               "\"special\": true}, \"258\": {\"content\": \"<s>\", \"special\": true}}, "
+               "\"bos_token\": {\"content\": \"<s>\"}, \"eos_token\": \"<|endoftext|>\"}");
+}
+
+static void save_from_ok(int64_t step, const model *m, const adamw_state *opt,
+                         const checkpoint_source *source, char *dir, size_t dir_size)
+{
+    kpo_error err;
+    if (checkpoint_save_from(root, step, m, opt, STATE, 0, source, &err) != KPO_OK)
+        fail_msg("%s", err.message);
+    checkpoint_dir_name(root, step, dir, dir_size);
+}
+
+static void test_records_byte_tokenizer(void **state)
+{
+    (void)state;
+    model m, back;
+    adamw_state opt, opt_back;
+    make_pair(&m, &opt, 11);
+    char dir[4096], resolved[4096];
+    checkpoint_source source = {.tokenizer = "byte", .model_dir = NULL};
+    save_from_ok(2, &m, &opt, &source, dir, sizeof dir);
+    /* kpo eval's resolution (no --tokenizer) finds the byte tokenizer. */
+    kpo_error err;
+    assert_int_equal(train_tokenizer_resolve(NULL, dir, resolved, sizeof resolved, &err), KPO_OK);
+    assert_string_equal(resolved, "byte");
+    tokenizer *tok;
+    assert_int_equal(tokenizer_load(&tok, "byte", &err), KPO_OK);
+    cJSON *gen = read_json(dir, "generation_config.json");
+    assert_int_equal(json_int(gen, "eos_token_id"), tokenizer_eos_id(tok));
+    assert_int_equal(json_int(gen, "eos_token_id"), 256); /* 256 bytes, then <|endoftext|> */
+    assert_null(cJSON_GetObjectItemCaseSensitive(gen, "bos_token_id"));
+    cJSON_Delete(gen);
+    tokenizer_free(tok);
+    /* The extra files change nothing about resuming. */
+    make_blank(&m, &back, &opt_back);
+    assert_int_equal(checkpoint_load(dir, &back, &opt_back, NULL, &err), KPO_OK);
+    assert_same(&m, &opt, &back, &opt_back);
+    free_pair(&back, &opt_back);
+    free_pair(&m, &opt);
+}
+
+static void test_records_tokenizer_files(void **state)
+{
+    (void)state;
+    char src[300], tok_dir[512], dir[4096], resolved[4096];
+    snprintf(src, sizeof src, "%.250s-source", root);
+    snprintf(tok_dir, sizeof tok_dir, "%s/tok", src);
+    kpo_error err;
+    assert_int_equal(fs_make_dirs(tok_dir, &err), KPO_OK);
+    write_bpe_tokenizer(tok_dir);
+    /* The starting model: templates to keep, a tokenizer entry that will
+     * not be true of the checkpoint, no generation_config.json. */
+    write_text(src, "kpo_model.json",
+               "{\"tokenizer\": \"/nowhere/tok\", \"chat_template\": \"qwen3\"}");
+    model m;
+    adamw_state opt;
+    make_pair(&m, &opt, 12);
+    checkpoint_source source = {.tokenizer = tok_dir, .model_dir = src};
+    save_from_ok(4, &m, &opt, &source, dir, sizeof dir);
+    const char *copied[] = {"vocab.json", "merges.txt", "tokenizer_config.json"};
+    for (size_t k = 0; k < 3; k++) {
+        char *a = read_text(tok_dir, copied[k]), *b = read_text(dir, copied[k]);
+        assert_string_equal(a, b);
+        free(a);
+        free(b);
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%.4096s/tokenizer.json", dir);
+    assert_false(file_exists(path)); /* only what the source has */
+    cJSON *meta = read_json(dir, "kpo_model.json");
+    assert_null(cJSON_GetObjectItemCaseSensitive(meta, "tokenizer"));
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(meta, "chat_template")->valuestring,
+                        "qwen3");
+    cJSON_Delete(meta);
+    assert_int_equal(train_tokenizer_resolve(NULL, dir, resolved, sizeof resolved, &err), KPO_OK);
+    assert_string_equal(resolved, dir);
+    tokenizer *tok;
+    if (tokenizer_load(&tok, dir, &err) != KPO_OK)
+        fail_msg("%s", err.message);
+    assert_int_equal(tokenizer_token_id(tok, "ab"), 256);
+    cJSON *gen = read_json(dir, "generation_config.json");
+    assert_int_equal(json_int(gen, "eos_token_id"), 257);
+    assert_int_equal(json_int(gen, "bos_token_id"), 258);
+    cJSON_Delete(gen);
+    tokenizer_free(tok);
+
+    /* A starting model's own generation_config.json is copied as it is. */
+    const char own[] = "{\"eos_token_id\": [257, 3], \"temperature\": 0.7}";
+    write_text(src, "generation_config.json", own);
+    save_from_ok(5, &m, &opt, &source, dir, sizeof dir);
+    char *text = read_text(dir, "generation_config.json");
+    assert_string_equal(text, own);
+    free(text);
+
+    /* A tokenizer directory without a tokenizer fails, naming it, and
+     * publishes nothing. */
+    source.tokenizer = src;
+    assert_int_equal(checkpoint_save_from(root, 6, &m, &opt, STATE, 0, &source, &err), KPO_ERR);
+    assert_non_null(strstr(err.message, src));
+    assert_non_null(strstr(err.message, "vocab.json"));
+    assert_false(step_exists(6));
+    assert_int_equal(fs_remove_tree(src, NULL), KPO_OK);
+    free_pair(&m, &opt);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -372,6 +547,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_keep_last_and_resave, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_checkpoints, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_save_arguments, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_records_byte_tokenizer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_records_tokenizer_files, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
