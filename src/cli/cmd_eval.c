@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/commands.h"
 #include "core/file_util.h"
@@ -13,7 +14,9 @@
 #include "eval/eval_comm.h"
 #include "eval/eval_count.h"
 #include "eval/eval_device.h"
+#include "eval/eval_dump.h"
 #include "io/evalfile.h"
+#include "rollout/reward_program.h"
 #include "stats/eval_stats.h"
 #include "train/train_data.h"
 
@@ -22,6 +25,7 @@ enum { MAX_BENCHES = 32 };
 /* Everything the command line says, checked. */
 typedef struct eval_cli {
     const char *model_dir, *out_path;
+    const char *dump_path;  /* --dump: every response as JSONL, or NULL */
     const char *stop;       /* --stop: model | chat | ids/tokens (data/stop_tokens.h) */
     char tokenizer_name[4096];
     eval_sampling sampling;
@@ -44,10 +48,17 @@ static cli_option OPTIONS[] = {
     {"prompt-template", "NAME", "dapo, kpo, boxed, raw or a {problem} template (default dapo)",
      NULL},
     {"chat-template", "NAME", "qwen3, qwen3-thinking or raw (default qwen3)", NULL},
-    {"reward", "NAME", "dapo, boxed or kpo (default dapo); accuracy is correct/incorrect", NULL},
+    {"reward", "NAME", "dapo, boxed, kpo or program (default dapo); accuracy is "
+                       "correct/incorrect", NULL},
+    {"reward-program", "CMD", "--reward program: the grader's command line, run by /bin/sh "
+                              "once per rank (docs/text.md)", NULL},
+    {"reward-timeout", "S", "--reward program: seconds to wait for each answer (default 30)",
+     NULL},
     {"seed", "N", "sampling seed (default 0)", NULL},
     {"max-batch", "N", "sequences decoded together (default 64)", NULL},
     {"out", "EVAL.h5", "the eval file to write (required; never overwritten)", NULL},
+    {"dump", "FILE.jsonl", "also write every response, one JSON line each, ordered by "
+                           "(benchmark, problem, sample) (never overwritten)", NULL},
     {"device", "cpu|cuda", "where the model computes (default cpu; cuda: bf16, one GPU per rank)",
      NULL},
     {"stop", "model|chat|LIST", "what ends a response (default model: end-of-text and the "
@@ -87,7 +98,7 @@ static int read_settings(int argc, char **argv, eval_cli *c, kpo_error *err)
     if (c->n_benches > MAX_BENCHES)
         return error_set(err, "kpo eval: at most %d --bench", MAX_BENCHES);
     long long k, max_new, max_batch, seed, arith_n, arith_d;
-    double temperature, top_p;
+    double temperature, top_p, reward_timeout;
     if (read_int("k", 16, 1, 1 << 20, &k, err) != KPO_OK ||
         read_int("max-new-tokens", 4096, 1, 10000000, &max_new, err) != KPO_OK ||
         read_int("max-batch", 64, 1, 1000000, &max_batch, err) != KPO_OK ||
@@ -96,13 +107,19 @@ static int read_settings(int argc, char **argv, eval_cli *c, kpo_error *err)
         read_int("arith-difficulty", 1, ARITH_MIN_DIFFICULTY, ARITH_MAX_DIFFICULTY, &arith_d,
                  err) != KPO_OK ||
         cli_get_double(&SPEC, "temperature", 1.0, &temperature, err) != KPO_OK ||
-        cli_get_double(&SPEC, "top-p", 0.7, &top_p, err) != KPO_OK)
+        cli_get_double(&SPEC, "top-p", 0.7, &top_p, err) != KPO_OK ||
+        cli_get_double(&SPEC, "reward-timeout", REWARD_PROGRAM_DEFAULT_TIMEOUT, &reward_timeout,
+                       err) != KPO_OK)
         return KPO_ERR;
+    if (!(reward_timeout > 0))
+        return error_set(err, "--reward-timeout must be > 0 seconds, not %g", reward_timeout);
     const char *chat = cli_get(&SPEC, "chat-template"), *reward = cli_get(&SPEC, "reward");
     const char *device = cli_get(&SPEC, "device");
     c->sampling = (eval_sampling){.k = k, .sampler = {temperature, top_p},
                                   .max_new_tokens = max_new, .max_batch = max_batch,
-                                  .seed = (uint64_t)seed};
+                                  .seed = (uint64_t)seed,
+                                  .reward_program = cli_get(&SPEC, "reward-program"),
+                                  .reward_timeout = reward_timeout};
     /* The arithmetic test problems are drawn with seed 0 whatever --seed
      * says: two evaluations with different sampling seeds still see the
      * same problems, which the paired statistics need. */
@@ -115,6 +132,13 @@ static int read_settings(int argc, char **argv, eval_cli *c, kpo_error *err)
         chat_template_parse(chat ? chat : "qwen3", &c->prompts.chat, err) != KPO_OK ||
         reward_kind_parse(reward ? reward : "dapo", &c->sampling.reward, err) != KPO_OK)
         return KPO_ERR;
+    if ((c->sampling.reward == REWARD_PROGRAM) != (c->sampling.reward_program != NULL))
+        return error_set(err, "kpo eval: --reward-program CMD goes with --reward program, and "
+                              "only there");
+    c->dump_path = cli_get(&SPEC, "dump");
+    if (c->dump_path && file_exists(c->dump_path))
+        return error_set(err, "--dump %s: already exists; refusing to overwrite it",
+                         c->dump_path);
     if (model_device_parse(device ? device : "cpu", &c->device, err) != KPO_OK)
         return error_prefix(err, "--");
     if (!file_exists(c->model_dir))
@@ -165,6 +189,8 @@ static size_t describe_settings(const eval_cli *c, char values[][64], evalfile_a
     attrs[n++] = (evalfile_attr){"prompt_template", c->prompts.prompt_template};
     attrs[n++] = (evalfile_attr){"chat_template", chat_template_name(c->prompts.chat)};
     attrs[n++] = (evalfile_attr){"reward", reward_kind_name(s->reward)};
+    if (s->reward == REWARD_PROGRAM)
+        attrs[n++] = (evalfile_attr){"reward_program", s->reward_program};
     attrs[n++] = (evalfile_attr){"stop", c->stop};
     /* bf16 on the GPU can draw other tokens than fp32 on the CPU: counts
      * from two devices are two measurements, not one repeated. */
@@ -185,9 +211,11 @@ static size_t describe_settings(const eval_cli *c, char values[][64], evalfile_a
     return n;
 }
 
-/* Rank 0: the table and the file from the summed counts. */
+/* Rank 0: the table and the file from the summed counts, and the dump
+ * (written first, and removed again if the eval file fails, so a failed
+ * run leaves neither). */
 static int report(const eval_cli *c, const eval_bench *benches, int64_t *const *correct,
-                  kpo_error *err)
+                  const text_buf *dumps, kpo_error *err)
 {
     evalfile_bench out[MAX_BENCHES];
     int64_t *samples[MAX_BENCHES] = {NULL};
@@ -221,10 +249,17 @@ static int report(const eval_cli *c, const eval_bench *benches, int64_t *const *
     evalfile_attr attrs[24];
     char values[8][64];
     size_t n_attrs = describe_settings(c, values, attrs);
+    int dumped = 0;
+    if (status == KPO_OK && c->dump_path)
+        dumped = (status = eval_dump_write(c->dump_path, dumps, c->n_benches, err)) == KPO_OK;
     if (status == KPO_OK)
         status = evalfile_write(c->out_path, attrs, n_attrs, out, c->n_benches, err);
+    if (status != KPO_OK && dumped)
+        unlink(c->dump_path);
     if (status == KPO_OK)
         printf("wrote %s\n", c->out_path);
+    if (status == KPO_OK && dumped)
+        printf("wrote %s\n", c->dump_path);
     for (size_t j = 0; j < c->n_benches; j++)
         free(samples[j]);
     return status;
@@ -251,6 +286,9 @@ int cmd_eval(int argc, char **argv)
     eval_bench benches[MAX_BENCHES];
     memset(benches, 0, sizeof benches);
     int64_t *correct[MAX_BENCHES] = {NULL};
+    text_buf dumps[MAX_BENCHES];
+    for (size_t j = 0; j < MAX_BENCHES; j++)
+        text_buf_init(&dumps[j]);
     model_backend be;
     memset(&be, 0, sizeof be);
     int status = parsed;
@@ -274,18 +312,27 @@ int cmd_eval(int argc, char **argv)
     if (first_failed == rank)
         fprintf(stderr, "kpo: %s\n", err.message);
     for (size_t j = 0; first_failed < 0 && j < c.n_benches; j++) {
-        if (eval_count_correct(&be, tok, &benches[j], &c.sampling, rank, size, correct[j], &err) !=
-            KPO_OK)
+        text_buf mine;
+        text_buf_init(&mine);
+        if (eval_count_correct(&be, tok, &benches[j], &c.sampling, rank, size, correct[j],
+                               c.dump_path ? &mine : NULL, &err) != KPO_OK)
             eval_comm_abort(err.message);
         eval_comm_sum_to_root(correct[j], benches[j].prompts.n);
+        /* Gathered per benchmark: rank 0 holds the dump, the others one
+         * benchmark's share at a time. */
+        if (c.dump_path && eval_dump_gather(&mine, &benches[j], &c.sampling, rank, size,
+                                            &dumps[j], &err) != KPO_OK)
+            eval_comm_abort(err.message);
+        text_buf_free(&mine);
     }
     status = first_failed < 0 ? KPO_OK : KPO_ERR;
-    if (first_failed < 0 && rank == 0 && report(&c, benches, correct, &err) != KPO_OK) {
+    if (first_failed < 0 && rank == 0 && report(&c, benches, correct, dumps, &err) != KPO_OK) {
         fprintf(stderr, "kpo: %s\n", err.message);
         status = KPO_ERR;
     }
     for (size_t j = 0; j < MAX_BENCHES; j++) {
         free(correct[j]);
+        text_buf_free(&dumps[j]);
         eval_bench_free(&benches[j]);
     }
     model_backend_free(&be);

@@ -1,6 +1,7 @@
 /* kpo reward: score one response (stdin) against a gold answer, or every
  * {"response", "gold"} line of a JSONL file, to inspect what a reward
- * function sees (and to hold kpo's graders against reference ports). */
+ * function sees (and to hold kpo's graders against reference ports, or to
+ * try a user's grader program before a run depends on it). */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -9,6 +10,7 @@
 #include "cli/commands.h"
 #include "data/jsonl_reader.h"
 #include "rollout/reward.h"
+#include "rollout/reward_program.h"
 #include "tokenizer/text_buf.h"
 
 static char *read_stdin(void)
@@ -49,8 +51,7 @@ static const char *string_field(const cJSON *o, const char *key)
 }
 
 /* Every line of path scored in order, one JSON result per line on stdout. */
-static int score_jsonl(reward_kind kind, const reward_options *opt, const char *path,
-                       kpo_error *err)
+static int score_jsonl(reward_kind kind, reward_options opt, const char *path, kpo_error *err)
 {
     jsonl_reader r;
     if (jsonl_open(&r, path, false, err) != KPO_OK)
@@ -60,10 +61,11 @@ static int score_jsonl(reward_kind kind, const reward_options *opt, const char *
     while (status == KPO_OK && (got = jsonl_next(&r, &line, err)) == 1) {
         const char *response = string_field(line, "response"), *gold = string_field(line, "gold");
         reward_result result;
+        opt.problem = string_field(line, "problem");
         if (!response || !gold)
             status = error_set(err, "%s:%ld: needs string fields \"response\" and \"gold\"",
                                path, r.line);
-        else if (reward_score(kind, response, gold, opt, &result, err) != KPO_OK)
+        else if (reward_score(kind, response, gold, &opt, &result, err) != KPO_OK)
             status = error_prefix(err, "%s:%ld: ", path, r.line);
         else
             status = print_result_json(&result, err);
@@ -78,15 +80,21 @@ static int score_jsonl(reward_kind kind, const reward_options *opt, const char *
 int cmd_reward(int argc, char **argv)
 {
     cli_option options[] = {
-        {"kind", "K", "dapo, boxed or kpo (required)", NULL},
+        {"kind", "K", "dapo, boxed, kpo or program (required)", NULL},
         {"gold", "ANSWER", "the gold answer (required without --jsonl)", NULL},
         {"jsonl", "FILE", "score each {\"response\", \"gold\"} line; one JSON result per line",
          NULL},
+        {"program", "CMD", "program: the grader's command line, run by /bin/sh once for all "
+                           "responses (docs/text.md)", NULL},
+        {"timeout", "S", "program: seconds to wait for each answer (default 30)", NULL},
+        {"problem", "TEXT", "program: the problem text sent with the response (default null; "
+                            "--jsonl reads a \"problem\" field)", NULL},
         {"zero-one", NULL, "dapo: score a wrong answer 0 instead of -1", NULL},
         {"explain", NULL, "also print whether an answer was found and the prediction", NULL},
     };
     cli_command_spec spec = {
-        "reward", "--kind K (--gold ANSWER < RESPONSE | --jsonl FILE) [--zero-one] [--explain]",
+        "reward", "--kind K (--gold ANSWER < RESPONSE | --jsonl FILE) [--program CMD] [--zero-one] "
+                  "[--explain]",
         "Print the reward of the response on stdin against the gold answer, or of every line "
         "of a JSONL file.",
         CLI_OPTIONS(options)};
@@ -100,9 +108,19 @@ int cmd_reward(int argc, char **argv)
         return command_fail("kpo reward: --kind and one of --gold and --jsonl are required");
     if (reward_kind_parse(cli_get(&spec, "kind"), &kind, &err) != KPO_OK)
         return command_fail(err.message);
-    reward_options opt = {.zero_one = cli_get(&spec, "zero-one") != NULL};
+    double timeout = REWARD_PROGRAM_DEFAULT_TIMEOUT;
+    if (cli_get_double(&spec, "timeout", REWARD_PROGRAM_DEFAULT_TIMEOUT, &timeout, &err) != KPO_OK)
+        return command_fail(err.message);
+    if (!(timeout > 0))
+        return command_fail("kpo reward: --timeout must be > 0 seconds");
+    if ((kind == REWARD_PROGRAM) != (cli_get(&spec, "program") != NULL))
+        return command_fail("kpo reward: --program CMD goes with --kind program, and only there");
+    reward_options opt = {.zero_one = cli_get(&spec, "zero-one") != NULL,
+                          .program = cli_get(&spec, "program"),
+                          .program_timeout = timeout,
+                          .problem = cli_get(&spec, "problem")};
     if (jsonl)
-        return score_jsonl(kind, &opt, jsonl, &err) == KPO_OK ? 0 : command_fail(err.message);
+        return score_jsonl(kind, opt, jsonl, &err) == KPO_OK ? 0 : command_fail(err.message);
     char *response = read_stdin();
     if (!response)
         return command_fail("kpo reward: reading stdin failed");

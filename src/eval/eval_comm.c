@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "eval/eval_device.h"
 #include "kpo_config.h"
@@ -64,6 +65,49 @@ void eval_comm_sum_to_root(int64_t *values, int64_t n)
     }
 }
 
+/* Rank 0's arrays for size parts, each NUL-terminated, lengths given. */
+static int alloc_parts(int size, const int64_t *lens, char ***parts, kpo_error *err)
+{
+    *parts = calloc((size_t)size, sizeof **parts);
+    for (int r = 0; *parts && r < size; r++)
+        if (!((*parts)[r] = malloc((size_t)lens[r] + 1)))
+            return error_set(err, "out of memory gathering %lld bytes", (long long)lens[r]);
+    return *parts ? KPO_OK : error_set(err, "out of memory");
+}
+
+int eval_comm_gather_bytes(const char *mine, int64_t n, char ***parts, int64_t **lens,
+                           kpo_error *err)
+{
+    int rank, size;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    int64_t *all = rank == 0 ? malloc((size_t)size * sizeof *all) : NULL;
+    if (rank == 0 && !all)
+        eval_comm_abort("out of memory gathering lengths");
+    MPI_Gather(&n, 1, MPI_INT64_T, all, 1, MPI_INT64_T, 0, MPI_COMM_WORLD);
+    /* Chunks below INT_MAX bytes: MPI counts are int. */
+    const int64_t step = (int64_t)1 << 30;
+    if (rank != 0) {
+        for (int64_t at = 0; at < n; at += step)
+            MPI_Send(mine + at, (int)(n - at < step ? n - at : step), MPI_CHAR, 0, 7,
+                     MPI_COMM_WORLD);
+        return KPO_OK;
+    }
+    *lens = all;
+    /* Rank 0 cannot refuse the others' messages without leaving them
+     * waiting, so a failure here ends the job. */
+    if (alloc_parts(size, all, parts, err) != KPO_OK)
+        eval_comm_abort(err->message);
+    memcpy((*parts)[0], mine, (size_t)n);
+    for (int r = 1; r < size; r++)
+        for (int64_t at = 0; at < all[r]; at += step)
+            MPI_Recv((*parts)[r] + at, (int)(all[r] - at < step ? all[r] - at : step), MPI_CHAR,
+                     r, 7, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    for (int r = 0; r < size; r++)
+        (*parts)[r][all[r]] = '\0';
+    return KPO_OK;
+}
+
 _Noreturn void eval_comm_abort(const char *message)
 {
     comm_abort_all(message);
@@ -98,6 +142,19 @@ void eval_comm_sum_to_root(int64_t *values, int64_t n)
 {
     (void)values;
     (void)n;
+}
+
+int eval_comm_gather_bytes(const char *mine, int64_t n, char ***parts, int64_t **lens,
+                           kpo_error *err)
+{
+    *parts = calloc(1, sizeof **parts);
+    *lens = malloc(sizeof **lens);
+    if (!*parts || !*lens || !((*parts)[0] = malloc((size_t)n + 1)))
+        return error_set(err, "out of memory gathering %lld bytes", (long long)n);
+    memcpy((*parts)[0], mine, (size_t)n);
+    (*parts)[0][n] = '\0';
+    (*lens)[0] = n;
+    return KPO_OK;
 }
 
 _Noreturn void eval_comm_abort(const char *message)

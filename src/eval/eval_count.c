@@ -2,8 +2,12 @@
  * rollout decoder and scored by the reward into per-problem counts. */
 #include "eval/eval_count.h"
 
+#include <stdlib.h>
+
+#include <cjson/cJSON.h>
+
+#include "eval/eval_dump.h"
 #include "rollout/generate.h"
-#include "rollout/response_score.h"
 
 int64_t eval_chunk_problems(const eval_sampling *s)
 {
@@ -11,10 +15,57 @@ int64_t eval_chunk_problems(const eval_sampling *s)
     return n > 0 ? n : 1;
 }
 
+/* One response's line of the dump: everything needed to read it without
+ * kpo, keys in a fixed order so dumps compare byte for byte. */
+static int dump_line(text_buf *dump, const eval_bench *b, int64_t problem, int64_t sample,
+                     const text_buf *prompt_text, const text_buf *response_text,
+                     const char *gold, const reward_result *r, int stopped, int64_t tokens,
+                     kpo_error *err)
+{
+    text_buf prompt, response;
+    text_buf_init(&prompt);
+    text_buf_init(&response);
+    eval_dump_clean_text(prompt_text->data ? prompt_text->data : "", prompt_text->len, &prompt);
+    eval_dump_clean_text(response_text->data ? response_text->data : "", response_text->len,
+                         &response);
+    cJSON *o = prompt.failed || response.failed ? NULL : cJSON_CreateObject();
+    int ok = o && cJSON_AddStringToObject(o, "benchmark", b->name) &&
+             cJSON_AddNumberToObject(o, "problem", (double)problem) &&
+             cJSON_AddNumberToObject(o, "sample", (double)sample) &&
+             cJSON_AddStringToObject(o, "prompt", prompt.data ? prompt.data : "") &&
+             cJSON_AddStringToObject(o, "response", response.data ? response.data : "") &&
+             cJSON_AddStringToObject(o, "pred", r->pred) &&
+             cJSON_AddBoolToObject(o, "extracted", r->extracted) &&
+             cJSON_AddStringToObject(o, "gold", gold) &&
+             cJSON_AddNumberToObject(o, "reward", r->score) &&
+             cJSON_AddBoolToObject(o, "correct", r->correct) &&
+             cJSON_AddBoolToObject(o, "stopped", stopped) &&
+             cJSON_AddNumberToObject(o, "response_tokens", (double)tokens);
+    char *text = ok ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    text_buf_free(&prompt);
+    text_buf_free(&response);
+    if (text) {
+        text_buf_append_str(dump, text);
+        text_buf_append_char(dump, '\n');
+    }
+    free(text);
+    return text && !dump->failed ? KPO_OK : error_set(err, "--dump: out of memory");
+}
+
+static int decode(const tokenizer *tok, const int32_t *ids, int64_t n, text_buf *out,
+                  kpo_error *err)
+{
+    text_buf_clear(out);
+    if (tokenizer_decode(tok, ids, (size_t)n, out, err) != KPO_OK)
+        return KPO_ERR;
+    return out->failed ? error_set(err, "out of memory decoding a response") : KPO_OK;
+}
+
 /* Generates and scores problems [first, first + count) of b. */
 static int count_chunk(model_backend *be, const tokenizer *tok, const eval_bench *b,
                        const eval_sampling *s, int64_t first, int64_t count, int64_t *correct,
-                       kpo_error *err)
+                       text_buf *dump, kpo_error *err)
 {
     /* Offsets stay absolute into the whole token buffer: rollout_generate
      * only reads prompt_tokens[offsets[p] .. offsets[p + 1]). */
@@ -36,25 +87,43 @@ static int count_chunk(model_backend *be, const tokenizer *tok, const eval_bench
         return KPO_ERR;
     /* Accuracy is binary whatever the reward's scale, so dapo's -1 never
      * enters a count. */
-    reward_options opt = {.zero_one = true};
+    reward_options opt = {.zero_one = true, .program = s->reward_program,
+                          .program_timeout = s->reward_timeout};
+    text_buf text, prompt;
+    text_buf_init(&text);
+    text_buf_init(&prompt);
     int status = KPO_OK;
     for (int64_t r = 0; r < out.n_responses && status == KPO_OK; r++) {
-        int64_t p = r / s->k;
-        const char *gold = b->problems.records[b->prompts.source[first + p]].answer;
+        const int64_t p = r / s->k, source = b->prompts.source[first + p];
+        const dataset_record *rec = &b->problems.records[source];
+        const int64_t n = out.offsets[r + 1] - out.offsets[r];
         reward_result result;
-        status = rollout_score_response(tok, s->reward, &opt, out.tokens + out.offsets[r],
-                                        out.offsets[r + 1] - out.offsets[r], out.stopped[r], gold,
-                                        &result, err);
+        opt.problem = rec->problem;
+        /* The reward reads the text without the final stop token, which is
+         * no part of the answer (as rollout_score_response). */
+        status = decode(tok, out.tokens + out.offsets[r], n - (out.stopped[r] ? 1 : 0), &text, err);
+        if (status == KPO_OK)
+            status = reward_score(s->reward, text.data ? text.data : "", rec->answer, &opt,
+                                  &result, err);
         if (status == KPO_OK && result.correct)
             correct[first + p]++;
+        if (status == KPO_OK && dump && r % s->k == 0) {
+            const int64_t *po = b->prompts.offsets + first + p;
+            status = decode(tok, b->prompts.tokens + po[0], po[1] - po[0], &prompt, err);
+        }
+        if (status == KPO_OK && dump)
+            status = dump_line(dump, b, source, r % s->k, &prompt, &text, rec->answer, &result,
+                               out.stopped[r], n, err);
     }
+    text_buf_free(&text);
+    text_buf_free(&prompt);
     rollout_responses_free(&out);
     return status;
 }
 
 int eval_count_correct(model_backend *be, const tokenizer *tok, const eval_bench *b,
                        const eval_sampling *s, int rank, int n_ranks, int64_t *correct,
-                       kpo_error *err)
+                       text_buf *dump, kpo_error *err)
 {
     if (s->k < 1 || s->k > (1 << 30))
         return error_set(err, "--k must be in [1, 2^30]");
@@ -64,7 +133,7 @@ int eval_count_correct(model_backend *be, const tokenizer *tok, const eval_bench
         if (c % n_ranks != rank)
             continue;
         int64_t first = c * per_chunk, count = n - first < per_chunk ? n - first : per_chunk;
-        if (count_chunk(be, tok, b, s, first, count, correct, err) != KPO_OK)
+        if (count_chunk(be, tok, b, s, first, count, correct, dump, err) != KPO_OK)
             status = error_prefix(err, "benchmark %s: ", b->name);
     }
     return status;

@@ -14,6 +14,7 @@
 #include "model/model_backend.h"
 #include "rollout/reward.h"
 #include "rollout/sampler.h"
+#include "tokenizer/text_buf.h"
 #include "tokenizer/tokenizer.h"
 
 /* The RNG streams of evaluation are (seed, EVAL_STREAM_STEP, problem index
@@ -28,6 +29,8 @@ typedef struct eval_sampling {
     int64_t max_batch;       /* sequences decoded together */
     uint64_t seed;
     reward_kind reward;
+    const char *reward_program; /* reward program: the grader's command line */
+    double reward_timeout;      /* reward program: seconds per answer */
     stop_tokens stop;        /* what ends a response */
 } eval_sampling;
 
@@ -37,9 +40,11 @@ int64_t eval_chunk_problems(const eval_sampling *s);
 /* Adds, for every chunk c with c % n_ranks == rank, the correct samples of
  * each of its problems to correct[i] (i: position in b->prompts), decoding
  * with the model behind be (eval_device_open). correct is [b->prompts.n]
- * and is left alone for other ranks' problems. */
+ * and is left alone for other ranks' problems. With dump, every response
+ * is also appended to it as one JSON line (eval_dump.h), this rank's
+ * chunks in order, problem-major, samples in order. */
 int eval_count_correct(model_backend *be, const tokenizer *tok, const eval_bench *b,
                        const eval_sampling *s, int rank, int n_ranks, int64_t *correct,
-                       kpo_error *err);
+                       text_buf *dump, kpo_error *err);
 
 #endif

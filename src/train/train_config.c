@@ -19,6 +19,8 @@ const config_key TRAIN_SCHEMA[] = {
     {"run", "keep_checkpoints", CONFIG_INT, "2", 1, 1000, NULL, "newest checkpoints kept"},
     {"run", "log_samples", CONFIG_INT, "8", 0, 1e6, NULL,
      "raw log-ratio sequences recorded per step for kpo filter"},
+    {"run", "dump_responses", CONFIG_INT, "0", 0, 1e9, NULL,
+     "responses of each step written to run.out/responses.jsonl, spread over the batch; 0: off"},
     {"run", "device", CONFIG_CHOICE, "cpu", 0, 0, "cpu|cuda",
      "where the model runs: cpu (fp32) or cuda (bf16, a GPU per rank or shared: run.gpu_comm)"},
     {"run", "gpu_comm", CONFIG_CHOICE, "auto", 0, 0, "auto|nccl|host",
@@ -53,7 +55,13 @@ const config_key TRAIN_SCHEMA[] = {
     {"rollout", "max_new_tokens", CONFIG_INT, "4096", 1, 1e7, NULL, "response length cap"},
     {"rollout", "max_batch", CONFIG_INT, "64", 1, 1e6, NULL,
      "sequences decoded together per rank (KV-cache slots)"},
-    {"rollout", "reward", CONFIG_CHOICE, "dapo", 0, 0, "dapo|boxed|kpo", "exact-match reward"},
+    {"rollout", "reward", CONFIG_CHOICE, "dapo", 0, 0, "dapo|boxed|kpo|program",
+     "exact-match reward, or program: rollout.reward_program grades"},
+    {"rollout", "reward_program", CONFIG_STRING, "", 0, 0, NULL,
+     "reward = program: the grader's command line, run by /bin/sh once per rollout rank "
+     "(docs/text.md)"},
+    {"rollout", "reward_timeout", CONFIG_DOUBLE, "30", 1e-3, 1e6, NULL,
+     "reward = program: seconds to wait for each answer"},
     {"rollout", "reward_binary", CONFIG_BOOL, "true", 0, 0, NULL,
      "score 1/0 (the paper) rather than dapo's +1/-1 (same advantages)"},
     {"learner", "objective", CONFIG_CHOICE, "kpo", 0, 0, "kpo|grpo|gspo", "policy objective"},
@@ -179,6 +187,7 @@ int train_settings_from_config(const config *cfg, int world_size, train_settings
     s->checkpoint_every = config_get_int(cfg, "run.checkpoint_every");
     s->keep_checkpoints = (int)config_get_int(cfg, "run.keep_checkpoints");
     s->log_samples = config_get_int(cfg, "run.log_samples");
+    s->dump_responses = config_get_int(cfg, "run.dump_responses");
     if (model_device_parse(config_get_string(cfg, "run.device"), &s->device, err) != KPO_OK)
         return error_prefix(err, "run.");
     if (comm_gpu_mode_parse(config_get_string(cfg, "run.gpu_comm"), &s->gpu_comm, err) != KPO_OK)
@@ -200,10 +209,15 @@ int train_settings_from_config(const config *cfg, int world_size, train_settings
     s->stop = config_get_string(cfg, "rollout.stop");
     s->max_batch = config_get_int(cfg, "rollout.max_batch");
     s->reward_binary = config_get_bool(cfg, "rollout.reward_binary");
+    s->reward_program = config_get_string(cfg, "rollout.reward_program");
+    s->reward_timeout = config_get_double(cfg, "rollout.reward_timeout");
     if (chat_template_parse(config_get_string(cfg, "data.chat_template"), &s->chat_template,
                             err) != KPO_OK ||
         reward_kind_parse(config_get_string(cfg, "rollout.reward"), &s->reward, err) != KPO_OK)
         return KPO_ERR;
+    if (s->reward == REWARD_PROGRAM && !s->reward_program[0])
+        return error_set(err, "rollout.reward = program: set rollout.reward_program to the "
+                              "grader's command line");
 
     learner_config *l = &s->learner;
     objective_config *o = &l->objective;

@@ -28,6 +28,7 @@ typedef struct train_settings {
     int64_t checkpoint_every;
     int keep_checkpoints;
     int64_t log_samples;      /* raw log-ratio sequences recorded per step */
+    int64_t dump_responses;   /* responses per step into responses.jsonl (0: off) */
     model_device device;      /* where the model runs (run.device) */
     comm_gpu_mode gpu_comm;   /* cuda: NCCL or host-staged collectives (run.gpu_comm) */
     /* [model] */
@@ -50,6 +51,8 @@ typedef struct train_settings {
     int64_t max_batch;
     reward_kind reward;
     int reward_binary;
+    const char *reward_program; /* reward = program: the grader's command line */
+    double reward_timeout;      /* reward = program: seconds per answer */
     /* [learner], [filter] */
     learner_config learner;
     int recompute;            /* GPU model: recompute each layer in backward */

@@ -14,7 +14,8 @@ int train_rollout_step(model_backend *b, train_data *data, const train_settings 
     memset(stats, 0, sizeof *stats);
     double t0 = timer_now();
     const int G = s->learner.group_size;
-    const reward_options reward_opt = {.zero_one = s->reward_binary};
+    reward_options reward_opt = {.zero_one = s->reward_binary, .program = s->reward_program,
+                                 .program_timeout = s->reward_timeout};
     int64_t *ids = malloc((size_t)(n_prompts + 1) * sizeof *ids);
     int64_t *offsets = malloc((size_t)(n_prompts + 1) * sizeof *offsets);
     int64_t total = 0;
@@ -59,6 +60,7 @@ int train_rollout_step(model_backend *b, train_data *data, const train_settings 
         batch->group[r] = first_prompt + p;
         batch->stopped[r] = out.stopped[r];
         reward_result result;
+        reward_opt.problem = data->problems.records[ids[p]].problem;
         status = rollout_score_response(data->tok, s->reward, &reward_opt,
                                         out.tokens + out.offsets[r], rlen, out.stopped[r],
                                         data->problems.records[ids[p]].answer, &result, err);
