@@ -13,6 +13,7 @@
 #include "data/arith_task.h"
 #include "data/prompt_template.h"
 #include "eval/eval_device.h"
+#include "io/checkpoint.h"
 #include "learner/sft.h"
 #include "model/model_io_util.h"
 #include "train/train_data.h"
@@ -136,12 +137,19 @@ static int load_start(const sft_settings *s, tokenizer **tok, model *m, char *to
 }
 
 /* kpo_model.json: what later commands need to prompt and score this model
- * the way it was trained. */
+ * the way it was trained. The tokenizer is recorded in the directory
+ * (checkpoint_write_tokenizer): "byte" by name here, a directory's files
+ * copied beside the weights (no "tokenizer" entry: train_tokenizer_resolve
+ * then uses the directory itself), with where they came from kept as
+ * "tokenizer_source". */
 static int write_model_meta(const sft_settings *s, const char *tok_name, double final_loss,
                             double greedy_accuracy, kpo_error *err)
 {
     cJSON *root = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "tokenizer", tok_name);
+    if (strcmp(tok_name, "byte") == 0)
+        cJSON_AddStringToObject(root, "tokenizer", tok_name);
+    else
+        cJSON_AddStringToObject(root, "tokenizer_source", tok_name);
     cJSON_AddStringToObject(root, "chat_template", s->chat);
     cJSON_AddStringToObject(root, "prompt_template", s->prompt);
     cJSON_AddStringToObject(root, "reward", s->reward);
@@ -297,6 +305,9 @@ static int sft_main(const sft_settings *s, kpo_error *err)
         status = train_and_evaluate(s, &m, tok, &fmt, &ex, &test, &final_loss, &greedy, err);
     if (status == KPO_OK)
         status = model_save(&m, s->out, SAFETENSORS_F32, err);
+    if (status == KPO_OK)
+        status = checkpoint_write_tokenizer(
+            s->out, &(checkpoint_source){.tokenizer = tok_name, .model_dir = s->model_dir}, err);
     if (status == KPO_OK)
         status = write_model_meta(s, tok_name, final_loss, greedy, err);
     if (status == KPO_OK)

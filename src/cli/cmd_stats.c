@@ -2,6 +2,8 @@
  * accuracies, or from per-problem counts (plain count files, or the
  * benchmarks of kpo eval files) the paired comparisons over problems
  * (paired t-test, seeded bootstrap, gap recovered). */
+#include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,17 +41,38 @@ static int read_proportion(const cli_command_spec *spec, const char *name, doubl
     return KPO_OK;
 }
 
+/* *sum += v, or false when the sum would leave long's range. */
+static bool add_checked(long *sum, long v)
+{
+    if ((v > 0 && *sum > LONG_MAX - v) || (v < 0 && *sum < LONG_MIN - v))
+        return false;
+    *sum += v;
+    return true;
+}
+
+/* An arm's total samples and correct answers; a clear failure (not a
+ * wrapped sum) when counts in the file add up beyond long. */
+static int arm_totals(const char *path, const problem_count *c, size_t n, long *total,
+                      long *correct, kpo_error *err)
+{
+    *total = *correct = 0;
+    for (size_t j = 0; j < n; j++)
+        if (!add_checked(total, c[j].samples) || !add_checked(correct, c[j].correct))
+            return error_set(err, "%s: the sample counts add up past %ld (problem %zu)", path,
+                             LONG_MAX, j + 1);
+    return KPO_OK;
+}
+
+/* The caller has checked the totals with arm_totals. */
 static void print_arm(const char *label, const char *path, const problem_count *c, size_t n,
                       long k)
 {
     long total = 0, correct = 0, fewest = c[0].samples;
-    for (size_t j = 0; j < n; j++) {
-        total += c[j].samples;
-        correct += c[j].correct;
-        fewest = c[j].samples < fewest ? c[j].samples : fewest;
-    }
-    double pass;
     kpo_error err;
+    (void)arm_totals(path, c, n, &total, &correct, &err);
+    for (size_t j = 0; j < n; j++)
+        fewest = c[j].samples < fewest ? c[j].samples : fewest;
+    double pass;
     printf("  %-9s %s: %zu problems, %ld samples, avg %.4f", label, path, n, total,
            eval_avg_at_k(c, n));
     if (k <= fewest && eval_pass_at_k(c, n, k, &pass, &err) == KPO_OK)
@@ -81,16 +104,15 @@ static int compare_arms(const char **paths, problem_count *const *arm, size_t n,
     kpo_error err;
     long k = p->k > 0 ? (long)p->k : arm[0][0].samples;
     static const char *const labels[] = {"arm A", "arm B", "reference"};
+    long xa = 0, na = 0, xb = 0, nb = 0, unused_total, unused_correct;
+    if (arm_totals(paths[0], arm[0], n, &na, &xa, &err) != KPO_OK ||
+        arm_totals(paths[1], arm[1], n, &nb, &xb, &err) != KPO_OK ||
+        (n_arms == 3 &&
+         arm_totals(paths[2], arm[2], n, &unused_total, &unused_correct, &err) != KPO_OK))
+        return command_fail(err.message);
     printf("per-problem counts\n");
     for (size_t j = 0; j < n_arms; j++)
         print_arm(labels[j], paths[j], arm[j], n, k);
-    long xa = 0, na = 0, xb = 0, nb = 0;
-    for (size_t j = 0; j < n; j++) {
-        xa += arm[0][j].correct;
-        na += arm[0][j].samples;
-        xb += arm[1][j].correct;
-        nb += arm[1][j].samples;
-    }
     proportion_test z;
     paired_test t;
     bootstrap_ci diff, gap;

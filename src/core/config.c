@@ -1,3 +1,5 @@
+/* The typed INI configuration: files read with inih (file:line in every
+ * error), --set overrides, validation and the dump. */
 #include "core/config.h"
 
 #include <errno.h>
@@ -115,17 +117,57 @@ typedef struct ini_reading {
     FILE *file;
     const char *path;
     int line;
+    int at_line_start; /* the last chunk ended a line (inih splits long ones) */
+    int *set_at;       /* [n_keys] line where this file set the key, 0: not yet */
     int failed;
     kpo_error *err;
 } ini_reading;
 
+/* fgets, except that a NUL byte is an error: inih would end the value at
+ * it and silently drop the rest of the line. */
 static char *read_line(char *buffer, int size, void *stream)
 {
     ini_reading *r = stream;
-    char *line = fgets(buffer, size, r->file);
-    if (line)
-        r->line++;
-    return line;
+    if (r->failed || size < 2)
+        return NULL;
+    int used = 0, c = 0;
+    while (used < size - 1 && c != '\n' && (c = getc(r->file)) != EOF) {
+        if (used == 0 && r->at_line_start)
+            r->line++;
+        if (c == '\0') {
+            error_set(r->err, "%s:%d: a NUL byte in the line", r->path, r->line);
+            r->failed = 1;
+            return NULL;
+        }
+        buffer[used++] = (char)c;
+    }
+    if (used == 0)
+        return NULL;
+    buffer[used] = '\0';
+    r->at_line_start = buffer[used - 1] == '\n';
+    if (!r->at_line_start && (c = getc(r->file)) != EOF) {
+        /* inih reads at most size - 1 bytes; the rest of a longer line would
+         * be parsed as a line of its own (or cut off a value). Only a rest
+         * inside a comment (a dump's long origin paths) can be dropped. */
+        const char *start = buffer + strspn(buffer, " \t");
+        if (*start == ';' || *start == '#' || strstr(buffer, " ;") || strstr(buffer, "\t;")) {
+            while (c != EOF && c != '\n') {
+                if (c == '\0') {
+                    error_set(r->err, "%s:%d: a NUL byte in the line", r->path, r->line);
+                    r->failed = 1;
+                    return NULL;
+                }
+                c = getc(r->file);
+            }
+            buffer[used - 1] = '\n'; /* the dropped part was comment */
+            r->at_line_start = 1;
+            return buffer;
+        }
+        error_set(r->err, "%s:%d: line longer than %d bytes", r->path, r->line, size - 2);
+        r->failed = 1;
+        return NULL;
+    }
+    return buffer;
 }
 
 static int handle_pair(void *user, const char *section, const char *name, const char *value)
@@ -141,6 +183,15 @@ static int handle_pair(void *user, const char *section, const char *name, const 
         r->failed = 1;
         return 0;
     }
+    /* Within one file a second assignment is a mistake (the first would be
+     * silently lost); a later file or --set overriding is how configs stack. */
+    if (r->set_at[k]) {
+        error_set(r->err, "%s: [%s] %s is set twice in this file (also at %s:%d)", where,
+                  section, name, r->path, r->set_at[k]);
+        r->failed = 1;
+        return 0;
+    }
+    r->set_at[k] = r->line;
     if (set_value(r->cfg, (size_t)k, value, where) != KPO_OK) {
         error_set(r->err, "%s: out of memory", where);
         r->failed = 1;
@@ -151,14 +202,24 @@ static int handle_pair(void *user, const char *section, const char *name, const 
 
 int config_load_file(config *cfg, const char *path, kpo_error *err)
 {
-    FILE *f = fopen(path, "r");
+    FILE *f = fopen(path, "rb");
     if (!f)
         return error_set(err, "%s: cannot open config: %s", path, strerror(errno));
-    ini_reading r = {.cfg = cfg, .file = f, .path = path, .line = 0, .failed = 0, .err = err};
+    int *set_at = calloc(cfg->n_keys ? cfg->n_keys : 1, sizeof *set_at);
+    if (!set_at) {
+        fclose(f);
+        return error_set(err, "%s: out of memory", path);
+    }
+    ini_reading r = {.cfg = cfg, .file = f, .path = path, .line = 0, .at_line_start = 1,
+                     .set_at = set_at, .failed = 0, .err = err};
     int status = ini_parse_stream(read_line, &r, handle_pair, &r);
+    int read_error = ferror(f);
     fclose(f);
+    free(set_at);
     if (r.failed)
         return KPO_ERR;
+    if (read_error)
+        return error_set(err, "%s: read error", path);
     if (status != 0)
         return error_set(err, "%s:%d: malformed line (expected [section] or key = value)", path,
                          status > 0 ? status : r.line);

@@ -1,3 +1,5 @@
+/* Strict number and list parsing for options and config values: the whole
+ * text must be a value, and errors name the option. */
 #include "core/parse.h"
 
 #include <errno.h>
@@ -48,21 +50,30 @@ int parse_int64_list(const char *text, const char *name, int64_t **out, size_t *
         free(copy);
         return error_set(err, "%s: out of memory", name);
     }
+    if (!*copy) {
+        free(values);
+        free(copy);
+        return error_set(err, "%s: expected a comma-separated list of integers", name);
+    }
+    /* Split by hand: strtok_r would merge ",," and read "1,,2" as 1,2. */
     size_t n = 0;
-    char *saveptr = NULL;
-    for (char *tok = strtok_r(copy, ",", &saveptr); tok; tok = strtok_r(NULL, ",", &saveptr)) {
-        if (parse_int64(tok, name, &values[n], err) != KPO_OK) {
+    for (char *item = copy;; n++) {
+        char *comma = strchr(item, ',');
+        if (comma)
+            *comma = '\0';
+        int status = *item ? parse_int64(item, name, &values[n], err)
+                           : error_set(err, "%s: item %zu of '%s' is empty", name, n + 1, text);
+        if (status != KPO_OK) {
             free(values);
             free(copy);
             return KPO_ERR;
         }
-        n++;
+        if (!comma)
+            break;
+        item = comma + 1;
     }
+    n++;
     free(copy);
-    if (n == 0) {
-        free(values);
-        return error_set(err, "%s: expected a comma-separated list of integers", name);
-    }
     *out = values;
     *count = n;
     return KPO_OK;

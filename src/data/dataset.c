@@ -1,3 +1,5 @@
+/* Math datasets: JSONL records to (problem, answer), gold answers as text,
+ * and the seeded per-epoch order. */
 #include "data/dataset.h"
 
 #include <math.h>
@@ -75,23 +77,101 @@ static const cJSON *get_field(const cJSON *obj, const char *name)
     return obj;
 }
 
-static char *value_text(const cJSON *v)
+/* How many number nodes come before target in a pre-order walk of node
+ * (document order: cJSON keeps members and elements as written). Returns
+ * true once target is reached. */
+static bool count_numbers_before(const cJSON *node, const cJSON *target, size_t *count)
+{
+    for (; node; node = node->next) {
+        if (node == target)
+            return true;
+        if (cJSON_IsNumber(node))
+            (*count)++;
+        if (node->child && count_numbers_before(node->child, target, count))
+            return true;
+    }
+    return false;
+}
+
+/* The text of the index-th number token of a JSON document, or NULL. The
+ * tokens are found by skipping strings: outside them only numbers hold '-'
+ * or digits, and a number runs over exactly the characters cJSON's own
+ * number parser takes (the document parsed, so the run is the token). */
+static char *number_token(const char *text, size_t len, size_t index)
+{
+    size_t k = 0, seen = 0;
+    while (k < len) {
+        char c = text[k];
+        if (c == '"') {
+            for (k++; k < len && text[k] != '"'; k++)
+                if (text[k] == '\\')
+                    k++;
+            k++;
+        } else if (c == '-' || (c >= '0' && c <= '9')) {
+            size_t start = k;
+            while (k < len && strchr("0123456789+-.eE", text[k]) && text[k] != '\0')
+                k++;
+            if (seen++ == index) {
+                char *token = malloc(k - start + 1);
+                if (token) {
+                    memcpy(token, text + start, k - start);
+                    token[k - start] = '\0';
+                }
+                return token;
+            }
+        } else {
+            k++;
+        }
+    }
+    return NULL;
+}
+
+/* Shortest %g form that reads back as the same double ("0.1", not %.17g's
+ * 0.10000000000000001), for records with no source text to quote. */
+static void shortest_number(double v, char *out, size_t size)
+{
+    for (int digits = 1; digits <= 17; digits++) {
+        snprintf(out, size, "%.*g", digits, v);
+        if (strtod(out, NULL) == v)
+            return;
+    }
+}
+
+/* A gold answer as text. Numbers keep the text they were written with
+ * (0.1, 1e-3, 2.50, -0, 12345678901234567890): reprinting the parsed double
+ * would change what the grader compares against. Without the line's text,
+ * integers print without a point and others in their shortest exact form. */
+static char *value_text(const cJSON *root, const cJSON *v, const char *text, size_t len)
 {
     char number[64];
     if (cJSON_IsString(v))
         return strdup(v->valuestring);
     if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
         return NULL;
+    if (text) {
+        size_t index = 0;
+        if (count_numbers_before(root, v, &index)) {
+            char *token = number_token(text, len, index);
+            if (token)
+                return token;
+        }
+    }
     /* AIME stores 25 as a number: print integers without a decimal point. */
     if (v->valuedouble == floor(v->valuedouble) && fabs(v->valuedouble) < 1e15)
         snprintf(number, sizeof number, "%.0f", v->valuedouble);
     else
-        snprintf(number, sizeof number, "%.17g", v->valuedouble);
+        shortest_number(v->valuedouble, number, sizeof number);
     return strdup(number);
 }
 
 int dataset_record_from_json(const cJSON *obj, const dataset_options *opt, dataset_record *out,
                              kpo_error *err)
+{
+    return dataset_record_from_line(obj, NULL, 0, opt, out, err);
+}
+
+int dataset_record_from_line(const cJSON *obj, const char *text, size_t len,
+                             const dataset_options *opt, dataset_record *out, kpo_error *err)
 {
     const char *problem_name = opt && opt->problem_field ? opt->problem_field : NULL;
     const char *answer_name = opt && opt->answer_field ? opt->answer_field : NULL;
@@ -119,7 +199,7 @@ int dataset_record_from_json(const cJSON *obj, const dataset_options *opt, datas
     if (problem_text[0] == '\0')
         return error_set(err, "field '%s' is empty", problem_name);
     out->problem = strdup(problem_text);
-    out->answer = value_text(answer);
+    out->answer = value_text(obj, answer, text, len);
     out->line = 0;
     if (!out->answer || out->answer[0] == '\0' || !out->problem) {
         int empty = out->answer && out->answer[0] == '\0';
@@ -142,7 +222,10 @@ int dataset_load(dataset *ds, const char *path, const dataset_options *opt, kpo_
     while (status == KPO_OK && (got = jsonl_next(&reader, &obj, err)) == 1) {
         dataset_record rec;
         kpo_error field_err;
-        if (dataset_record_from_json(obj, opt, &rec, &field_err) == KPO_OK) {
+        /* The reader's buffer still holds the line obj was parsed from
+         * (NUL-free: the reader refuses lines with a NUL byte). */
+        if (dataset_record_from_line(obj, reader.buffer, strlen(reader.buffer), opt, &rec,
+                                     &field_err) == KPO_OK) {
             rec.line = reader.line;
             status = dataset_append(ds, &rec, err);
         } else if (!skip_bad) {

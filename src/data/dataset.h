@@ -13,7 +13,7 @@
 
 typedef struct dataset_record {
     char *problem; /* raw problem text, no instruction */
-    char *answer;  /* gold answer as text (integers from JSON numbers are printed exactly) */
+    char *answer;  /* gold answer as text (JSON numbers as written in the file) */
     long line;     /* source line, 0 for generated records */
 } dataset_record;
 
@@ -40,6 +40,10 @@ int dataset_append(dataset *ds, dataset_record *rec, kpo_error *err);
  * location (the caller knows it). */
 int dataset_record_from_json(const cJSON *obj, const dataset_options *opt, dataset_record *out,
                              kpo_error *err);
+/* The same, given the text obj was parsed from (text[0..len)), so that a
+ * number answer keeps the text it was written with (2.50 stays 2.50). */
+int dataset_record_from_line(const cJSON *obj, const char *text, size_t len,
+                             const dataset_options *opt, dataset_record *out, kpo_error *err);
 
 int dataset_load(dataset *ds, const char *path, const dataset_options *opt, kpo_error *err);
 

@@ -1,3 +1,5 @@
+/* kpo filter --input: raw log-ratios as text, one response per line, into
+ * the same CSR layout a run file gives. */
 #include "io/logratio_text.h"
 
 #include <errno.h>
@@ -5,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 typedef struct growing {
     void *data;
@@ -67,8 +70,15 @@ int logratio_text_read(const char *path, runfile_samples *out, kpo_error *err)
     int64_t zero = 0;
     if (grow_push(&offsets, &zero) != KPO_OK)
         status = error_set(err, "%s: out of memory", path);
-    while (status == KPO_OK && getline(&line, &line_capacity, f) != -1) {
+    ssize_t got;
+    while (status == KPO_OK && (got = getline(&line, &line_capacity, f)) != -1) {
         line_no++;
+        /* The parser stops at a NUL: the rest of the line would vanish. */
+        if (memchr(line, '\0', (size_t)got)) {
+            status = error_set(err, "%s:%ld:%ld: a NUL byte in the line", path, line_no,
+                               (long)((char *)memchr(line, '\0', (size_t)got) - line) + 1);
+            break;
+        }
         const char *first = line + strspn(line, " \t\r\n");
         if (!*first || *first == '#')
             continue;

@@ -1,7 +1,10 @@
+/* Qwen3 config.json: reading, validation (including a parameter count that
+ * must fit a checkpoint) and writing. */
 #include "model/model_config.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +42,80 @@ static int read_double(const cJSON *root, const char *path, const char *key, dou
     return KPO_OK;
 }
 
+/* Every tensor size, offset and the total stay below MODEL_MAX_PARAMS,
+ * checked step by step so that no product can overflow on the way: a
+ * wrapped count would write a checkpoint that cannot be read back. */
+enum { MODEL_MAX_PARAMS_LOG2 = 51 };
+#define MODEL_MAX_PARAMS ((int64_t)1 << MODEL_MAX_PARAMS_LOG2)
+
+/* a * b (both > 0) into *out, or false when it reaches the limit. */
+static bool mul_bounded(int64_t a, int64_t b, int64_t *out)
+{
+    if (a > MODEL_MAX_PARAMS / b)
+        return false;
+    *out = a * b;
+    return *out <= MODEL_MAX_PARAMS;
+}
+
+static bool add_bounded(int64_t a, int64_t b, int64_t *out)
+{
+    *out = a + b; /* both operands <= 2^51: no overflow */
+    return *out <= MODEL_MAX_PARAMS;
+}
+
+static int too_large(const char *where, const char *field, int64_t value, const char *with,
+                     kpo_error *err)
+{
+    return error_set(err,
+                     "%s: field '%s' (%lld) makes the model too large%s%s%s: over 2^%d "
+                     "parameters, more than a checkpoint can hold",
+                     where, field, (long long)value, with ? " (with '" : "", with ? with : "",
+                     with ? "')" : "", MODEL_MAX_PARAMS_LOG2);
+}
+
+static int check_param_count(const model_config *c, const char *where, kpo_error *err)
+{
+    int64_t q, kv, embed, attn_q, attn_kv, mlp, layer, layers, total;
+    const int64_t h = c->hidden_size, d = c->head_dim;
+    if (h > MODEL_MAX_PARAMS)
+        return too_large(where, "hidden_size", h, NULL, err);
+    if (d > MODEL_MAX_PARAMS)
+        return too_large(where, "head_dim", d, NULL, err);
+    if (!mul_bounded(c->num_attention_heads, d, &q))
+        return too_large(where, "num_attention_heads", c->num_attention_heads, "head_dim", err);
+    if (!mul_bounded(c->num_key_value_heads, d, &kv))
+        return too_large(where, "num_key_value_heads", c->num_key_value_heads, "head_dim", err);
+    if (!mul_bounded(c->vocab_size, h, &embed))
+        return too_large(where, "vocab_size", c->vocab_size, "hidden_size", err);
+    if (!mul_bounded(q, h, &attn_q))
+        return too_large(where, "num_attention_heads", c->num_attention_heads, "hidden_size",
+                         err);
+    if (!mul_bounded(kv, h, &attn_kv))
+        return too_large(where, "num_key_value_heads", c->num_key_value_heads, "hidden_size",
+                         err);
+    if (!mul_bounded(c->intermediate_size, h, &mlp))
+        return too_large(where, "intermediate_size", c->intermediate_size, "hidden_size", err);
+    /* layer = 2h + 2d + (2 q*h + 2 kv*h) + 3 i*h: name the bigger part */
+    int64_t attn, mlp3;
+    if (!add_bounded(attn_q, attn_q, &attn) || !add_bounded(attn, attn_kv, &attn) ||
+        !add_bounded(attn, attn_kv, &attn))
+        return too_large(where, "num_attention_heads", c->num_attention_heads, "hidden_size",
+                         err);
+    if (!mul_bounded(mlp, 3, &mlp3))
+        return too_large(where, "intermediate_size", c->intermediate_size, "hidden_size", err);
+    if (!add_bounded(attn, mlp3, &layer) || !add_bounded(layer, 2 * h + 2 * d, &layer))
+        return mlp3 >= attn ? too_large(where, "intermediate_size", c->intermediate_size,
+                                        "hidden_size", err)
+                            : too_large(where, "num_attention_heads", c->num_attention_heads,
+                                        "hidden_size", err);
+    if (!mul_bounded(c->num_hidden_layers, layer, &layers))
+        return too_large(where, "num_hidden_layers", c->num_hidden_layers, NULL, err);
+    if (!add_bounded(embed, layers, &total) || !add_bounded(total, h, &total) ||
+        (!c->tie_word_embeddings && !add_bounded(total, embed, &total)))
+        return too_large(where, "vocab_size", c->vocab_size, "the layers", err);
+    return KPO_OK;
+}
+
 int model_config_validate(const model_config *c, const char *where, kpo_error *err)
 {
     const struct {
@@ -69,7 +146,7 @@ int model_config_validate(const model_config *c, const char *where, kpo_error *e
         return error_set(err, "%s: field 'head_dim' must be even for rotate-half RoPE", where);
     if (c->vocab_size > INT32_MAX)
         return error_set(err, "%s: field 'vocab_size' exceeds the int32 token id range", where);
-    return KPO_OK;
+    return check_param_count(c, where, err);
 }
 
 int model_config_load(const char *path, model_config *config, kpo_error *err)

@@ -1,3 +1,6 @@
+/* Loading and saving a model directory (config.json + safetensors), and
+ * random initialisation. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +29,21 @@ static void format_shape(char *out, size_t size, int rank, const int64_t *shape)
         snprintf(out + used, size - used, "]");
 }
 
+/* NaN or inf weights load (a diverged run's checkpoint is still worth
+ * inspecting) but poison every forward pass: say so, once per tensor. */
+static void warn_nonfinite(const char *path, const model_param *p, const float *w)
+{
+    int64_t bad = 0, first = -1;
+    for (int64_t i = 0; i < p->numel; i++)
+        if (!isfinite(w[i]) && bad++ == 0)
+            first = i;
+    if (bad)
+        fprintf(stderr,
+                "kpo: warning: %s: tensor '%s' has %lld non-finite value%s (NaN or inf; the "
+                "first at flat index %lld)\n",
+                path, p->name, (long long)bad, bad == 1 ? "" : "s", (long long)first);
+}
+
 static int load_weights(model *m, const safetensors_set *set, const char *dir, kpo_error *err)
 {
     /* Check every tensor before converting any, so a bad checkpoint costs
@@ -48,6 +66,7 @@ static int load_weights(model *m, const safetensors_set *set, const char *dir, k
         const safetensors_file *file = NULL;
         const safetensors_tensor *t = safetensors_set_find(set, m->params[k].name, &file);
         safetensors_read_f32(file, t, m->weights.data + m->params[k].offset);
+        warn_nonfinite(file->path, &m->params[k], m->weights.data + m->params[k].offset);
     }
     return KPO_OK;
 }

@@ -1,3 +1,5 @@
+/* The parameter table in HF order, the one allocation holding all weights,
+ * and the named pointers into it. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,9 +76,10 @@ int model_weights_init(const model *m, model_weights *w, kpo_error *err)
     w->data = calloc((size_t)w->n_params, sizeof *w->data);
     w->layers = calloc((size_t)m->config.num_hidden_layers, sizeof *w->layers);
     if (!w->data || !w->layers) {
+        /* w may be m->weights: take the count before freeing clears it. */
+        const long long n_params = (long long)w->n_params;
         model_weights_free(w);
-        return error_set(err, "out of memory allocating %lld parameters",
-                         (long long)m->weights.n_params);
+        return error_set(err, "out of memory allocating %lld parameters", n_params);
     }
     bind(m, w);
     return KPO_OK;

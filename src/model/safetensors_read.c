@@ -1,3 +1,5 @@
+/* Reading safetensors files: header validation at open, dtype conversion
+ * to float32 on read. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>

@@ -1,3 +1,5 @@
+/* The tokenizer object: its id -> bytes table, added tokens, finishing a
+ * load (byte ids, pre-tokeniser) and decoding; the byte tokenizer. */
 #include "tokenizer/tokenizer_internal.h"
 
 #include <stdlib.h>
@@ -80,7 +82,8 @@ int tokenizer_set_token(tokenizer *tok, int32_t id, const char *bytes, size_t le
     char *copy = malloc(len + 1);
     if (!copy)
         return error_set(err, "out of memory");
-    memcpy(copy, bytes, len);
+    if (len) /* an empty token's bytes may be NULL, which memcpy may not be given */
+        memcpy(copy, bytes, len);
     copy[len] = '\0';
     free(tok->token_bytes[id]);
     tok->token_bytes[id] = copy;
@@ -113,7 +116,9 @@ static int added_longest_first(const void *a, const void *b)
 
 int tokenizer_finish(tokenizer *tok, kpo_error *err)
 {
-    qsort(tok->added, tok->n_added, sizeof *tok->added, added_longest_first);
+    /* With no added tokens the array is NULL, which qsort may not be given. */
+    if (tok->n_added > 1)
+        qsort(tok->added, tok->n_added, sizeof *tok->added, added_longest_first);
     for (size_t k = 0; k < tok->n_added; k++)
         tok->added_first[(unsigned char)tok->added[k].text[0]] = true;
     tok->eos_id = tokenizer_token_id(tok, "<|endoftext|>");

@@ -35,6 +35,16 @@ static int symbol_bytes(const char *symbol, text_buf *scratch)
                                                                                           : -1;
 }
 
+/* The earlier vocabulary entry with this id (there is one: the caller saw
+ * the id taken); only looked for when reporting the clash. */
+static const char *vocab_entry_with_id(const cJSON *vocab, const cJSON *before, int32_t id)
+{
+    for (const cJSON *e = vocab->child; e && e != before; e = e->next)
+        if (cJSON_IsNumber(e) && e->valuedouble == (double)id)
+            return e->string;
+    return "?";
+}
+
 static int add_vocab(tokenizer *tok, const cJSON *vocab, const char *path, kpo_error *err)
 {
     if (!cJSON_IsObject(vocab))
@@ -43,15 +53,26 @@ static int add_vocab(tokenizer *tok, const cJSON *vocab, const char *path, kpo_e
     text_buf_init(&bytes);
     int status = KPO_OK;
     for (const cJSON *e = vocab->child; e && status == KPO_OK; e = e->next) {
+        int32_t id = -1;
         if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble >= 1 << 24 ||
             e->valuedouble != (double)(int32_t)e->valuedouble)
             status = error_set(err, "%s: token \"%s\" has no valid integer id", path, e->string);
         else if (symbol_bytes(e->string, &bytes) != 0)
             status = error_set(err, "%s: token \"%s\" is not in the byte-level alphabet", path,
                                e->string);
-        else if (tokenizer_set_token(tok, (int32_t)e->valuedouble, bytes.data, bytes.len, err) !=
-                     KPO_OK ||
-                 !str_map_put(&tok->vocab, bytes.data, bytes.len, (int32_t)e->valuedouble))
+        else if ((id = (int32_t)e->valuedouble, tokenizer_token_bytes(tok, id, NULL)))
+            /* Two strings for one id cannot both decode: the vocabulary is corrupt. */
+            status = error_set(err, "%s: tokens \"%s\" and \"%s\" share id %ld", path,
+                               vocab_entry_with_id(vocab, e, id), e->string, (long)id);
+        else if (str_map_get(&tok->vocab, bytes.data ? bytes.data : "", bytes.len) >= 0)
+            /* A JSON object repeating a key: which id encodes it would be arbitrary. */
+            status = error_set(err, "%s: token \"%s\" appears twice (ids %ld and %ld)", path,
+                               e->string,
+                               (long)str_map_get(&tok->vocab, bytes.data ? bytes.data : "",
+                                                 bytes.len),
+                               (long)id);
+        else if (tokenizer_set_token(tok, id, bytes.data, bytes.len, err) != KPO_OK ||
+                 !str_map_put(&tok->vocab, bytes.data, bytes.len, id))
             status = error_prefix(err, "%s: ", path);
     }
     text_buf_free(&bytes);
@@ -168,6 +189,14 @@ static int add_one_added(tokenizer *tok, const cJSON *entry, long id, const char
     const cJSON *special = cJSON_GetObjectItemCaseSensitive(entry, "special");
     if (!cJSON_IsString(content) || id < 0 || id >= 1 << 24)
         return error_set(err, "%s: added token %ld has no content or a bad id", path, id);
+    /* An added token may restate a vocabulary entry (GPT-2's <|endoftext|>),
+     * but a different string under a taken id would not round-trip. */
+    size_t have_len;
+    const char *have = tokenizer_token_bytes(tok, (int32_t)id, &have_len);
+    if (have && (have_len != strlen(content->valuestring) ||
+                 memcmp(have, content->valuestring, have_len) != 0))
+        return error_set(err, "%s: added token \"%s\" has id %ld, already the id of \"%.*s\"",
+                         path, content->valuestring, id, (int)have_len, have);
     return tokenizer_add_added(tok, content->valuestring, (int32_t)id, cJSON_IsTrue(special),
                                err);
 }
@@ -180,6 +209,12 @@ static int load_added_config(tokenizer *tok, const char *path, kpo_error *err)
         return KPO_ERR;
     const cJSON *decoder = cJSON_GetObjectItemCaseSensitive(root, "added_tokens_decoder");
     int status = KPO_OK;
+    /* Only an object's members have keys (the ids); an array's have none. */
+    if (decoder && !cJSON_IsObject(decoder)) {
+        cJSON_Delete(root);
+        return error_set(err, "%s: \"added_tokens_decoder\" is not an object of id -> token",
+                         path);
+    }
     for (const cJSON *e = decoder ? decoder->child : NULL; e && status == KPO_OK; e = e->next) {
         char *end;
         long id = strtol(e->string, &end, 10);
@@ -210,11 +245,18 @@ static int load_tokenizer_json(tokenizer *tok, const char *path, kpo_error *err)
         status = load_merges_json(tok, cJSON_GetObjectItemCaseSensitive(model, "merges"), path,
                                   err);
     const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
+    if (status == KPO_OK && added && !cJSON_IsArray(added))
+        status = error_set(err, "%s: \"added_tokens\" is not an array", path);
     for (const cJSON *e = cJSON_IsArray(added) ? added->child : NULL; e && status == KPO_OK;
          e = e->next) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
-        status = add_one_added(tok, e, cJSON_IsNumber(id) ? (long)id->valuedouble : -1, path,
-                               err);
+        /* Range-check before converting: a huge double does not fit a long. */
+        long id_value = cJSON_IsNumber(id) && id->valuedouble >= 0 &&
+                                id->valuedouble < 1 << 24 &&
+                                id->valuedouble == (double)(long)id->valuedouble
+                            ? (long)id->valuedouble
+                            : -1;
+        status = add_one_added(tok, e, id_value, path, err);
     }
     cJSON_Delete(root);
     return status;

@@ -80,3 +80,63 @@ def test_bad_input_fails_clearly(tmp_path):
     assert r.returncode != 0
     assert "config.json: field 'rms_norm_eps' is missing" in r.stderr
     assert r.stderr.count("\n") == 1
+
+
+def test_init_refuses_a_parameter_count_that_overflows(tmp_path):
+    """Issue 17: hidden 2^20 x intermediate 2^44 wrapped the parameter count,
+    wrote a checkpoint that could not be read back, and the out-of-memory
+    message said "0 parameters"."""
+    ck = make_model(tmp_path / "ck")
+    config = json.loads((ck / "config.json").read_text())
+    config.update(hidden_size=2**20, intermediate_size=2**44)
+    big = tmp_path / "big.json"
+    big.write_text(json.dumps(config))
+    out = tmp_path / "out"
+    r = kpo("model", "init", "--out", str(out), "--config", str(big))
+    assert r.returncode != 0
+    assert "big.json: field 'intermediate_size' (17592186044416)" in r.stderr, r.stderr
+    assert "too large" in r.stderr and r.stderr.count("\n") == 1
+    assert not out.exists()
+    # Each tensor under the limit, three of them over it.
+    config.update(hidden_size=2**20, intermediate_size=2**31)
+    big.write_text(json.dumps(config))
+    r = kpo("model", "init", "--out", str(out), "--config", str(big))
+    assert r.returncode != 0 and "'intermediate_size'" in r.stderr and not out.exists()
+    # Valid but beyond memory: the message gives the real count, not 0.
+    config.update(hidden_size=2**20, intermediate_size=2**28, num_hidden_layers=1)
+    big.write_text(json.dumps(config))
+    expected = ((config["vocab_size"] * 2**20) * (1 if config["tie_word_embeddings"] else 2)
+                + 2 * 2**20 + 2 * config["head_dim"] + 3 * 2**48 + 2**20
+                + 2 * 2**20 * config["head_dim"] * (config["num_attention_heads"]
+                                                   + config["num_key_value_heads"]))
+    env = dict(os.environ, ASAN_OPTIONS="allocator_may_return_null=1")
+    r = subprocess.run([KPO, "model", "init", "--out", str(out), "--config", str(big)],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode != 0 and not out.exists()
+    assert f"out of memory allocating {expected} parameters" in r.stderr, r.stderr
+
+
+def test_nonfinite_weights_warn_once_per_tensor(tmp_path):
+    """Issue 17: NaN/inf weights loaded silently; now a warning names each
+    tensor once and the load still succeeds."""
+    import struct
+    ck = make_model(tmp_path / "ck")
+    path = ck / "model.safetensors"
+    data = bytearray(path.read_bytes())
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    base = 8 + n
+    for name, values in (("model.norm.weight", [float("nan"), float("inf")]),
+                         ("model.layers.0.mlp.up_proj.weight", [float("-inf")])):
+        begin = header[name]["data_offsets"][0]
+        for k, v in enumerate(values):
+            data[base + begin + 4 * (k + 1):base + begin + 4 * (k + 2)] = struct.pack("<f", v)
+    path.write_bytes(bytes(data))
+    r = kpo("model", "list", str(ck))
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 2, r.stderr
+    assert "'model.norm.weight' has 2 non-finite values" in r.stderr
+    assert "first at flat index 1" in r.stderr
+    assert "'model.layers.0.mlp.up_proj.weight' has 1 non-finite value " in r.stderr
+    assert all("model.safetensors" in line and "warning" in line for line in lines)

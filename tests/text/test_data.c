@@ -258,6 +258,41 @@ static void test_shared_datasets(void **state)
     }
 }
 
+/* Issue 17: number answers keep their text; %.17g turned 0.1 into
+ * 0.10000000000000001, which no response can match. */
+static void test_number_answers_as_written(void **state)
+{
+    (void)state;
+    static const char *const numbers[] = {"0.1", "1e-3", "2.50", "-0", "12345678901234567890",
+                                          "-7", "25", "3.0E+2", "1E400000000000000000000"};
+    /* Decoys before the answer: numbers in keys, strings and nested values. */
+    for (size_t k = 0; k < sizeof numbers / sizeof numbers[0] - 1; k++) {
+        char line[512];
+        snprintf(line, sizeof line,
+                 "{\"id\": 17, \"x\": [1.25, {\"7\": -2e5}], \"problem\": \"p 3.5 \\\" 4\","
+                 " \"answer\": %s, \"z\": 9}\n",
+                 numbers[k]);
+        dataset ds;
+        kpo_error err;
+        assert_int_equal(load_text(line, NULL, &ds, &err), KPO_OK);
+        assert_string_equal(ds.records[0].answer, numbers[k]);
+        dataset_free(&ds);
+    }
+    /* An infinite value is still refused, not quoted. */
+    dataset ds;
+    kpo_error err;
+    assert_int_equal(load_text("{\"problem\": \"p\", \"answer\": 1e999}\n", NULL, &ds, &err),
+                     KPO_ERR);
+    assert_non_null(strstr(err.message, "finite"));
+    /* Without the text (a parsed object only): the shortest exact form. */
+    cJSON *obj = cJSON_Parse("{\"problem\": \"p\", \"answer\": 0.1}");
+    dataset_record rec;
+    assert_int_equal(dataset_record_from_json(obj, NULL, &rec, &err), KPO_OK);
+    assert_string_equal(rec.answer, "0.1");
+    dataset_record_free(&rec);
+    cJSON_Delete(obj);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -265,6 +300,7 @@ int main(void)
         cmocka_unit_test(test_skip_and_count), cmocka_unit_test(test_enormous_line),
         cmocka_unit_test(test_shuffle),        cmocka_unit_test(test_prompt_templates),
         cmocka_unit_test(test_arith_task),     cmocka_unit_test(test_shared_datasets),
+        cmocka_unit_test(test_number_answers_as_written),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

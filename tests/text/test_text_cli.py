@@ -122,3 +122,29 @@ def test_stats_count_files(tmp_path):
     broken.write_text("1 16\n17 16\n")
     failure(kpo("stats", fa, broken, check=False), f"{broken}:2:")
     failure(kpo("stats", fa, check=False), "two count files")
+
+
+def test_tokenizer_config_with_an_array_decoder(tmp_path):
+    """Issue 17: "added_tokens_decoder": [...] crashed kpo tokenize (strtol
+    of a missing key); now a clear failure naming the file and the key."""
+    if not (TOKENIZER / "vocab.json").exists():
+        pytest.skip(f"{TOKENIZER} is absent")
+    tok = tmp_path / "tok"
+    tok.mkdir()
+    for name in ("vocab.json", "merges.txt"):
+        (tok / name).symlink_to(TOKENIZER / name)
+    (tok / "tokenizer_config.json").write_text(
+        json.dumps({"added_tokens_decoder": [{"content": "<|endoftext|>", "special": True}]}))
+    failure(kpo("tokenize", "--tokenizer", tok, input=b"hi", check=False),
+            "tokenizer_config.json", '"added_tokens_decoder"', "not an object")
+
+
+def test_stats_counts_that_overflow(tmp_path):
+    """Issue 17: sample counts summing past 2^63 overflowed (UBSan: signed
+    overflow; the report read "pass@4611686018427387904"); now refused."""
+    big = write_counts(tmp_path / "big.txt", [(1, 2**62), (2, 2**62)])
+    fine = write_counts(tmp_path / "fine.txt", [(1, 4), (2, 4)])
+    failure(kpo("stats", big, fine, check=False), f"{big}: the sample counts add up past")
+    failure(kpo("stats", fine, big, check=False), f"{big}: the sample counts add up past")
+    failure(kpo("stats", fine, fine, big, check=False), f"{big}:")
+

@@ -5,6 +5,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -271,6 +273,137 @@ static void test_load_errors(void **state)
     assert_non_null(strstr(err.message, "/nonexistent/dir"));
 }
 
+/* A minimal byte-level BPE directory (every byte, then extra_vocab's
+ * entries) in a fresh temporary directory; config (may be NULL) becomes its
+ * tokenizer_config.json. */
+static void write_tiny_tokenizer(char *dir, size_t size, const char *extra_vocab,
+                                 const char *config)
+{
+    snprintf(dir, size, "/tmp/kpo_tok_XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    text_buf vocab;
+    text_buf_init(&vocab);
+    text_buf_append(&vocab, "{", 1);
+    for (int b = 0; b < 256; b++) {
+        char head[32];
+        text_buf_append(&vocab, "\"", 1);
+        uint32_t cp = utf8_byte_to_symbol((unsigned char)b);
+        if (cp == '"' || cp == '\\')
+            text_buf_append(&vocab, "\\", 1);
+        utf8_append(&vocab, cp);
+        int n = snprintf(head, sizeof head, "\": %d,", b);
+        text_buf_append(&vocab, head, (size_t)n);
+    }
+    text_buf_append(&vocab, extra_vocab, strlen(extra_vocab));
+    text_buf_append(&vocab, "}", 1);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/vocab.json", dir);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    fwrite(vocab.data, 1, vocab.len, f);
+    fclose(f);
+    text_buf_free(&vocab);
+    snprintf(path, sizeof path, "%s/merges.txt", dir);
+    f = fopen(path, "wb");
+    assert_non_null(f);
+    fputs("#version: 0.2\n", f);
+    fclose(f);
+    if (config) {
+        snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+        f = fopen(path, "wb");
+        assert_non_null(f);
+        fputs(config, f);
+        fclose(f);
+    }
+}
+
+static void remove_tiny_tokenizer(const char *dir)
+{
+    static const char *const names[] = {"vocab.json", "merges.txt", "tokenizer_config.json",
+                                        "tokenizer.json"};
+    char path[4200];
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[k]);
+        remove(path);
+    }
+    remove(dir);
+}
+
+/* Loading dir fails with a message holding every needle. */
+static void assert_load_fails(const char *dir, const char *const *needles, size_t n)
+{
+    tokenizer *tok = NULL;
+    kpo_error err;
+    assert_int_equal(tokenizer_load(&tok, dir, &err), KPO_ERR);
+    for (size_t k = 0; k < n; k++) {
+        if (!strstr(err.message, needles[k]))
+            fail_msg("'%s' lacks '%s'", err.message, needles[k]);
+    }
+}
+
+/* Issue 17: an array "added_tokens_decoder" (no keys) crashed strtol. */
+static void test_added_tokens_decoder_array(void **state)
+{
+    (void)state;
+    char dir[64];
+    write_tiny_tokenizer(dir, sizeof dir, "\"ab\": 256",
+                         "{\"added_tokens_decoder\": [{\"content\": \"<x>\"}]}");
+    const char *needles[] = {"tokenizer_config.json", "\"added_tokens_decoder\"", "not an object"};
+    assert_load_fails(dir, needles, 3);
+    remove_tiny_tokenizer(dir);
+
+    /* The object form, and no added tokens at all, still load. */
+    write_tiny_tokenizer(dir, sizeof dir, "\"ab\": 256",
+                         "{\"added_tokens_decoder\": {\"257\": {\"content\": \"<x>\", "
+                         "\"special\": true}}}");
+    tokenizer *tok;
+    kpo_error err;
+    assert_int_equal(tokenizer_load(&tok, dir, &err), KPO_OK);
+    assert_int_equal(tokenizer_token_id(tok, "<x>"), 257);
+    tokenizer_free(tok);
+    remove_tiny_tokenizer(dir);
+    write_tiny_tokenizer(dir, sizeof dir, "\"ab\": 256", NULL);
+    assert_int_equal(tokenizer_load(&tok, dir, &err), KPO_OK);
+    assert_int_equal(tokenizer_vocab_size(tok), 257);
+    tokenizer_free(tok);
+    remove_tiny_tokenizer(dir);
+}
+
+/* Issue 17: two tokens under one id were accepted and did not round-trip. */
+static void test_shared_ids_rejected(void **state)
+{
+    (void)state;
+    char dir[64];
+    write_tiny_tokenizer(dir, sizeof dir, "\"ab\": 256, \"cd\": 256", NULL);
+    const char *vocab_needles[] = {"vocab.json", "\"ab\"", "\"cd\"", "256"};
+    assert_load_fails(dir, vocab_needles, 4);
+    remove_tiny_tokenizer(dir);
+    /* a byte's id reused */
+    write_tiny_tokenizer(dir, sizeof dir, "\"ab\": 97", NULL);
+    const char *byte_needles[] = {"\"a\"", "\"ab\"", "id 97"};
+    assert_load_fails(dir, byte_needles, 3);
+    remove_tiny_tokenizer(dir);
+    /* one string twice (a repeated JSON key) */
+    write_tiny_tokenizer(dir, sizeof dir, "\"ab\": 256, \"ab\": 257", NULL);
+    const char *twice_needles[] = {"\"ab\"", "twice"};
+    assert_load_fails(dir, twice_needles, 2);
+    remove_tiny_tokenizer(dir);
+    /* an added token under a vocabulary token's id */
+    write_tiny_tokenizer(dir, sizeof dir, "\"ab\": 256",
+                         "{\"added_tokens_decoder\": {\"256\": {\"content\": \"<x>\"}}}");
+    const char *added_needles[] = {"tokenizer_config.json", "<x>", "256", "ab"};
+    assert_load_fails(dir, added_needles, 4);
+    remove_tiny_tokenizer(dir);
+    /* restating the same string under its own id stays allowed */
+    write_tiny_tokenizer(dir, sizeof dir, "\"ab\": 256",
+                         "{\"added_tokens_decoder\": {\"256\": {\"content\": \"ab\"}}}");
+    tokenizer *tok;
+    kpo_error err;
+    assert_int_equal(tokenizer_load(&tok, dir, &err), KPO_OK);
+    tokenizer_free(tok);
+    remove_tiny_tokenizer(dir);
+}
+
 /* Feeding "é€😀" one byte at a time never emits half a character. */
 static void test_stream_decoder(void **state)
 {
@@ -318,6 +451,8 @@ int main(void)
         cmocka_unit_test(test_round_trip_aime),
         cmocka_unit_test(test_byte_tokenizer),
         cmocka_unit_test(test_load_errors),
+        cmocka_unit_test(test_added_tokens_decoder_array),
+        cmocka_unit_test(test_shared_ids_rejected),
         cmocka_unit_test(test_stream_decoder),
     };
     return cmocka_run_group_tests(tests, load_qwen, free_qwen);

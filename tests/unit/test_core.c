@@ -123,6 +123,18 @@ static void test_parse_strict(void **state)
     assert_int_equal(list[3], 15);
     free(list);
     assert_int_equal(parse_int64_list("1,x", "--steps", &list, &n, &err), KPO_ERR);
+    /* Issue 17: "1,,2" was read as 1,2; every item must be there. */
+    static const char *const gaps[] = {"1,,2", ",1", "1,", ",", ""};
+    for (size_t k = 0; k < sizeof gaps / sizeof gaps[0]; k++) {
+        assert_int_equal(parse_int64_list(gaps[k], "--tokens", &list, &n, &err), KPO_ERR);
+        assert_non_null(strstr(err.message, "--tokens"));
+    }
+    assert_int_equal(parse_int64_list("1,,2", "--tokens", &list, &n, &err), KPO_ERR);
+    assert_non_null(strstr(err.message, "item 2 of '1,,2' is empty"));
+    assert_int_equal(parse_int64_list("-3", "--tokens", &list, &n, &err), KPO_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(list[0], -3);
+    free(list);
 }
 
 static void test_error_prefix_keeps_message(void **state)

@@ -19,7 +19,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (jsonl_parse_object(text + start, end - start, &obj, &err) == KPO_OK) {
             for (int k = 0; k < 2; k++) {
                 dataset_record rec;
-                if (dataset_record_from_json(obj, &options[k], &rec, &err) == KPO_OK) {
+                /* odd k: the line's text too, so number answers are quoted from it */
+                int status = k ? dataset_record_from_line(obj, text + start, end - start,
+                                                          &options[k], &rec, &err)
+                               : dataset_record_from_json(obj, &options[k], &rec, &err);
+                if (status == KPO_OK) {
                     if (!rec.problem[0] || !rec.answer[0])
                         abort();
                     dataset_record_free(&rec);
