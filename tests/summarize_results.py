@@ -1,10 +1,21 @@
 #!/usr/bin/env python3
-"""Counts test cases from meson's testlog.json and prints 'N passed, N failed'.
+"""Counts test cases from meson's testlog.json files and prints 'N passed, N failed'.
+
+    summarize_results.py [TESTLOG.json ...] [--sanitizer-reports DIR]
 
 Each meson test is a cmocka program or a pytest file holding many cases; the
 count that means something is the cases. A meson test that failed without
-reporting any failed case (a crash, a timeout) counts as one failure."""
+reporting any failed case (a crash, a timeout) counts as one failure. Several
+logs (the main build's and the ASan + UBSan build's) are summed into the one
+final line, after a line per log; a log that is missing (its build failed)
+counts as one failure.
+
+--sanitizer-reports DIR names where the sanitized programs wrote their
+reports (ASAN_OPTIONS/UBSAN_OPTIONS log_path): a test that expects kpo to fail
+would pass over a leak or UB on that error path, so the directory is one more
+case, passed when it is empty and failed (the reports printed) when not."""
 import json
+import os
 import re
 import sys
 
@@ -48,7 +59,58 @@ def count(log_path):
     return passed, failed, skipped
 
 
-if __name__ == "__main__":
-    p, f, s = count(sys.argv[1] if len(sys.argv) > 1 else "build/meson-logs/testlog.json")
+def sanitizer_reports(directory):
+    """The report files in directory (none when it does not exist), each printed."""
+    if not os.path.isdir(directory):
+        return []
+    reports = sorted(os.path.join(directory, name) for name in os.listdir(directory)
+                     if os.path.getsize(os.path.join(directory, name)) > 0)
+    shown = 5
+    for path in reports[:shown]:
+        with open(path, errors="replace") as f:
+            lines = f.read().splitlines()
+        print(f"sanitizer report {path}:")
+        for text in lines[:60]:
+            print(f"    {text}")
+        if len(lines) > 60:
+            print(f"    ... {len(lines) - 60} more lines")
+    if len(reports) > shown:
+        print(f"... and {len(reports) - shown} more sanitizer reports in {directory}")
+    return reports
+
+
+def main(argv):
+    logs, report_dirs = [], []
+    args = iter(argv)
+    for arg in args:
+        if arg == "--sanitizer-reports":
+            report_dirs.append(next(args, ""))
+        else:
+            logs.append(arg)
+    if not logs and not report_dirs:
+        logs = ["build/meson-logs/testlog.json"]
+    total = [0, 0, 0]
+    lines = []
+    for log in logs:
+        if os.path.exists(log):
+            counts = count(log)
+        else:
+            counts = (0, 1, 0)
+            print(f"{log}: missing (its build or test run did not finish): one failure")
+        total = [a + b for a, b in zip(total, counts)]
+        lines.append((log, counts))
+    for directory in report_dirs:
+        reports = sanitizer_reports(directory)
+        counts = (0, 1, 0) if reports else (1, 0, 0)
+        total = [a + b for a, b in zip(total, counts)]
+        lines.append((f"{directory} ({len(reports)} sanitizer reports)", counts))
+    if len(lines) > 1:
+        for name, (p, f, s) in lines:
+            print(f"  {name}: {p} passed, {f} failed" + (f", {s} skipped" if s else ""))
+    p, f, s = total
     print(f"{p} passed, {f} failed" + (f", {s} skipped" if s else ""))
-    sys.exit(1 if f else 0)
+    return 1 if f else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -4,14 +4,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/commands.h"
 #include "cli/innov_table.h"
 #include "core/parse.h"
 #include "filter/gain.h"
+#include "io/metric_units.h"
 #include "io/runfile.h"
 
-enum { MAX_RUNS = 16 };
+enum { MAX_RUNS = 16, LABEL_MAX = 256 };
 
 /* Which mini-batches a step's row pools (--pool). The first mini-batch is
  * on-policy: its innovations are 0 up to rounding, so pooling them with
@@ -134,8 +136,8 @@ static int step_selected(int64_t step, const int64_t *steps, size_t n_steps)
     return 0;
 }
 
-static void print_run(const char *path, const diag_run *d, const int64_t *steps, size_t n_steps,
-                      int csv)
+static void print_run(const char *label, const char *path, const diag_run *d,
+                      const int64_t *steps, size_t n_steps, int csv)
 {
     const runfile_innovation *run = &d->pooled;
     innov_stats whole;
@@ -143,7 +145,7 @@ static void print_run(const char *path, const diag_run *d, const int64_t *steps,
     if (!csv) {
         char pool[512];
         describe_pool(d, pool, sizeof pool);
-        printf("== %s (%lld steps)\n%s\n", path, (long long)run->n_rows, pool);
+        printf("== %s: %s (%lld steps)\n%s\n", label, path, (long long)run->n_rows, pool);
         innov_table_print_header(stdout);
     }
     for (int64_t r = 0; r < run->n_rows; r++) {
@@ -152,24 +154,31 @@ static void print_run(const char *path, const diag_run *d, const int64_t *steps,
             continue;
         char step_text[32];
         snprintf(step_text, sizeof step_text, "%lld", (long long)run->step[r]);
-        innov_table_print_row(stdout, path, step_text, &run->stats[r], csv);
+        innov_table_print_row(stdout, label, step_text, &run->stats[r], csv);
     }
-    innov_table_print_row(stdout, path, "all", &whole, csv);
+    innov_table_print_row(stdout, label, "all", &whole, csv);
     if (!csv)
         printf("\n");
 }
 
 /* One line per step present in any run: a statistic of each run side by side. */
-static void print_comparison(const char *title, char **paths, const runfile_innovation *runs,
-                             int n_runs, const int64_t *steps, size_t n_steps,
-                             double (*value)(const innov_stats *), int as_fraction)
+static void print_comparison(const char *title, char (*labels)[LABEL_MAX],
+                             const runfile_innovation *runs, int n_runs, const int64_t *steps,
+                             size_t n_steps, double (*value)(const innov_stats *),
+                             int as_fraction)
 {
+    /* Columns as wide as the longest label (up to 40; a longer one shows
+     * its tail), at least 14. */
+    int width = 14;
+    for (int k = 0; k < n_runs; k++) {
+        int len = (int)strlen(labels[k]);
+        if (len > width)
+            width = len < 40 ? len : 40;
+    }
     printf("%s\n%6s", title, "step");
     for (int k = 0; k < n_runs; k++) {
-        /* The file name's tail tells runs in one directory apart. */
-        const char *slash = strrchr(paths[k], '/'), *name = slash ? slash + 1 : paths[k];
-        size_t len = strlen(name);
-        printf(" %14s", len > 14 ? name + len - 14 : name);
+        size_t len = strlen(labels[k]);
+        printf(" %*s", width, len > (size_t)width ? labels[k] + len - width : labels[k]);
     }
     printf("\n");
     int64_t max_step = -1;
@@ -198,7 +207,7 @@ static void print_comparison(const char *title, char **paths, const runfile_inno
             else
                 snprintf(cell, sizeof cell, "%.4g", x);
             if (used < (int)sizeof line)
-                used += snprintf(line + used, sizeof line - (size_t)used, " %14s", cell);
+                used += snprintf(line + used, sizeof line - (size_t)used, " %*s", width, cell);
         }
         if (present)
             printf("%s\n", line);
@@ -207,15 +216,15 @@ static void print_comparison(const char *title, char **paths, const runfile_inno
 }
 
 /* Per mini-batch rows, "step.k" with k = 1 the on-policy mini-batch. */
-static int print_minibatches(const char *path, const int64_t *steps, size_t n_steps, int csv,
-                             kpo_error *err)
+static int print_minibatches(const char *label, const char *path, const int64_t *steps,
+                             size_t n_steps, int csv, kpo_error *err)
 {
     runfile_minibatches table;
     if (runfile_read_minibatches(path, &table, err) != KPO_OK)
         return KPO_ERR;
     if (!csv) {
         printf("== %s per mini-batch (step.k; k = 1 is on-policy, later ones are k-1 updates "
-               "stale)\n", path);
+               "stale)\n", label);
         if (table.n_rows == 0)
             printf("   (no per-mini-batch statistics recorded)\n");
         else
@@ -227,7 +236,7 @@ static int print_minibatches(const char *path, const int64_t *steps, size_t n_st
         for (int k = 0; k < table.n_minibatches; k++) {
             char step_text[48];
             snprintf(step_text, sizeof step_text, "%lld.%d", (long long)table.step[r], k + 1);
-            innov_table_print_row(stdout, path, step_text,
+            innov_table_print_row(stdout, label, step_text,
                                   &table.stats[r * table.n_minibatches + k], csv);
         }
     }
@@ -402,31 +411,397 @@ static void print_paper_check(const char *path, const diag_run *d)
     free(config);
 }
 
+/* --- Labels: each run's name in headers, columns and the CSV `run` field - */
+
+/* One run to read: its file and label. */
+typedef struct diag_input {
+    const char *path;
+    char label[LABEL_MAX];
+    int given;  /* the label came from --label */
+    int depth;  /* a default label's detail: 0 the directory, 1 dir/stem, 2+ more dirs */
+    size_t arg; /* where it appeared on the command line, for the order of runs */
+} diag_input;
+
+/* The components of path made absolute ("." dropped, ".." applied): dirs
+ * in order, then the file; returns how many, at most max. */
+static size_t path_components(const char *path, char *buffer, size_t size, const char **parts,
+                              size_t max)
+{
+    buffer[0] = '\0';
+    if (path[0] != '/' && !getcwd(buffer, size))
+        buffer[0] = '\0';
+    size_t used = strlen(buffer);
+    snprintf(buffer + used, size - used, "/%s", path);
+    size_t n = 0;
+    for (char *tok = strtok(buffer, "/"); tok; tok = strtok(NULL, "/")) {
+        if (strcmp(tok, ".") == 0)
+            continue;
+        if (strcmp(tok, "..") == 0) {
+            n -= n > 0;
+            continue;
+        }
+        if (n < max)
+            parts[n++] = tok;
+    }
+    return n;
+}
+
+/* The default label at a depth: the directory holding the file (depth 0),
+ * dir/stem (1), then more directories in front (2, 3, ...). 0 when depth
+ * adds nothing over depth - 1. */
+static int default_label(const char *path, int depth, char *out, size_t size)
+{
+    char buffer[8192];
+    const char *parts[256];
+    size_t n = path_components(path, buffer, sizeof buffer, parts, 256);
+    if (n == 0) {
+        snprintf(out, size, "%s", path);
+        return depth == 0;
+    }
+    char stem[LABEL_MAX];
+    snprintf(stem, sizeof stem, "%s", parts[n - 1]);
+    char *dot = strrchr(stem, '.');
+    if (dot && dot != stem)
+        *dot = '\0';
+    size_t dirs = n - 1;
+    if (dirs == 0) { /* a file at the root: its stem */
+        snprintf(out, size, "%s", stem);
+        return depth == 0;
+    }
+    if (depth == 0) {
+        snprintf(out, size, "%s", parts[dirs - 1]);
+        return 1;
+    }
+    size_t take = (size_t)depth; /* directories in front of the stem */
+    if (take > dirs)
+        return 0;
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t k = dirs - take; k < dirs && used < size; k++)
+        used += (size_t)snprintf(out + used, size - used, "%s/", parts[k]);
+    if (used < size)
+        snprintf(out + used, size - used, "%s", stem);
+    return 1;
+}
+
+static int label_taken(const diag_input *in, size_t n, size_t self)
+{
+    for (size_t j = 0; j < n; j++)
+        if (j != self && strcmp(in[j].label, in[self].label) == 0)
+            return 1;
+    return 0;
+}
+
+/* path made absolute and normalised ("A/../B/run.h5" -> "/cwd/B/run.h5"). */
+static void normalised_path(const char *path, char *out, size_t size)
+{
+    char buffer[8192];
+    const char *parts[256];
+    size_t n = path_components(path, buffer, sizeof buffer, parts, 256), used = 0;
+    out[0] = '\0';
+    for (size_t k = 0; k < n && used < size; k++)
+        used += (size_t)snprintf(out + used, size - used, "/%s", parts[k]);
+}
+
+/* Whether run self's label is shared with a run of another file. */
+static int label_shared_with_other_file(const diag_input *in, size_t n, size_t self)
+{
+    char mine[8192], theirs[8192];
+    normalised_path(in[self].path, mine, sizeof mine);
+    for (size_t j = 0; j < n; j++) {
+        if (j == self || strcmp(in[j].label, in[self].label) != 0)
+            continue;
+        normalised_path(in[j].path, theirs, sizeof theirs);
+        if (in[j].given || strcmp(mine, theirs) != 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Default labels for the runs without one: the directory's name, made
+ * longer (dir/stem, then more directories) while two runs share it, and
+ * "#k" after the k-th of files named twice. */
+static void assign_default_labels(diag_input *in, size_t n)
+{
+    for (size_t k = 0; k < n; k++)
+        if (!in[k].given)
+            default_label(in[k].path, 0, in[k].label, sizeof in[k].label);
+    for (int round = 0; round < 64; round++) {
+        int changed = 0;
+        int grow[MAX_RUNS] = {0};
+        for (size_t k = 0; k < n; k++)
+            grow[k] = !in[k].given && label_shared_with_other_file(in, n, k);
+        for (size_t k = 0; k < n; k++) {
+            char longer[LABEL_MAX];
+            if (grow[k] && default_label(in[k].path, in[k].depth + 1, longer, sizeof longer)) {
+                in[k].depth++;
+                snprintf(in[k].label, sizeof in[k].label, "%s", longer);
+                changed = 1;
+            }
+        }
+        if (!changed)
+            break;
+    }
+    /* The same file named again (or labels no directory tells apart):
+     * the second is LABEL#2, the third LABEL#3. */
+    for (size_t k = 0; k < n; k++) {
+        if (in[k].given || !label_taken(in, n, k))
+            continue;
+        int seen = 1;
+        for (size_t j = 0; j < k; j++)
+            seen += !in[j].given && strcmp(in[j].label, in[k].label) == 0;
+        size_t len = strlen(in[k].label);
+        for (int suffix = seen; seen > 1 && len + 12 < sizeof in[k].label; suffix++) {
+            snprintf(in[k].label + len, sizeof in[k].label - len, "#%d", suffix);
+            if (!label_taken(in, n, k))
+                break;
+        }
+    }
+}
+
+/* Which argv entry holds p (a positional or an option's value). */
+static size_t argv_index(int argc, char **argv, const char *p)
+{
+    for (int i = 0; i < argc; i++)
+        if (p >= argv[i] && p <= argv[i] + strlen(argv[i]))
+            return (size_t)i;
+    return (size_t)argc;
+}
+
+static int compare_inputs(const void *a, const void *b)
+{
+    const diag_input *x = a, *y = b;
+    return x->arg < y->arg ? -1 : x->arg > y->arg;
+}
+
+/* The runs of the command line: the positional files and each --label
+ * NAME=FILE (a FILE also named among the runs is that run, labelled), in
+ * command-line order, every one with a unique label. */
+static int collect_inputs(const cli_command_spec *spec, int argc, char **argv,
+                          const char **paths, size_t n_paths, diag_input *in, size_t *n_in,
+                          kpo_error *err)
+{
+    memset(in, 0, MAX_RUNS * sizeof *in);
+    for (size_t k = 0; k < n_paths; k++)
+        in[k] = (diag_input){.path = paths[k], .arg = argv_index(argc, argv, paths[k])};
+    size_t n = n_paths;
+    const char *specs[MAX_RUNS + 1];
+    size_t n_specs = cli_get_all(spec, argc, argv, "label", specs, MAX_RUNS + 1);
+    if (n_specs > MAX_RUNS)
+        return error_set(err, "kpo diag: at most %d --label", MAX_RUNS);
+    for (size_t s = 0; s < n_specs; s++) {
+        const char *eq = strchr(specs[s], '=');
+        size_t name_len = eq ? (size_t)(eq - specs[s]) : 0;
+        if (!eq || name_len == 0 || eq[1] == '\0')
+            return error_set(err, "kpo diag: --label %s: expected NAME=FILE", specs[s]);
+        if (name_len >= LABEL_MAX)
+            return error_set(err, "kpo diag: --label %s: NAME is longer than %d bytes", specs[s],
+                             LABEL_MAX - 1);
+        for (size_t c = 0; c < name_len; c++)
+            if ((unsigned char)specs[s][c] < 0x20 || specs[s][c] == ',' || specs[s][c] == '"')
+                return error_set(err, "kpo diag: --label %s: NAME may not hold commas, quotes "
+                                      "or control characters", specs[s]);
+        const char *file = eq + 1;
+        size_t target = n;
+        for (size_t k = 0; k < n_paths; k++)
+            if (!in[k].given && strcmp(in[k].path, file) == 0) {
+                target = k;
+                break;
+            }
+        if (target == n) {
+            if (n == MAX_RUNS)
+                return error_set(err, "kpo diag: --label %s: at most %d runs", specs[s],
+                                 MAX_RUNS);
+            in[n++] = (diag_input){.path = file, .arg = argv_index(argc, argv, specs[s])};
+        }
+        in[target].given = 1;
+        memcpy(in[target].label, specs[s], name_len);
+        in[target].label[name_len] = '\0';
+        for (size_t k = 0; k < n; k++)
+            if (k != target && in[k].given && strcmp(in[k].label, in[target].label) == 0)
+                return error_set(err, "kpo diag: --label %s: the label '%s' is already given to "
+                                      "%s; labels must be unique", specs[s], in[target].label,
+                                 in[k].path);
+    }
+    qsort(in, n, sizeof *in, compare_inputs);
+    assign_default_labels(in, n);
+    *n_in = n;
+    return KPO_OK;
+}
+
+/* --- --metrics: every /metrics series per step, with its unit ----------- */
+
+typedef enum metrics_format { METRICS_TEXT, METRICS_CSV, METRICS_JSONL } metrics_format;
+
+static void json_string(FILE *out, const char *s)
+{
+    fputc('"', out);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(out, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(out, "\\u%04x", c);
+        else
+            fputc(c, out);
+    }
+    fputc('"', out);
+}
+
+/* A CSV field, quoted when it holds a comma, quote or line break. */
+static void csv_field(FILE *out, const char *s)
+{
+    if (!strpbrk(s, ",\"\r\n")) {
+        fputs(s, out);
+        return;
+    }
+    fputc('"', out);
+    for (; *s; s++) {
+        if (*s == '"')
+            fputc('"', out);
+        fputc(*s, out);
+    }
+    fputc('"', out);
+}
+
+/* One line per (step, metric): the long format, so runs with different
+ * metrics (kpo train, kpo simulate) share one table. */
+static void print_metric_rows(const diag_input *in, const metric_series *ms,
+                              const int64_t *steps, size_t n_steps, metrics_format format)
+{
+    if (format == METRICS_TEXT)
+        printf("== %s: %s (%lld steps, %zu metrics)\n%6s %-26s %24s  %s\n", in->label, in->path,
+               (long long)ms->n_rows, ms->n_metrics, "step", "metric", "value", "unit");
+    for (int64_t r = 0; r < ms->n_rows; r++) {
+        if (!step_selected(ms->step[r], steps, n_steps))
+            continue;
+        for (size_t m = 0; m < ms->n_metrics; m++) {
+            const metric_unit *u = metric_unit_find(ms->names[m]);
+            const char *unit = u ? u->unit : "";
+            double x = ms->values[m * (size_t)ms->n_rows + (size_t)r];
+            char value[40];
+            if (isnan(x))
+                snprintf(value, sizeof value, format == METRICS_JSONL ? "null" : "nan");
+            else if (isinf(x) && format == METRICS_JSONL)
+                snprintf(value, sizeof value, "null");
+            else
+                snprintf(value, sizeof value, "%.17g", x);
+            if (format == METRICS_CSV) {
+                csv_field(stdout, in->label);
+                printf(",%lld,%s,%s,", (long long)ms->step[r], ms->names[m], value);
+                csv_field(stdout, unit);
+                printf("\n");
+            } else if (format == METRICS_JSONL) {
+                printf("{\"run\": ");
+                json_string(stdout, in->label);
+                printf(", \"step\": %lld, \"metric\": ", (long long)ms->step[r]);
+                json_string(stdout, ms->names[m]);
+                printf(", \"value\": %s, \"unit\": ", value);
+                json_string(stdout, unit);
+                printf("}\n");
+            } else {
+                printf("%6lld %-26s %24s  %s\n", (long long)ms->step[r], ms->names[m], value,
+                       u ? unit : "(not in kpo's table)");
+            }
+        }
+    }
+    if (format == METRICS_TEXT)
+        printf("\n");
+}
+
+static int print_metrics(const diag_input *in, size_t n, const int64_t *steps, size_t n_steps,
+                         metrics_format format, kpo_error *err)
+{
+    if (format == METRICS_CSV)
+        printf("run,step,metric,value,unit\n");
+    for (size_t k = 0; k < n; k++) {
+        metric_series ms;
+        if (metric_series_read(in[k].path, &ms, err) != KPO_OK)
+            return KPO_ERR;
+        print_metric_rows(&in[k], &ms, steps, n_steps, format);
+        metric_series_free(&ms);
+    }
+    return KPO_OK;
+}
+
+/* --list-metrics: the table itself. */
+static void print_metric_table(int csv)
+{
+    if (csv)
+        printf("metric,unit,writers,meaning\n");
+    for (size_t k = 0; k < METRIC_UNITS_LEN; k++) {
+        const metric_unit *u = &METRIC_UNITS[k];
+        const char *writers = u->writers == (METRIC_WRITER_TRAIN | METRIC_WRITER_SIMULATE)
+                                  ? "train simulate"
+                                  : u->writers == METRIC_WRITER_TRAIN ? "train" : "simulate";
+        if (csv) {
+            printf("%s,", u->name);
+            csv_field(stdout, u->unit);
+            printf(",%s,", writers);
+            csv_field(stdout, u->meaning);
+            printf("\n");
+        } else {
+            printf("%-24s %-18s %-15s %s\n", u->name, u->unit, writers, u->meaning);
+        }
+    }
+}
+
 int cmd_diag(int argc, char **argv)
 {
     cli_option options[] = {
         {"steps", "LIST", "only these steps, e.g. 1,5,10,15 (default: all)", NULL},
-        {"csv", NULL, "machine-readable CSV, one row per run and step", NULL},
+        {"csv", NULL, "machine-readable CSV, one row per run and step (--metrics: per run, step "
+                      "and metric)", NULL},
         {"minibatches", NULL, "also each step's mini-batches (step.k; k = 1 on-policy)", NULL},
         {"pool", "all|off-policy", "what a step's row pools: its off-policy mini-batches 2..M "
                                    "(the default when the run recorded them) or all of them, the "
                                    "on-policy first included (the step's accumulator)", NULL},
+        {"label", "NAME=FILE", "the run FILE, labelled NAME (repeatable; labels are unique; a "
+                               "FILE also named among the runs is that run). Default: the name "
+                               "of the directory holding the file, longer where two share it",
+         NULL},
+        {"metrics", NULL, "instead of Table 2, every /metrics series per step with its unit: "
+                          "one row per run, step and metric (run, step, metric, value, unit)",
+         NULL},
+        {"jsonl", NULL, "--metrics as JSON lines ({\"run\", \"step\", \"metric\", \"value\" "
+                        "(null for NaN), \"unit\"})", NULL},
+        {"list-metrics", NULL, "print the metrics kpo knows (name, unit, which command writes "
+                               "it, meaning) and stop; no run needed", NULL},
     };
-    cli_command_spec spec = {"diag", "RUN.h5 [RUN2.h5 ...] [--steps LIST] [--pool all|off-policy] "
-                                     "[--csv]",
+    cli_command_spec spec = {"diag", "RUN.h5 [RUN2.h5 ...] [--label NAME=RUN.h5 ...] "
+                                     "[--steps LIST] [--pool all|off-policy] [--csv] "
+                                     "[--metrics [--csv|--jsonl]]",
                              "Innovation statistics per step (the paper's Table 2: kurtosis, "
                              "max |delta|, clip fraction, plus mean gain and threshold) over the "
                              "off-policy mini-batches or all, the whole run merged, the runs side "
-                             "by side, and a check of the paper's clip fractions and threshold.",
+                             "by side, and a check of the paper's clip fractions and threshold. "
+                             "--metrics exports every per-step metric with its unit instead.",
                              CLI_OPTIONS(options)};
     const char *paths[MAX_RUNS];
-    size_t n_runs;
-    int status = command_start(&spec, argc, argv, paths, MAX_RUNS, &n_runs);
+    size_t n_paths;
+    int status = command_start(&spec, argc, argv, paths, MAX_RUNS, &n_paths);
     if (status >= 0)
         return status;
+    int csv = cli_get(&spec, "csv") != NULL, jsonl = cli_get(&spec, "jsonl") != NULL;
+    int metrics = cli_get(&spec, "metrics") != NULL;
+    if (cli_get(&spec, "list-metrics")) {
+        print_metric_table(csv);
+        return 0;
+    }
+    if (jsonl && !metrics)
+        return command_fail("kpo diag: --jsonl goes with --metrics (Table 2 has --csv)");
+    if (jsonl && csv)
+        return command_fail("kpo diag: --csv and --jsonl: choose one");
+    if (metrics && (cli_get(&spec, "minibatches") || cli_get(&spec, "pool")))
+        return command_fail("kpo diag: --metrics prints the /metrics series only: --minibatches "
+                            "and --pool go with Table 2");
+    kpo_error err;
+    diag_input inputs[MAX_RUNS];
+    size_t n_runs = 0;
+    if (collect_inputs(&spec, argc, argv, paths, n_paths, inputs, &n_runs, &err) != KPO_OK)
+        return command_fail(err.message);
     if (n_runs == 0)
         return command_fail("kpo diag: name at least one run file (kpo diag RUN.h5)");
-    kpo_error err;
     pool_kind pool = POOL_DEFAULT;
     const char *pool_text = cli_get(&spec, "pool");
     if (pool_text && strcmp(pool_text, "all") == 0)
@@ -440,44 +815,52 @@ int cmd_diag(int argc, char **argv)
     const char *steps_text = cli_get(&spec, "steps");
     if (steps_text && parse_int64_list(steps_text, "--steps", &steps, &n_steps, &err) != KPO_OK)
         return command_fail(err.message);
+    if (metrics) {
+        status = print_metrics(inputs, n_runs, steps, n_steps,
+                               csv ? METRICS_CSV : jsonl ? METRICS_JSONL : METRICS_TEXT, &err);
+        free(steps);
+        return status == KPO_OK ? 0 : command_fail(err.message);
+    }
 
     diag_run runs[MAX_RUNS];
     for (size_t k = 0; k < n_runs; k++) {
-        if (diag_run_load(paths[k], pool, &runs[k], &err) != KPO_OK) {
+        if (diag_run_load(inputs[k].path, pool, &runs[k], &err) != KPO_OK) {
             for (size_t j = 0; j <= k; j++)
                 diag_run_free(&runs[j]);
             free(steps);
             return command_fail(err.message);
         }
     }
-    int csv = cli_get(&spec, "csv") != NULL;
     if (csv)
         innov_table_print_csv_header(stdout);
     for (size_t k = 0; k < n_runs; k++) {
-        print_run(paths[k], &runs[k], steps, n_steps, csv);
+        print_run(inputs[k].label, inputs[k].path, &runs[k], steps, n_steps, csv);
         if (cli_get(&spec, "minibatches") &&
-            print_minibatches(paths[k], steps, n_steps, csv, &err) != KPO_OK) {
+            print_minibatches(inputs[k].label, inputs[k].path, steps, n_steps, csv, &err) !=
+                KPO_OK) {
             for (size_t j = 0; j < n_runs; j++)
                 diag_run_free(&runs[j]);
             free(steps);
             return command_fail(err.message);
         }
         if (!csv) {
-            print_paper_check(paths[k], &runs[k]);
+            print_paper_check(inputs[k].path, &runs[k]);
             printf("\n");
         }
     }
     if (!csv && n_runs > 1) {
-        char **names = (char **)paths;
+        char labels[MAX_RUNS][LABEL_MAX];
         runfile_innovation pooled[MAX_RUNS];
-        for (size_t k = 0; k < n_runs; k++)
+        for (size_t k = 0; k < n_runs; k++) {
+            memcpy(labels[k], inputs[k].label, LABEL_MAX);
             pooled[k] = runs[k].pooled; /* shallow: runs[k] still owns the arrays */
+        }
         printf("side by side, each run pooled as its header says\n\n");
-        print_comparison("kurtosis (Pearson, Gaussian = 3)", names, pooled, (int)n_runs, steps,
+        print_comparison("kurtosis (Pearson, Gaussian = 3)", labels, pooled, (int)n_runs, steps,
                          n_steps, innov_stats_kurtosis, 0);
-        print_comparison("max |delta|", names, pooled, (int)n_runs, steps, n_steps, stat_max_abs,
-                         0);
-        print_comparison("clip fraction", names, pooled, (int)n_runs, steps, n_steps,
+        print_comparison("max |delta|", labels, pooled, (int)n_runs, steps, n_steps,
+                         stat_max_abs, 0);
+        print_comparison("clip fraction", labels, pooled, (int)n_runs, steps, n_steps,
                          innov_stats_clip_fraction, 1);
     }
     for (size_t k = 0; k < n_runs; k++)

@@ -13,6 +13,7 @@
 #include "eval/eval_bench.h"
 #include "eval/eval_comm.h"
 #include "eval/eval_count.h"
+#include "eval/eval_defaults.h"
 #include "eval/eval_device.h"
 #include "eval/eval_dump.h"
 #include "io/evalfile.h"
@@ -30,6 +31,7 @@ typedef struct eval_cli {
     char tokenizer_name[4096];
     eval_sampling sampling;
     eval_prompt_options prompts;
+    eval_defaults defaults; /* what the run used, for the options not given */
     model_device device;
     const char *bench_specs[MAX_BENCHES];
     size_t n_benches;
@@ -40,18 +42,20 @@ static cli_option OPTIONS[] = {
     {"tokenizer", "byte|DIR", "default: the model's kpo_model.json \"tokenizer\", else DIR", NULL},
     {"bench", "NAME=FILE", "a JSONL benchmark, or 'arith' (test split); repeatable", NULL},
     {"arith-problems", "N", "arith: problems (default 256)", NULL},
-    {"arith-difficulty", "D", "arith: difficulty 1..5 (default 1)", NULL},
+    {"arith-difficulty", "D", "arith: difficulty 1..5 (default: the run's when it trained on "
+                              "arith, else 1)", NULL},
     {"k", "N", "samples per problem (default 16)", NULL},
     {"temperature", "T", "sampling temperature, 0 = greedy (default 1.0)", NULL},
     {"top-p", "P", "nucleus mass (default 0.7, the KPO code's validation sampling)", NULL},
     {"max-new-tokens", "N", "response length cap (default 4096)", NULL},
-    {"prompt-template", "NAME", "dapo, kpo, boxed, raw or a {problem} template (default dapo)",
-     NULL},
-    {"chat-template", "NAME", "qwen3, qwen3-thinking or raw (default qwen3)", NULL},
-    {"reward", "NAME", "dapo, boxed, kpo or program (default dapo); accuracy is "
-                       "correct/incorrect", NULL},
+    {"prompt-template", "NAME", "dapo, kpo, boxed, raw or a {problem} template (default: the "
+                                "run's, else the model's kpo_model.json, else dapo)", NULL},
+    {"chat-template", "NAME", "qwen3, qwen3-thinking or raw (default: the run's, else "
+                              "kpo_model.json, else qwen3)", NULL},
+    {"reward", "NAME", "dapo, boxed, kpo or program (default: the run's, else kpo_model.json, "
+                       "else dapo); accuracy is correct/incorrect", NULL},
     {"reward-program", "CMD", "--reward program: the grader's command line, run by /bin/sh "
-                              "once per rank (docs/text.md)", NULL},
+                              "once per rank (default: the run's) (docs/text.md)", NULL},
     {"reward-timeout", "S", "--reward program: seconds to wait for each answer (default 30)",
      NULL},
     {"seed", "N", "sampling seed (default 0)", NULL},
@@ -71,7 +75,9 @@ static cli_command_spec SPEC = {
     "eval", "--model DIR --bench NAME=FILE.jsonl|arith [--bench ...] --out EVAL.h5 [options]",
     "Sample k responses per problem, count the correct ones per problem, print avg@k and "
     "pass@k per benchmark and write the counts to an HDF5 eval file (kpo stats compares two). "
-    "Runs alone or under mpirun/srun, the problems spread over the ranks.",
+    "Runs alone or under mpirun/srun, the problems spread over the ranks. Templates, reward and "
+    "arith difficulty default to what the run that wrote the checkpoint used (its config, "
+    "else kpo_model.json); options given win.",
     OPTIONS, N_OPTIONS};
 
 static int read_int(const char *name, long long fallback, long long low, long long high,
@@ -97,6 +103,14 @@ static int read_settings(int argc, char **argv, eval_cli *c, kpo_error *err)
         return error_set(err, "kpo eval: give at least one --bench NAME=FILE.jsonl (or arith)");
     if (c->n_benches > MAX_BENCHES)
         return error_set(err, "kpo eval: at most %d --bench", MAX_BENCHES);
+    if (eval_defaults_resolve(c->model_dir, &c->defaults, err) != KPO_OK)
+        return error_prefix(err, "--model: ");
+    const eval_defaults *d = &c->defaults;
+    char *difficulty_end = NULL;
+    long long default_difficulty = strtoll(d->arith_difficulty.value, &difficulty_end, 10);
+    if (difficulty_end == d->arith_difficulty.value || *difficulty_end != '\0')
+        return error_set(err, "%s: arith difficulty '%s' is not a number",
+                         d->arith_difficulty.source, d->arith_difficulty.value);
     long long k, max_new, max_batch, seed, arith_n, arith_d;
     double temperature, top_p, reward_timeout;
     if (read_int("k", 16, 1, 1 << 20, &k, err) != KPO_OK ||
@@ -104,8 +118,8 @@ static int read_settings(int argc, char **argv, eval_cli *c, kpo_error *err)
         read_int("max-batch", 64, 1, 1000000, &max_batch, err) != KPO_OK ||
         read_int("seed", 0, 0, INT64_MAX, &seed, err) != KPO_OK ||
         read_int("arith-problems", 256, 1, 10000000, &arith_n, err) != KPO_OK ||
-        read_int("arith-difficulty", 1, ARITH_MIN_DIFFICULTY, ARITH_MAX_DIFFICULTY, &arith_d,
-                 err) != KPO_OK ||
+        read_int("arith-difficulty", default_difficulty, ARITH_MIN_DIFFICULTY,
+                 ARITH_MAX_DIFFICULTY, &arith_d, err) != KPO_OK ||
         cli_get_double(&SPEC, "temperature", 1.0, &temperature, err) != KPO_OK ||
         cli_get_double(&SPEC, "top-p", 0.7, &top_p, err) != KPO_OK ||
         cli_get_double(&SPEC, "reward-timeout", REWARD_PROGRAM_DEFAULT_TIMEOUT, &reward_timeout,
@@ -127,11 +141,17 @@ static int read_settings(int argc, char **argv, eval_cli *c, kpo_error *err)
                                        .arith_problems = arith_n, .arith_difficulty = (int)arith_d,
                                        .arith_seed = 0};
     if (!c->prompts.prompt_template)
-        c->prompts.prompt_template = "dapo";
-    if (sampler_config_validate(&c->sampling.sampler, err) != KPO_OK ||
-        chat_template_parse(chat ? chat : "qwen3", &c->prompts.chat, err) != KPO_OK ||
-        reward_kind_parse(reward ? reward : "dapo", &c->sampling.reward, err) != KPO_OK)
+        c->prompts.prompt_template = d->prompt_template.value;
+    if (sampler_config_validate(&c->sampling.sampler, err) != KPO_OK)
         return KPO_ERR;
+    if (chat_template_parse(chat ? chat : d->chat_template.value, &c->prompts.chat, err) != KPO_OK)
+        return chat ? KPO_ERR : error_prefix(err, "%s: ", d->chat_template.source);
+    if (reward_kind_parse(reward ? reward : d->reward.value, &c->sampling.reward, err) != KPO_OK)
+        return reward ? KPO_ERR : error_prefix(err, "%s: ", d->reward.source);
+    /* The run's grader goes with program, whether the run or --reward chose it. */
+    if (c->sampling.reward == REWARD_PROGRAM && !c->sampling.reward_program &&
+        d->reward_program.value[0])
+        c->sampling.reward_program = d->reward_program.value;
     if ((c->sampling.reward == REWARD_PROGRAM) != (c->sampling.reward_program != NULL))
         return error_set(err, "kpo eval: --reward-program CMD goes with --reward program, and "
                               "only there");
@@ -209,6 +229,37 @@ static size_t describe_settings(const eval_cli *c, char values[][64], evalfile_a
     for (size_t j = 0; j < sizeof names / sizeof names[0]; j++)
         attrs[n++] = (evalfile_attr){names[j], values[j]};
     return n;
+}
+
+/* Rank 0, before sampling: the prompt, reward and arith settings and where
+ * each came from (the command line, the run, kpo_model.json or kpo eval's
+ * own default). */
+static void print_settings(const eval_cli *c)
+{
+    const eval_defaults *d = &c->defaults;
+    char difficulty[32];
+    snprintf(difficulty, sizeof difficulty, "%d", c->prompts.arith_difficulty);
+    const struct {
+        const char *option, *value;
+        const eval_default *fallback;
+    } rows[] = {
+        {"prompt-template", c->prompts.prompt_template, &d->prompt_template},
+        {"chat-template", chat_template_name(c->prompts.chat), &d->chat_template},
+        {"reward", reward_kind_name(c->sampling.reward), &d->reward},
+        {"reward-program", c->sampling.reward_program, &d->reward_program},
+        {"arith-difficulty", difficulty, &d->arith_difficulty},
+    };
+    printf("settings (options given win; else the run's config, else the model's "
+           "kpo_model.json, else kpo eval's default):\n");
+    for (size_t k = 0; k < sizeof rows / sizeof rows[0]; k++) {
+        if (!rows[k].value)
+            continue;
+        const char *source = cli_get(&SPEC, rows[k].option) ? "the command line"
+                                                            : rows[k].fallback->source;
+        printf("  --%-17s %-20s from %s\n", rows[k].option, rows[k].value, source);
+    }
+    if (d->note[0])
+        printf("  note: %s\n", d->note);
 }
 
 /* Rank 0: the table and the file from the summed counts, and the dump
@@ -311,6 +362,10 @@ int cmd_eval(int argc, char **argv)
         first_failed = eval_device_open(&be, c.device, &m, &err);
     if (first_failed == rank)
         fprintf(stderr, "kpo: %s\n", err.message);
+    if (first_failed < 0 && rank == 0) {
+        print_settings(&c);
+        fflush(stdout);
+    }
     for (size_t j = 0; first_failed < 0 && j < c.n_benches; j++) {
         text_buf mine;
         text_buf_init(&mine);

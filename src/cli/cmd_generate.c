@@ -56,10 +56,12 @@ int cmd_generate(int argc, char **argv)
     sampler_config sampler = {temperature, top_p};
     sampler_scratch scratch = {0};
     model_kv_cache cache;
+    int have_cache = 0;
     status = tokens && logits ? sampler_scratch_init(&scratch, V, &err)
                               : error_set(&err, "out of memory");
     if (status == KPO_OK)
         status = model_kv_cache_init(&cache, &m, 1, total, &err);
+    have_cache = status == KPO_OK;
     for (size_t i = 0; status == KPO_OK && i < n_ids; i++) {
         if (ids[i] < 0 || ids[i] >= V)
             status = error_set(&err, "--tokens: token id %lld is out of range [0, %lld)",
@@ -81,8 +83,9 @@ int cmd_generate(int argc, char **argv)
         for (int64_t i = (int64_t)n_ids; i < total; i++)
             printf("%s%d", i > (int64_t)n_ids ? "," : "", tokens[i]);
         printf("\n");
-        model_kv_cache_free(&cache);
     }
+    if (have_cache) /* on every path: a bad --tokens id fails after the cache exists */
+        model_kv_cache_free(&cache);
     free(tokens);
     sampler_scratch_free(&scratch);
     free(logits);

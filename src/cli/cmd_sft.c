@@ -41,6 +41,9 @@ static int read_settings(const cli_command_spec *spec, sft_settings *s, kpo_erro
                                                  : DEFAULT_PROMPT;
     s->chat = cli_get(spec, "chat-template") ? cli_get(spec, "chat-template") : "raw";
     s->reward = cli_get(spec, "reward") ? cli_get(spec, "reward") : "dapo";
+    if (strcmp(s->reward, "program") == 0)
+        return error_set(err, "kpo sft: --reward program is not supported: sft targets need a "
+                              "built-in reward to render");
     const char *device = cli_get(spec, "device");
     if (model_device_parse(device ? device : "cpu", &s->device, err) != KPO_OK)
         return error_prefix(err, "--");

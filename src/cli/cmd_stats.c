@@ -77,6 +77,8 @@ static void print_arm(const char *label, const char *path, const problem_count *
            eval_avg_at_k(c, n));
     if (k <= fewest && eval_pass_at_k(c, n, k, &pass, &err) == KPO_OK)
         printf(", pass@%ld %.4f", k, pass);
+    else if (k <= fewest)
+        printf(", pass@%ld undefined (%s)", k, err.message);
     printf("\n");
 }
 

@@ -8,7 +8,7 @@ const command_entry COMMANDS[] = {
     {"gain", "Kalman gain, memory and saturation threshold for given Q, V, P0, kappa", cmd_gain},
     {"filter", "replay the filter on recorded log-ratios with other parameters", cmd_filter},
     {"diag", "innovation statistics of runs: the paper's Table 2, side by side", cmd_diag},
-    {"stats", "two-proportion z-test between two accuracies", cmd_stats},
+    {"stats", "compare evaluations: pooled z-test, paired t-test over problems, bootstrap CI, gap recovered", cmd_stats},
     {"simulate", "write a run file from synthetic heavy-tailed log-ratio streams", cmd_simulate},
     {"tokenize", "encode text to token ids (or --decode ids) with a model's tokenizer", cmd_tokenize},
     {"data", "check a JSONL dataset: records, fields, bad lines (kpo data check FILE)", cmd_data},

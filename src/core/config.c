@@ -356,6 +356,36 @@ const char *config_get_string(const config *cfg, const char *dotted)
     return value_of(cfg, dotted);
 }
 
+int config_values_equal(const config_key *key, const char *a, const char *b)
+{
+    kpo_error ignored;
+    switch (key->type) {
+    case CONFIG_INT: {
+        int64_t x, y;
+        if (parse_int64(a, key->name, &x, &ignored) == KPO_OK &&
+            parse_int64(b, key->name, &y, &ignored) == KPO_OK)
+            return x == y;
+        break;
+    }
+    case CONFIG_DOUBLE: {
+        double x, y;
+        if (parse_double(a, key->name, &x, &ignored) == KPO_OK &&
+            parse_double(b, key->name, &y, &ignored) == KPO_OK)
+            return x == y;
+        break;
+    }
+    case CONFIG_BOOL: {
+        int x, y;
+        if (parse_bool(a, &x) == KPO_OK && parse_bool(b, &y) == KPO_OK)
+            return x == y;
+        break;
+    }
+    default:
+        break;
+    }
+    return strcmp(a, b) == 0;
+}
+
 char *config_dump(const config *cfg)
 {
     size_t size = 256;

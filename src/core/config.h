@@ -50,6 +50,11 @@ double config_get_double(const config *cfg, const char *dotted);
 int config_get_bool(const config *cfg, const char *dotted);
 const char *config_get_string(const config *cfg, const char *dotted);
 
+/* Whether two texts are the same value of key: numbers by value (1e-3 and
+ * 0.001 are equal), booleans by meaning (yes and true), text byte for
+ * byte. A text that does not parse compares as text. */
+int config_values_equal(const config_key *key, const char *a, const char *b);
+
 /* The resolved configuration as INI text, every key, with its origin as a
  * comment; malloc'ed. Reading it back gives the same configuration. */
 char *config_dump(const config *cfg);

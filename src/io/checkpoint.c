@@ -6,9 +6,11 @@
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -29,6 +31,8 @@ static const char *const TOKENIZER_FILES[] = {"vocab.json",         "merges.txt"
                                               "special_tokens_map.json", "added_tokens.json"};
 static const char GENERATION_FILE[] = "generation_config.json";
 static const char META_FILE[] = "kpo_model.json";
+static const char MANIFEST_FILE[] = "manifest.json";
+static const char MANIFEST_FORMAT[] = "kpo-checkpoint-manifest";
 
 void checkpoint_dir_name(const char *root, int64_t step, char *out, size_t size)
 {
@@ -307,6 +311,269 @@ int checkpoint_write_tokenizer(const char *dir, const checkpoint_source *source,
     return write_model_meta(dir, source, err);
 }
 
+/* ---- the manifest: each file's size and XXH64, checked on resume ---- */
+
+static const uint64_t XXH_P1 = 0x9E3779B185EBCA87ULL, XXH_P2 = 0xC2B2AE3D27D4EB4FULL,
+                      XXH_P3 = 0x165667B19E3779F9ULL, XXH_P4 = 0x85EBCA77C2B2AE63ULL,
+                      XXH_P5 = 0x27D4EB2F165667C5ULL;
+
+static uint64_t xxh_rotl(uint64_t x, int r)
+{
+    return (x << r) | (x >> (64 - r));
+}
+
+static uint64_t xxh_read64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int k = 7; k >= 0; k--)
+        v = (v << 8) | p[k];
+    return v;
+}
+
+static uint64_t xxh_read32(const unsigned char *p)
+{
+    return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24;
+}
+
+static uint64_t xxh_round(uint64_t acc, uint64_t input)
+{
+    acc += input * XXH_P2;
+    return xxh_rotl(acc, 31) * XXH_P1;
+}
+
+static uint64_t xxh_merge(uint64_t acc, uint64_t v)
+{
+    acc ^= xxh_round(0, v);
+    return acc * XXH_P1 + XXH_P4;
+}
+
+/* XXH64 (the xxHash specification, little-endian reads on any host). */
+uint64_t checkpoint_hash_bytes(const void *data, size_t n, uint64_t seed)
+{
+    const unsigned char *p = data, *end = p + n;
+    uint64_t h;
+    if (n >= 32) {
+        uint64_t v1 = seed + XXH_P1 + XXH_P2, v2 = seed + XXH_P2, v3 = seed, v4 = seed - XXH_P1;
+        for (; p + 32 <= end; p += 32) {
+            v1 = xxh_round(v1, xxh_read64(p));
+            v2 = xxh_round(v2, xxh_read64(p + 8));
+            v3 = xxh_round(v3, xxh_read64(p + 16));
+            v4 = xxh_round(v4, xxh_read64(p + 24));
+        }
+        h = xxh_rotl(v1, 1) + xxh_rotl(v2, 7) + xxh_rotl(v3, 12) + xxh_rotl(v4, 18);
+        h = xxh_merge(xxh_merge(xxh_merge(xxh_merge(h, v1), v2), v3), v4);
+    } else {
+        h = seed + XXH_P5;
+    }
+    h += (uint64_t)n;
+    for (; p + 8 <= end; p += 8)
+        h = xxh_rotl(h ^ xxh_round(0, xxh_read64(p)), 27) * XXH_P1 + XXH_P4;
+    if (p + 4 <= end) {
+        h = xxh_rotl(h ^ (xxh_read32(p) * XXH_P1), 23) * XXH_P2 + XXH_P3;
+        p += 4;
+    }
+    for (; p < end; p++)
+        h = xxh_rotl(h ^ (*p * XXH_P5), 11) * XXH_P1;
+    h ^= h >> 33;
+    h *= XXH_P2;
+    h ^= h >> 29;
+    h *= XXH_P3;
+    return h ^ (h >> 32);
+}
+
+/* A file's size and XXH64 (seed 0), read through a read-only mapping. */
+static int hash_file(const char *path, int64_t *size, uint64_t *hash, kpo_error *err)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return error_set(err, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        close(fd);
+        return error_set(err, "%s: cannot stat: %s", path, strerror(errno));
+    }
+    *size = (int64_t)st.st_size;
+    if (st.st_size == 0) {
+        close(fd);
+        *hash = checkpoint_hash_bytes("", 0, 0);
+        return KPO_OK;
+    }
+    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED)
+        return error_set(err, "%s: cannot map: %s", path, strerror(errno));
+    posix_madvise(map, (size_t)st.st_size, POSIX_MADV_SEQUENTIAL);
+    *hash = checkpoint_hash_bytes(map, (size_t)st.st_size, 0);
+    munmap(map, (size_t)st.st_size);
+    return KPO_OK;
+}
+
+static int compare_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* manifest.json: every regular file of dir (sorted by name) with its size
+ * and XXH64; written last, so it covers everything the checkpoint holds. */
+static int write_manifest(const char *dir, kpo_error *err)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return error_set(err, "%s: cannot read directory: %s", dir, strerror(errno));
+    char *names[256];
+    size_t n = 0;
+    int status = KPO_OK;
+    for (struct dirent *e; status == KPO_OK && (e = readdir(d)) != NULL;) {
+        char path[4096];
+        struct stat st;
+        if (strcmp(e->d_name, MANIFEST_FILE) == 0 ||
+            join_path(path, sizeof path, dir, e->d_name, NULL) != KPO_OK ||
+            lstat(path, &st) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        if (n == sizeof names / sizeof names[0] || !(names[n] = strdup(e->d_name)))
+            status = error_set(err, "%s: too many files for the manifest", dir);
+        else
+            n++;
+    }
+    closedir(d);
+    if (n > 1)
+        qsort(names, n, sizeof names[0], compare_names);
+    cJSON *root = cJSON_CreateObject(), *files = cJSON_CreateArray();
+    cJSON_AddStringToObject(root, "format", MANIFEST_FORMAT);
+    cJSON_AddStringToObject(root, "hash", "xxh64");
+    cJSON_AddItemToObject(root, "files", files);
+    for (size_t k = 0; status == KPO_OK && k < n; k++) {
+        char path[4096], hex[17];
+        int64_t size;
+        uint64_t hash;
+        status = join_path(path, sizeof path, dir, names[k], err);
+        if (status == KPO_OK)
+            status = hash_file(path, &size, &hash, err);
+        if (status != KPO_OK)
+            break;
+        snprintf(hex, sizeof hex, "%016llx", (unsigned long long)hash);
+        cJSON *entry = cJSON_CreateObject();
+        cJSON_AddStringToObject(entry, "name", names[k]);
+        cJSON_AddNumberToObject(entry, "size", (double)size); /* exact below 2^53 */
+        cJSON_AddStringToObject(entry, "xxh64", hex);
+        cJSON_AddItemToArray(files, entry);
+    }
+    for (size_t k = 0; k < n; k++)
+        free(names[k]);
+    char *text = status == KPO_OK ? cJSON_Print(root) : NULL;
+    cJSON_Delete(root);
+    char path[4096];
+    if (status == KPO_OK && !text)
+        status = error_set(err, "%s: out of memory writing the manifest", dir);
+    if (status == KPO_OK)
+        status = join_path(path, sizeof path, dir, MANIFEST_FILE, err);
+    if (status == KPO_OK)
+        status = model_io_write_atomic(path, text, strlen(text), err);
+    free(text);
+    return status;
+}
+
+/* One manifest entry against the file: its size, then (when check_hash)
+ * its XXH64. */
+static int verify_entry(const char *dir, const cJSON *entry, int check_hash, kpo_error *err)
+{
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(entry, "name");
+    const cJSON *size = cJSON_GetObjectItemCaseSensitive(entry, "size");
+    const cJSON *hex = cJSON_GetObjectItemCaseSensitive(entry, "xxh64");
+    if (!cJSON_IsString(name) || !cJSON_IsNumber(size) || !cJSON_IsString(hex) ||
+        strchr(name->valuestring, '/') || strlen(hex->valuestring) != 16)
+        return error_set(err, "%s: an entry lacks a plain name, size or xxh64", MANIFEST_FILE);
+    char path[4096];
+    if (join_path(path, sizeof path, dir, name->valuestring, err) != KPO_OK)
+        return KPO_ERR;
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return error_set(err, "%s is missing", name->valuestring);
+    if ((double)st.st_size != size->valuedouble)
+        return error_set(err, "%s is %lld bytes, the manifest says %.0f", name->valuestring,
+                         (long long)st.st_size, size->valuedouble);
+    if (!check_hash)
+        return KPO_OK;
+    int64_t bytes;
+    uint64_t hash;
+    if (hash_file(path, &bytes, &hash, err) != KPO_OK)
+        return KPO_ERR;
+    char got[17];
+    snprintf(got, sizeof got, "%016llx", (unsigned long long)hash);
+    if (strcmp(got, hex->valuestring) != 0)
+        return error_set(err, "%s has checksum xxh64 %s, the manifest says %s", name->valuestring,
+                         got, hex->valuestring);
+    return KPO_OK;
+}
+
+int checkpoint_verify(const char *dir, int *verified, kpo_error *err)
+{
+    char path[4096];
+    *verified = 0;
+    if (join_path(path, sizeof path, dir, MANIFEST_FILE, err) != KPO_OK)
+        return KPO_ERR;
+    if (!file_exists(path))
+        return KPO_OK; /* an older kpo's checkpoint: accepted as before, unverified */
+    char *text;
+    if (file_read_all(path, &text, NULL, err) != KPO_OK)
+        return KPO_ERR;
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    const cJSON *format = cJSON_GetObjectItemCaseSensitive(root, "format");
+    const cJSON *files = cJSON_GetObjectItemCaseSensitive(root, "files");
+    int status = KPO_OK;
+    if (!root)
+        status = error_set(err, "%s: not valid JSON", MANIFEST_FILE);
+    else if (!cJSON_IsString(format) || strcmp(format->valuestring, MANIFEST_FORMAT) != 0 ||
+             !cJSON_IsArray(files) || cJSON_GetArraySize(files) == 0)
+        status = error_set(err, "%s: not a kpo checkpoint manifest (format, files)",
+                           MANIFEST_FILE);
+    /* Sizes first: a truncated file is found without reading gigabytes. */
+    for (int pass = 0; pass < 2 && status == KPO_OK; pass++)
+        for (const cJSON *e = files->child; e && status == KPO_OK; e = e->next)
+            status = verify_entry(dir, e, pass == 1, err);
+    cJSON_Delete(root);
+    if (status == KPO_OK)
+        *verified = 1;
+    return status;
+}
+
+int checkpoint_find_verified(const char *root, char *dir_out, size_t dir_size, int64_t *step,
+                             int *verified, checkpoint_skip_fn skipped, void *ctx,
+                             kpo_error *err)
+{
+    int64_t *steps;
+    size_t n;
+    *step = -1;
+    *verified = 0;
+    if (dir_size)
+        dir_out[0] = '\0';
+    if (scan_root(root, 0, &steps, &n, err) != KPO_OK)
+        return KPO_ERR;
+    char reasons[2048] = "";
+    size_t used = 0;
+    for (size_t k = n; k-- > 0;) {
+        char dir[4096];
+        kpo_error why;
+        checkpoint_dir_name(root, steps[k], dir, sizeof dir);
+        if (checkpoint_verify(dir, verified, &why) == KPO_OK) {
+            *step = steps[k];
+            snprintf(dir_out, dir_size, "%s", dir);
+            break;
+        }
+        if (skipped)
+            skipped(ctx, steps[k], dir, why.message);
+        if (used < sizeof reasons)
+            used += (size_t)snprintf(reasons + used, sizeof reasons - used, "%s%s%08lld: %s",
+                                     used ? "; " : "", STEP_PREFIX, (long long)steps[k],
+                                     why.message);
+    }
+    free(steps);
+    if (n > 0 && *step < 0)
+        return error_set(err, "%s: no complete checkpoint to resume from (%s)", root, reasons);
+    return KPO_OK;
+}
+
 static int write_contents(const char *dir, const model *m, const adamw_state *opt,
                           const char *trainer_state_json, const checkpoint_source *source,
                           kpo_error *err)
@@ -320,7 +587,8 @@ static int write_contents(const char *dir, const model *m, const adamw_state *op
         join_path(path, sizeof path, dir, TRAINER_FILE, err) != KPO_OK ||
         (source && checkpoint_write_tokenizer(dir, source, err) != KPO_OK))
         return KPO_ERR;
-    if (model_io_write_atomic(path, trainer_state_json, strlen(trainer_state_json), err) != KPO_OK)
+    if (model_io_write_atomic(path, trainer_state_json, strlen(trainer_state_json), err) != KPO_OK ||
+        write_manifest(dir, err) != KPO_OK)
         return KPO_ERR;
     return fs_sync_dir_files(dir, err);
 }

@@ -6,10 +6,12 @@
  *                                      for every parameter, and "step" (F32 [1],
  *                                      as torch stores it)
  *     trainer_state.json               the caller's opaque JSON (kpo train:
- *                                      step and seed)
+ *                                      step, seed, data cursor, resolved config)
  *     tokenizer files, generation_config.json, kpo_model.json
  *                                      when saved with a checkpoint_source, so
  *                                      `kpo eval --model DIR` needs nothing else
+ *     manifest.json                    written last: every other file's size and
+ *                                      XXH64, which checkpoint_verify checks
  *
  * Everything is written into ROOT/.tmp-step-%08lld-PID/, fsync'ed, and only
  * then renamed to step-%08lld, so a directory with that name is always
@@ -71,6 +73,30 @@ int checkpoint_write_tokenizer(const char *dir, const checkpoint_source *source,
  * No checkpoint (or no root) is not an error: *step = -1, dir_out "". */
 int checkpoint_find_latest(const char *root, char *dir_out, size_t dir_size, int64_t *step,
                            kpo_error *err);
+
+/* XXH64 of n bytes (the xxHash specification); the manifest's checksum,
+ * and a fingerprint for callers (kpo train: its prompts). */
+uint64_t checkpoint_hash_bytes(const void *data, size_t n, uint64_t seed);
+
+/* Checks dir against its manifest.json: every file listed is present with
+ * its size and XXH64 (sizes of all first, then the checksums). *verified:
+ * 1 when it matched, 0 for a checkpoint without a manifest (an older kpo's:
+ * accepted unverified, as before). KPO_ERR: err says which file and what
+ * is wrong ("model.safetensors is 1200 bytes, the manifest says 2400"),
+ * without the directory. */
+int checkpoint_verify(const char *dir, int *verified, kpo_error *err);
+
+/* Told about each checkpoint checkpoint_find_verified passes over: its step,
+ * directory, and checkpoint_verify's reason. */
+typedef void (*checkpoint_skip_fn)(void *ctx, int64_t step, const char *dir, const char *why);
+
+/* The newest checkpoint that passes checkpoint_verify (newest first; each
+ * newer one that fails goes to skipped, which may be NULL). No checkpoint
+ * (or no root): *step = -1, not an error. Checkpoints that all fail:
+ * KPO_ERR naming each and why. *verified as checkpoint_verify's. */
+int checkpoint_find_verified(const char *root, char *dir_out, size_t dir_size, int64_t *step,
+                             int *verified, checkpoint_skip_fn skipped, void *ctx,
+                             kpo_error *err);
 
 /* Restores a checkpoint into an initialised model and optimizer (NULL: the
  * weights only, for a rank that never updates them) whose shapes

@@ -1,3 +1,6 @@
+/* Writing and reading eval files (evalfile.h, docs/eval.md). Writes are
+ * checked call by call and published whole; reads check each dataset's
+ * rank, length and dtype and each count's range before using it. */
 #include "io/evalfile.h"
 
 #include <errno.h>
@@ -16,14 +19,14 @@ static int write_int64_array(hid_t group, const char *name, const int64_t *data,
 {
     hsize_t dims = (hsize_t)n;
     hid_t space = H5Screate_simple(1, &dims, NULL);
-    hid_t dset = H5Dcreate2(group, name, H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT,
-                            H5P_DEFAULT);
-    herr_t status = dset < 0 ? -1 : H5Dwrite(dset, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL,
-                                             H5P_DEFAULT, data);
-    if (dset >= 0)
-        H5Dclose(dset);
-    H5Sclose(space);
-    return status < 0 ? KPO_ERR : KPO_OK;
+    hid_t dset = space < 0 ? -1
+                           : H5Dcreate2(group, name, H5T_STD_I64LE, space, H5P_DEFAULT,
+                                        H5P_DEFAULT, H5P_DEFAULT);
+    int ok = dset >= 0 &&
+             H5Dwrite(dset, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
+    ok = h5u_close(dset) == KPO_OK && ok;
+    ok = h5u_close(space) == KPO_OK && ok;
+    return ok ? KPO_OK : KPO_ERR;
 }
 
 static int write_bench(hid_t benches, const evalfile_bench *b)
@@ -40,7 +43,7 @@ static int write_bench(hid_t benches, const evalfile_bench *b)
              h5u_write_double_attr(group, "avg_at_k", b->avg_at_k) == KPO_OK &&
              h5u_write_double_attr(group, "pass_at_k", b->pass_at_k) == KPO_OK &&
              h5u_write_string_attr(group, "source", b->source) == KPO_OK;
-    H5Gclose(group);
+    ok = h5u_close(group) == KPO_OK && ok;
     return ok ? KPO_OK : KPO_ERR;
 }
 
@@ -61,8 +64,7 @@ static int write_layout(hid_t file, const evalfile_attr *attrs, size_t n_attrs,
     ok = ok && group >= 0;
     for (size_t j = 0; ok && j < n_benches; j++)
         ok = write_bench(group, &benches[j]) == KPO_OK;
-    if (group >= 0)
-        H5Gclose(group);
+    ok = h5u_close(group) == KPO_OK && ok;
     return ok ? KPO_OK : KPO_ERR;
 }
 
@@ -173,16 +175,36 @@ int evalfile_list(const char *path, char ***names, size_t *n, kpo_error *err)
     return KPO_OK;
 }
 
-/* Reads group/name, an int64 [n] dataset, into a malloc'ed array. */
-static int read_int64_array(hid_t group, const char *name, int64_t n, int64_t **out)
+/* Samples per problem a reader accepts: far above any real eval, low
+ * enough that counts stay exact in a double and a long (a flipped count
+ * such as 140737488355488 is refused). */
+#define EVALFILE_MAX_SAMPLES ((int64_t)1 << 30)
+
+/* Reads group_path/name, an int64 [n] dataset, into a malloc'ed array; err
+ * names the file and dataset when it is absent or of another shape. */
+static int read_int64_array(hid_t group, const char *path, const char *group_path,
+                            const char *name, int64_t n, int64_t **out, kpo_error *err)
 {
     *out = NULL;
+    char full[320];
+    snprintf(full, sizeof full, "%s/%s", group_path, name);
     if (H5Lexists(group, name, H5P_DEFAULT) <= 0)
-        return KPO_ERR;
+        return error_set(err, "%s: /%s is missing", path, full);
     hid_t dset = H5Dopen2(group, name, H5P_DEFAULT);
-    int64_t rows = h5u_rows(dset);
-    *out = rows == n ? malloc((size_t)(n + 1) * sizeof **out) : NULL;
-    int status = *out ? h5u_read_rows(dset, H5T_NATIVE_INT64, 0, n, *out) : KPO_ERR;
+    if (dset < 0)
+        return error_set(err, "%s: /%s is not a dataset", path, full);
+    int64_t rows = -1;
+    int status = h5u_check_rows(dset, path, full, H5T_INTEGER, 0, &rows, err);
+    if (status == KPO_OK && rows != n)
+        status = error_set(err, "%s: /%s has %lld entries, /%s/correct %lld", path, full,
+                           (long long)rows, group_path, (long long)n);
+    if (status == KPO_OK) {
+        *out = malloc((size_t)(n + 1) * sizeof **out);
+        if (!*out)
+            status = error_set(err, "%s: out of memory for /%s", path, full);
+        else if (h5u_read_rows(dset, H5T_NATIVE_INT64, 0, 0, n, *out) != KPO_OK)
+            status = error_set(err, "%s: /%s is unreadable", path, full);
+    }
     H5Dclose(dset);
     if (status != KPO_OK) {
         free(*out);
@@ -206,28 +228,46 @@ int evalfile_read(const char *path, const char *bench, problem_count **counts,
         return error_set(err, "%s: no benchmark '%s'", path, bench);
     }
     hid_t group = H5Gopen2(file, group_path, H5P_DEFAULT);
-    hid_t dset = H5Dopen2(group, "correct", H5P_DEFAULT);
-    int64_t rows = dset >= 0 ? h5u_rows(dset) : -1;
-    if (dset >= 0)
-        H5Dclose(dset);
+    if (group < 0) {
+        H5Fclose(file);
+        return error_set(err, "%s: /%s is not a group", path, group_path);
+    }
+    /* /correct sets the length the other two must have. */
+    char correct_path[320];
+    snprintf(correct_path, sizeof correct_path, "%s/correct", group_path);
+    int64_t rows = -1;
+    int status = KPO_OK;
+    hid_t dset = H5Lexists(group, "correct", H5P_DEFAULT) > 0
+                     ? H5Dopen2(group, "correct", H5P_DEFAULT)
+                     : -1;
+    if (dset < 0)
+        status = error_set(err, "%s: /%s is missing or not a dataset", path, correct_path);
+    else
+        status = h5u_check_rows(dset, path, correct_path, H5T_INTEGER, 0, &rows, err);
+    h5u_close(dset);
+    if (status == KPO_OK && rows > (int64_t)(SIZE_MAX / 2 / sizeof(problem_count)))
+        status = error_set(err, "%s: /%s claims %lld problems", path, correct_path,
+                           (long long)rows);
     int64_t *correct = NULL, *samples = NULL, *index = NULL;
-    int status = rows >= 0 && read_int64_array(group, "correct", rows, &correct) == KPO_OK &&
-                         read_int64_array(group, "samples", rows, &samples) == KPO_OK &&
-                         (!problem_index ||
-                          read_int64_array(group, "problem_index", rows, &index) == KPO_OK)
-                     ? KPO_OK
-                     : error_set(err, "%s: /%s: correct, samples and problem_index must be "
-                                      "int64 arrays of one length", path, group_path);
+    if (status == KPO_OK)
+        status = read_int64_array(group, path, group_path, "correct", rows, &correct, err);
+    if (status == KPO_OK)
+        status = read_int64_array(group, path, group_path, "samples", rows, &samples, err);
+    if (status == KPO_OK && problem_index)
+        status = read_int64_array(group, path, group_path, "problem_index", rows, &index, err);
     H5Gclose(group);
     H5Fclose(file);
     problem_count *c = status == KPO_OK ? malloc((size_t)(rows + 1) * sizeof *c) : NULL;
     if (status == KPO_OK && !c)
         status = error_set(err, "%s: out of memory", path);
     for (int64_t i = 0; status == KPO_OK && i < rows; i++) {
-        if (samples[i] < 1 || correct[i] < 0 || correct[i] > samples[i])
-            status = error_set(err, "%s: /%s problem %lld: %lld correct of %lld samples", path,
-                               group_path, (long long)i, (long long)correct[i],
-                               (long long)samples[i]);
+        if (samples[i] < 1 || samples[i] > EVALFILE_MAX_SAMPLES || correct[i] < 0 ||
+            correct[i] > samples[i])
+            status = error_set(err, "%s: /%s/correct, /%s/samples: problem %lld has %lld "
+                                    "correct of %lld samples (need 0 <= correct <= samples, "
+                                    "1 <= samples <= %lld)",
+                               path, group_path, group_path, (long long)i, (long long)correct[i],
+                               (long long)samples[i], (long long)EVALFILE_MAX_SAMPLES);
         else
             c[i] = (problem_count){.correct = (long)correct[i], .samples = (long)samples[i]};
     }

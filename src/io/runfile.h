@@ -71,6 +71,12 @@ int runfile_append_minibatch_stats(runfile *rf, int64_t step, const innov_stats 
  * resume from a checkpoint taken at last_step_kept). Flushes. */
 int runfile_truncate(runfile *rf, int64_t last_step_kept, kpo_error *err);
 
+/* For kpo train --resume from a checkpoint at step last_step: checks that
+ * /steps/step records exactly steps 1..last_step in its first rows and
+ * refuses (err names the file and what is missing or out of place, nothing
+ * changed) otherwise; then cuts every record after that step. Flushes. */
+int runfile_resume_at(runfile *rf, int64_t last_step, kpo_error *err);
+
 int runfile_close(runfile *rf, kpo_error *err);
 
 /* --- Reading, for the offline tools ----------------------------------- */

@@ -57,6 +57,12 @@ int runfile_truncate(runfile *rf, int64_t last_step_kept, kpo_error *err)
     return unavailable(NULL, err);
 }
 
+int runfile_resume_at(runfile *rf, int64_t last_step, kpo_error *err)
+{
+    (void)rf, (void)last_step;
+    return unavailable(NULL, err);
+}
+
 int runfile_close(runfile *rf, kpo_error *err)
 {
     (void)rf, (void)err;

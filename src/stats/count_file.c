@@ -1,3 +1,5 @@
+/* Reading a counts file for kpo stats: one "correct_count samples" line per
+ * problem, each count range-checked. */
 #include "stats/count_file.h"
 
 #include <errno.h>
@@ -23,9 +25,13 @@ static int parse_line(char *line, problem_count *out, kpo_error *err)
     if (parse_int64(fields[0], "correct_count", &correct, err) != KPO_OK ||
         parse_int64(fields[1], "samples", &samples, err) != KPO_OK)
         return KPO_ERR;
-    if (samples < 1 || correct < 0 || correct > samples)
-        return error_set(err, "need 0 <= correct_count <= samples and samples >= 1, got %lld %lld",
-                         (long long)correct, (long long)samples);
+    /* The bound keeps counts exact in a long and a double, and turns a
+     * flipped count (140737488355488) into an error. */
+    const int64_t max_samples = (int64_t)1 << 30;
+    if (samples < 1 || samples > max_samples || correct < 0 || correct > samples)
+        return error_set(err, "need 0 <= correct_count <= samples and 1 <= samples <= %lld, got "
+                              "%lld %lld",
+                         (long long)max_samples, (long long)correct, (long long)samples);
     out->correct = (long)correct;
     out->samples = (long)samples;
     return KPO_OK;

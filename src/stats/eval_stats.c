@@ -20,13 +20,22 @@ double eval_avg_at_k(const problem_count *counts, size_t n)
 
 double eval_pass_at_k_one(long n, long c, long k)
 {
+    if (c < 0 || c > n || k < 1 || n > EVAL_PASS_AT_K_MAX_SAMPLES)
+        return NAN;
     if (n - c < k)
         return 1.0;
-    /* C(n-c, k) / C(n, k) = prod_{i = n-c+1}^{n} (1 - k / i), stable for large n. */
-    double none = 1.0;
-    for (long i = n - c + 1; i <= n; i++)
-        none *= 1.0 - (double)k / (double)i;
-    return 1.0 - none;
+    /* C(n-c, k) / C(n, k) = prod_{i=0}^{k-1} (1 - c / (n - i))
+     *                     = prod_{i=0}^{c-1} (1 - k / (n - i)):
+     * the shorter product, m = min(c, k) factors, summed as logarithms so a
+     * pass@k near 0 keeps its digits (1 - product would not). Each term is at
+     * most -max(c, k) / n, so the sum is at most -m^2 / n; once it is below
+     * -38 the result rounds to 1 and the loop stops, which caps it near
+     * sqrt(38 n) iterations whatever c and k are. */
+    long m = c < k ? c : k, other = c < k ? k : c;
+    double log_none = 0.0;
+    for (long i = 0; i < m && log_none > -38.0; i++)
+        log_none += log1p(-(double)other / (double)(n - i));
+    return log_none > -38.0 ? -expm1(log_none) : 1.0;
 }
 
 int eval_pass_at_k(const problem_count *counts, size_t n, long k, double *out, kpo_error *err)
@@ -38,6 +47,13 @@ int eval_pass_at_k(const problem_count *counts, size_t n, long k, double *out, k
         if (counts[j].samples < k)
             return error_set(err, "pass@%ld: problem %zu has only %ld samples", k, j + 1,
                              counts[j].samples);
+        if (counts[j].samples > EVAL_PASS_AT_K_MAX_SAMPLES)
+            return error_set(err, "pass@%ld: problem %zu has %ld samples, more than the %ld "
+                             "pass@k supports", k, j + 1, counts[j].samples,
+                             EVAL_PASS_AT_K_MAX_SAMPLES);
+        if (counts[j].correct < 0 || counts[j].correct > counts[j].samples)
+            return error_set(err, "pass@%ld: problem %zu has %ld correct of %ld samples", k,
+                             j + 1, counts[j].correct, counts[j].samples);
         sum += eval_pass_at_k_one(counts[j].samples, counts[j].correct, k);
     }
     *out = n ? sum / (double)n : 0.0;

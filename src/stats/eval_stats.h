@@ -17,11 +17,20 @@ typedef struct problem_count {
 /* Mean over problems of correct / samples (avg@k with k = samples). */
 double eval_avg_at_k(const problem_count *counts, size_t n);
 
+/* The most samples per problem pass@k accepts (as many as a count file
+ * may hold): far beyond any evaluation, and it bounds the work for one
+ * problem to about sqrt(38 n) terms, some 2e5, whatever the counts. */
+#define EVAL_PASS_AT_K_MAX_SAMPLES (1L << 30)
+
 /* 1 - C(n - c, k) / C(n, k) for one problem: the chance that k of its n
- * samples drawn without replacement hold a correct one (Chen et al. 2021). */
+ * samples drawn without replacement hold a correct one (Chen et al. 2021).
+ * O(min(c, k)), and stops once the result rounds to 1; NAN unless
+ * 0 <= c <= n, k >= 1 and n <= EVAL_PASS_AT_K_MAX_SAMPLES. */
 double eval_pass_at_k_one(long n, long c, long k);
 
-/* Mean over problems; every problem needs samples >= k. */
+/* Mean over problems; every problem needs k <= samples <=
+ * EVAL_PASS_AT_K_MAX_SAMPLES and 0 <= correct <= samples (else KPO_ERR,
+ * naming the problem). */
 int eval_pass_at_k(const problem_count *counts, size_t n, long k, double *out, kpo_error *err);
 
 /* Paired t-test on per-problem accuracy differences a_i - b_i. */

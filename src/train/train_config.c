@@ -1,7 +1,9 @@
 #include "train/train_config.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/file_util.h"
@@ -26,6 +28,9 @@ const config_key TRAIN_SCHEMA[] = {
     {"run", "gpu_comm", CONFIG_CHOICE, "auto", 0, 0, "auto|nccl|host",
      "device = cuda: gradients and weights over NCCL, or host memory + MPI; auto: NCCL unless "
      "ranks share a GPU"},
+    {"run", "allow_config_change", CONFIG_BOOL, "false", 0, 0, NULL,
+     "--resume: continue although keys that change the experiment differ from the checkpoint's "
+     "(each change recorded in run.h5); false: refuse, naming them"},
     {"model", "path", CONFIG_STRING, "", 0, 0, NULL, "HF model directory (required)"},
     {"model", "tokenizer", CONFIG_STRING, "", 0, 0, NULL,
      "byte, a tokenizer directory, or empty for the model's (kpo_model.json or its files)"},
@@ -292,4 +297,222 @@ int train_settings_from_config(const config *cfg, int world_size, train_settings
     if (check_batch(s, world_size, err) != KPO_OK || check_paths(s, err) != KPO_OK)
         return KPO_ERR;
     return KPO_OK;
+}
+
+/* ---- resume: the trainer state and what a resumed run may change ---- */
+
+/* Harmless: the run's length, where and how often things are written, and
+ * how the same computation is scheduled over ranks, micro-batches and
+ * KV-cache slots (results equal up to float summation order). The paths
+ * (model.path, model.tokenizer, data.train) may move: what they feed the
+ * run is compared through the prompts' fingerprint ("data") instead. */
+static const char *const HARMLESS_KEYS[] = {
+    "run.out",           "run.steps",           "run.checkpoint_every", "run.keep_checkpoints",
+    "run.log_samples",   "run.dump_responses",  "run.gpu_comm",         "run.allow_config_change",
+    "model.path",        "model.tokenizer",     "data.train",           "rollout.ranks",
+    "rollout.max_batch", "rollout.reward_timeout", "learner.micro_batch_tokens",
+    "learner.recompute",
+};
+
+int train_config_harmless(const char *dotted)
+{
+    for (size_t k = 0; k < sizeof HARMLESS_KEYS / sizeof HARMLESS_KEYS[0]; k++)
+        if (strcmp(HARMLESS_KEYS[k], dotted) == 0)
+            return 1;
+    return 0;
+}
+
+char *train_state_json(const config *cfg, int64_t step, const train_data_cursor *cursor)
+{
+    cJSON *root = cJSON_CreateObject(), *data = cJSON_CreateObject(),
+          *values = cJSON_CreateObject();
+    char hex[17], key[256];
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)cursor->prompts_hash);
+    cJSON_AddNumberToObject(root, "step", (double)step);
+    cJSON_AddNumberToObject(root, "seed", (double)config_get_int(cfg, "run.seed"));
+    cJSON_AddNumberToObject(data, "position", (double)cursor->position);
+    cJSON_AddNumberToObject(data, "epoch", (double)cursor->epoch);
+    cJSON_AddNumberToObject(data, "offset", (double)cursor->offset);
+    cJSON_AddNumberToObject(data, "problems", (double)cursor->problems);
+    cJSON_AddStringToObject(data, "prompts_xxh64", hex);
+    cJSON_AddItemToObject(root, "data", data);
+    for (size_t k = 0; k < cfg->n_keys; k++) {
+        snprintf(key, sizeof key, "%s.%s", cfg->schema[k].section, cfg->schema[k].name);
+        cJSON_AddStringToObject(values, key, cfg->values[k]);
+    }
+    cJSON_AddItemToObject(root, "config", values);
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    return text;
+}
+
+void train_state_check_free(train_state_check *check)
+{
+    for (size_t k = 0; k < check->n_changes; k++) {
+        free(check->changes[k].before);
+        free(check->changes[k].after);
+    }
+    free(check->changes);
+    memset(check, 0, sizeof *check);
+}
+
+static int add_change(train_state_check *check, const char *key, const char *before,
+                      const char *after)
+{
+    train_config_change *grown =
+        realloc(check->changes, (check->n_changes + 1) * sizeof *check->changes);
+    if (!grown)
+        return KPO_ERR;
+    check->changes = grown;
+    train_config_change *c = &check->changes[check->n_changes];
+    snprintf(c->key, sizeof c->key, "%s", key);
+    c->before = strdup(before);
+    c->after = strdup(after);
+    c->harmless = train_config_harmless(key);
+    check->n_changes++;
+    check->n_refused += !c->harmless;
+    return c->before && c->after ? KPO_OK : KPO_ERR;
+}
+
+/* An integer field of obj, whole and >= 0; -1 when absent or not one. */
+static int64_t json_count(const cJSON *obj, const char *name)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (!cJSON_IsNumber(item) || item->valuedouble < 0 || item->valuedouble > 9e15 ||
+        item->valuedouble != (double)(int64_t)item->valuedouble)
+        return -1;
+    return (int64_t)item->valuedouble;
+}
+
+/* "data": the cursor, consistent with the step and the checkpoint's
+ * prompts_per_step. */
+static int check_cursor(const char *path, const cJSON *data, int64_t step, int64_t per_step,
+                        train_data_cursor *saved, kpo_error *err)
+{
+    static const char *const FIELDS[] = {"position", "epoch", "offset", "problems"};
+    int64_t *slots[] = {&saved->position, &saved->epoch, &saved->offset, &saved->problems};
+    if (!cJSON_IsObject(data))
+        return error_set(err, "%s: field 'data' is missing or not an object", path);
+    for (int k = 0; k < 4; k++)
+        if ((*slots[k] = json_count(data, FIELDS[k])) < 0)
+            return error_set(err, "%s: field 'data.%s' is missing or not a count", path,
+                             FIELDS[k]);
+    const cJSON *hex = cJSON_GetObjectItemCaseSensitive(data, "prompts_xxh64");
+    char *end = NULL;
+    if (!cJSON_IsString(hex) || strlen(hex->valuestring) != 16 ||
+        (saved->prompts_hash = strtoull(hex->valuestring, &end, 16), *end != '\0'))
+        return error_set(err, "%s: field 'data.prompts_xxh64' is missing or not 16 hex digits",
+                         path);
+    if (saved->problems == 0 || saved->position != step * per_step ||
+        saved->epoch != saved->position / saved->problems ||
+        saved->offset != saved->position % saved->problems)
+        return error_set(err, "%s: field 'data' (position %lld, epoch %lld, offset %lld of %lld "
+                              "problems) does not match step %lld x %lld prompts per step",
+                         path, (long long)saved->position, (long long)saved->epoch,
+                         (long long)saved->offset, (long long)saved->problems, (long long)step,
+                         (long long)per_step);
+    return KPO_OK;
+}
+
+/* Every key of cfg against the checkpoint's "config". */
+static int compare_config(const char *path, const cJSON *values, const config *cfg,
+                          train_state_check *check, kpo_error *err)
+{
+    for (const cJSON *item = values->child; item; item = item->next)
+        if (!cJSON_IsString(item))
+            return error_set(err, "%s: field 'config.%s' is not a string", path, item->string);
+    for (size_t k = 0; k < cfg->n_keys; k++) {
+        const config_key *key = &cfg->schema[k];
+        char dotted[256];
+        snprintf(dotted, sizeof dotted, "%s.%s", key->section, key->name);
+        const cJSON *item = cJSON_GetObjectItemCaseSensitive(values, dotted);
+        /* A key newer than the checkpoint: the run had its default. */
+        const char *before = item ? item->valuestring : key->default_value;
+        if (!config_values_equal(key, before, cfg->values[k]) &&
+            add_change(check, dotted, before, cfg->values[k]) != KPO_OK)
+            return error_set(err, "%s: out of memory", path);
+    }
+    return KPO_OK;
+}
+
+static int check_state(const char *path, const cJSON *root, int64_t step, const config *cfg,
+                       const train_data_cursor *cursor, int legacy_ok, train_state_check *check,
+                       kpo_error *err)
+{
+    if (!cJSON_IsObject(root))
+        return error_set(err, "%s: not valid JSON (an object)", path);
+    const int64_t saved_step = json_count(root, "step");
+    if (saved_step < 0)
+        return error_set(err, "%s: field 'step' is missing or not a step count", path);
+    if (saved_step != step)
+        return error_set(err, "%s: field 'step' is %lld but the checkpoint is step %lld", path,
+                         (long long)saved_step, (long long)step);
+    if (json_count(root, "seed") < 0)
+        return error_set(err, "%s: field 'seed' is missing or not a seed", path);
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(root, "data");
+    const cJSON *values = cJSON_GetObjectItemCaseSensitive(root, "config");
+    if (legacy_ok && !data && !values) {
+        check->legacy = 1;
+        return KPO_OK;
+    }
+    if (!cJSON_IsObject(values))
+        return error_set(err, "%s: field 'config' is missing or not an object", path);
+    const cJSON *per_step = cJSON_GetObjectItemCaseSensitive(values, "rollout.prompts_per_step");
+    const cJSON *seed = cJSON_GetObjectItemCaseSensitive(values, "run.seed");
+    if (!cJSON_IsString(per_step) || !cJSON_IsString(seed))
+        return error_set(err, "%s: field 'config' lacks rollout.prompts_per_step or run.seed",
+                         path);
+    if (strtoll(seed->valuestring, NULL, 10) != json_count(root, "seed"))
+        return error_set(err, "%s: field 'seed' differs from config's run.seed = %s", path,
+                         seed->valuestring);
+    train_data_cursor saved;
+    if (check_cursor(path, data, step, strtoll(per_step->valuestring, NULL, 10), &saved, err) !=
+        KPO_OK)
+        return KPO_ERR;
+    if (compare_config(path, values, cfg, check, err) != KPO_OK)
+        return KPO_ERR;
+    if (saved.problems != cursor->problems || saved.prompts_hash != cursor->prompts_hash) {
+        char before[96], after[96];
+        snprintf(before, sizeof before, "%lld prompts xxh64 %016llx", (long long)saved.problems,
+                 (unsigned long long)saved.prompts_hash);
+        snprintf(after, sizeof after, "%lld prompts xxh64 %016llx", (long long)cursor->problems,
+                 (unsigned long long)cursor->prompts_hash);
+        if (add_change(check, "data", before, after) != KPO_OK)
+            return error_set(err, "%s: out of memory", path);
+    }
+    return KPO_OK;
+}
+
+int train_state_check_file(const char *path, int64_t step, const config *cfg,
+                           const train_data_cursor *cursor, int legacy_ok,
+                           train_state_check *check, kpo_error *err)
+{
+    memset(check, 0, sizeof *check);
+    char *text;
+    if (file_read_all(path, &text, NULL, err) != KPO_OK)
+        return KPO_ERR;
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    if (!root)
+        return error_set(err, "%s: not valid JSON", path);
+    int status = check_state(path, root, step, cfg, cursor, legacy_ok, check, err);
+    cJSON_Delete(root);
+    if (status != KPO_OK)
+        train_state_check_free(check);
+    return status;
+}
+
+void train_config_changes_describe(const train_state_check *check, int harmless, char *out,
+                                   size_t size)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t k = 0; k < check->n_changes && used < size; k++) {
+        const train_config_change *c = &check->changes[k];
+        if (c->harmless != harmless)
+            continue;
+        used += (size_t)snprintf(out + used, size - used, "%s%s: %.60s -> %.60s",
+                                 used ? "; " : "", c->key, c->before[0] ? c->before : "''",
+                                 c->after[0] ? c->after : "''");
+    }
 }

@@ -60,6 +60,55 @@ typedef struct train_settings {
     adamw_config optim;
 } train_settings;
 
+/* Where a checkpoint's step leaves the prompt stream (docs/train.md, "One
+ * step"), and what the stream is made of. */
+typedef struct train_data_cursor {
+    int64_t position;      /* prompts consumed: step x rollout.prompts_per_step */
+    int64_t epoch, offset; /* position / problems, position % problems */
+    int64_t problems;      /* kept problems */
+    uint64_t prompts_hash; /* XXH64 of the tokenized prompts and the stop ids */
+} train_data_cursor;
+
+/* Keys a resumed run may change without changing the experiment: the run's
+ * length, where and how often things are written, and how the same
+ * computation is scheduled (docs/train.md, "Resume"). dotted: "run.steps". */
+int train_config_harmless(const char *dotted);
+
+/* A checkpoint's trainer_state.json: {"step", "seed", "data": the cursor,
+ * "config": {"section.key": "value", ...} for every key}; malloc'ed. */
+char *train_state_json(const config *cfg, int64_t step, const train_data_cursor *cursor);
+
+/* One difference between a checkpoint's config and the resumed run's. */
+typedef struct train_config_change {
+    char key[128];       /* "learner.objective", or "data" for the prompts */
+    char *before, *after; /* malloc'ed */
+    int harmless;        /* train_config_harmless */
+} train_config_change;
+
+typedef struct train_state_check {
+    train_config_change *changes;
+    size_t n_changes, n_refused; /* n_refused: those not harmless */
+    int legacy;                  /* no "data" and "config" (an older kpo): nothing compared */
+} train_state_check;
+
+/* Reads path, the trainer_state.json of the checkpoint of step, and checks
+ * it: valid JSON, "step" equal to step, "seed", "data" (position = step x the
+ * checkpoint's prompts_per_step) and "config" present and well-formed;
+ * errors name path and the field. legacy_ok accepts a state holding only
+ * step and seed (an older kpo's; check->legacy). Then every key of cfg is
+ * compared with the checkpoint's value (a key the checkpoint lacks with the
+ * key's default), and the cursor's problems and prompts_hash with the
+ * checkpoint's (key "data"). */
+int train_state_check_file(const char *path, int64_t step, const config *cfg,
+                           const train_data_cursor *cursor, int legacy_ok,
+                           train_state_check *check, kpo_error *err);
+void train_state_check_free(train_state_check *check);
+
+/* "learner.objective: kpo -> grpo; optim.lr: 0.001 -> 0.5" over the
+ * changes that are (harmless = 1) or are not (0) harmless. */
+void train_config_changes_describe(const train_state_check *check, int harmless, char *out,
+                                   size_t size);
+
 /* Strings point into cfg, which must outlive the settings. world_size
  * lets the batch be checked against the ranks. */
 int train_settings_from_config(const config *cfg, int world_size, train_settings *out,

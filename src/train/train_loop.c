@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "comm/comm_batch.h"
 #include "comm/comm_roles.h"
@@ -16,12 +17,14 @@
 #include "cuda/cuda_probe.h"
 #include "io/checkpoint.h"
 #include "io/runfile.h"
+#include "io/runfile_config.h"
 #include "learner/learner_step.h"
 #include "model/model.h"
 #include "train/train_data.h"
 #include "train/train_device.h"
 #include "train/train_dump.h"
 #include "train/train_rollout.h"
+#include "train/run_lock.h"
 
 static volatile sig_atomic_t stop_requested = 0;
 
@@ -54,6 +57,9 @@ typedef struct trainer {
     char run_path[4200], checkpoint_root[4200];
     double started;
     int64_t first_step;
+    const config *cfg;         /* the resolved config: checkpoints record it */
+    run_lock lock;             /* world rank 0: RUN/.lock for the life of the run */
+    train_state_check resumed; /* world rank 0: how the config differs from the checkpoint's */
 } trainer;
 
 static int make_dirs(const char *path, kpo_error *err)
@@ -84,16 +90,30 @@ static int open_run_file(trainer *t, const config *cfg, int64_t resume_step, kpo
     }
     if (runfile_open_append(t->run_path, &t->rf, err) != KPO_OK)
         return KPO_ERR;
-    return runfile_truncate(t->rf, resume_step, err);
+    return runfile_resume_at(t->rf, resume_step, err); /* steps 1..S checked, then cut */
+}
+
+/* Where step leaves the prompt stream, and a fingerprint of the stream's
+ * prompts (tokenized) and stop ids: a resumed run compares it with the
+ * checkpoint's, so moved data and model paths are fine, changed data is not. */
+static train_data_cursor data_cursor(const trainer *t, int64_t step)
+{
+    const train_data *d = &t->data;
+    train_data_cursor c = {.position = step * t->s->prompts_per_step, .problems = d->n};
+    c.epoch = d->n > 0 ? c.position / d->n : 0;
+    c.offset = d->n > 0 ? c.position % d->n : 0;
+    uint64_t h = checkpoint_hash_bytes(d->stop.ids, (size_t)d->stop.n * sizeof d->stop.ids[0], 0);
+    h = checkpoint_hash_bytes(d->prompt_offsets, (size_t)(d->n + 1) * sizeof *d->prompt_offsets,
+                              h);
+    c.prompts_hash = checkpoint_hash_bytes(
+        d->prompt_tokens, (size_t)d->prompt_offsets[d->n] * sizeof *d->prompt_tokens, h);
+    return c;
 }
 
 static char *trainer_state_json(const trainer *t, int64_t step)
 {
-    char *json = malloc(256);
-    if (json)
-        snprintf(json, 256, "{\"step\": %lld, \"seed\": %llu}", (long long)step,
-                 (unsigned long long)t->s->seed);
-    return json;
+    const train_data_cursor cursor = data_cursor(t, step);
+    return train_state_json(t->cfg, step, &cursor);
 }
 
 static int save_checkpoint(trainer *t, int64_t step, kpo_error *err)
@@ -117,19 +137,80 @@ static int save_checkpoint(trainer *t, int64_t step, kpo_error *err)
     return status;
 }
 
-/* The step the run resumes after (-1: a fresh run), and the weights and
- * optimizer state restored from that checkpoint on every rank. */
-static int restore(trainer *t, int resume, int64_t *resume_step, kpo_error *err)
+/* A newer checkpoint that failed its manifest: said once, and moved aside
+ * (step-N.corrupt) so that neither a later resume nor keep_checkpoints
+ * counts it. */
+static void skip_corrupt(void *ctx, int64_t step, const char *dir, const char *why)
+{
+    (void)ctx;
+    char aside[4300];
+    snprintf(aside, sizeof aside, "%s.corrupt", dir);
+    if (file_exists(aside))
+        snprintf(aside, sizeof aside, "%s.corrupt-%ld", dir, (long)getpid());
+    int moved = rename(dir, aside) == 0;
+    fprintf(stderr, "kpo: warning: skipping checkpoint step %lld (%s): %s; %s%s\n",
+            (long long)step, dir, why, moved ? "moved aside to " : "could not move it aside",
+            moved ? aside : "");
+}
+
+/* World rank 0, on --resume from the checkpoint of step: its
+ * trainer_state.json against this run (train_state_check_file). A change
+ * to a key that alters the experiment is refused, naming each key, unless
+ * run.allow_config_change; harmless ones are only said. */
+static int check_resume_config(trainer *t, const char *dir, int64_t step, int verified,
+                               kpo_error *err)
+{
+    char path[4300], changes[700];
+    snprintf(path, sizeof path, "%s/trainer_state.json", dir);
+    const train_data_cursor cursor = data_cursor(t, step);
+    train_state_check *c = &t->resumed;
+    if (!verified)
+        fprintf(stderr, "kpo: note: %s has no manifest.json (an older kpo's checkpoint): its "
+                        "files are not verified\n", dir);
+    if (train_state_check_file(path, step, t->cfg, &cursor, !verified, c, err) != KPO_OK)
+        return KPO_ERR;
+    if (c->legacy)
+        fprintf(stderr, "kpo: note: %s holds no config (an older kpo's): the config is not "
+                        "compared\n", path);
+    if (c->n_refused > 0 && !config_get_bool(t->cfg, "run.allow_config_change")) {
+        train_config_changes_describe(c, 0, changes, sizeof changes);
+        return error_set(err, "%s: --resume would change the experiment: %s; resume with the "
+                              "checkpoint's values, or pass --set run.allow_config_change=true "
+                              "to continue with the new ones (recorded in run.h5)",
+                         path, changes);
+    }
+    if (c->n_refused > 0) {
+        train_config_changes_describe(c, 0, changes, sizeof changes);
+        fprintf(stderr, "kpo: warning: resuming after step %lld with a changed experiment "
+                        "(run.allow_config_change = true; recorded in run.h5): %s\n",
+                (long long)step, changes);
+    }
+    if (c->n_changes > c->n_refused) {
+        train_config_changes_describe(c, 1, changes, sizeof changes);
+        printf("resuming after step %lld with %s\n", (long long)step, changes);
+    }
+    return KPO_OK;
+}
+
+/* World rank 0: takes the run directory's lock (when it exists), then
+ * decides where the run starts: -1 fresh, else the newest checkpoint that
+ * passes its manifest (newer corrupt ones skipped) and whose trainer state
+ * agrees with this run. */
+static int select_resume_step(trainer *t, int resume, int64_t *resume_step, kpo_error *err)
 {
     *resume_step = -1;
-    char dir[4200];
+    if (file_exists(t->s->out_dir) && run_lock_acquire(&t->lock, t->s->out_dir, err) != KPO_OK)
+        return KPO_ERR;
     if (!resume) {
         if (file_exists(t->run_path))
             return error_set(err, "%s: already exists; pass --resume to continue that run, or "
                                   "choose another run.out", t->run_path);
         return KPO_OK;
     }
-    if (checkpoint_find_latest(t->checkpoint_root, dir, sizeof dir, resume_step, err) != KPO_OK)
+    char dir[4200];
+    int verified = 0;
+    if (checkpoint_find_verified(t->checkpoint_root, dir, sizeof dir, resume_step, &verified,
+                                 skip_corrupt, NULL, err) != KPO_OK)
         return KPO_ERR;
     if (*resume_step < 0) {
         if (file_exists(t->run_path))
@@ -137,13 +218,64 @@ static int restore(trainer *t, int resume, int64_t *resume_step, kpo_error *err)
                              t->run_path, t->checkpoint_root);
         return KPO_OK; /* nothing ran yet: start fresh */
     }
+    return check_resume_config(t, dir, *resume_step, verified, err);
+}
+
+/* Every rank: world rank 0 selects (select_resume_step), the others learn
+ * the step from it. A collective: every rank must reach it. *failed as
+ * train_first_failure. */
+static int agree_resume_step(trainer *t, int resume, MPI_Comm world, int64_t *resume_step,
+                             int *failed, kpo_error *err)
+{
+    int status = t->roles.world_rank == 0 ? select_resume_step(t, resume, resume_step, err)
+                                          : KPO_OK;
+    *failed = train_first_failure(world, status);
+    long long step = *resume_step;
+    MPI_Bcast(&step, 1, MPI_LONG_LONG, 0, world);
+    *resume_step = step;
+    return *failed == INT_MAX ? KPO_OK : KPO_ERR;
+}
+
+/* The weights and optimizer state of the checkpoint of resume_step (-1:
+ * none, a fresh run), restored on every rank. */
+static int restore(trainer *t, int64_t resume_step, kpo_error *err)
+{
+    char dir[4200];
+    if (resume_step < 0)
+        return KPO_OK;
+    checkpoint_dir_name(t->checkpoint_root, resume_step, dir, sizeof dir);
     return checkpoint_load(dir, &t->m, t->roles.is_learner ? &t->opt : NULL, NULL, err);
 }
 
-/* Host side of the start-up: roles, model, data, and the checkpoint of a
- * resumed run. Nothing is written yet. */
-static int trainer_open(trainer *t, const train_settings *s, int resume, MPI_Comm world,
-                        int64_t *resume_step, kpo_error *err)
+/* World rank 0, once every rank is ready: the run directory, its lock (a
+ * fresh run's directory is only now created), the config change a resume
+ * was allowed (recorded before the run file is reopened), the run file. */
+static int prepare_run_dir(trainer *t, const config *cfg, int64_t resume_step, kpo_error *err)
+{
+    if (make_dirs(t->s->out_dir, err) != KPO_OK ||
+        run_lock_acquire(&t->lock, t->s->out_dir, err) != KPO_OK)
+        return KPO_ERR;
+    if (resume_step >= 0 && file_exists(t->run_path)) {
+        char changes[700], *dump = NULL;
+        const int record = t->resumed.n_refused > 0;
+        if (record) {
+            train_config_changes_describe(&t->resumed, 0, changes, sizeof changes);
+            dump = config_dump(cfg);
+        }
+        int status = runfile_record_config_change(t->run_path, resume_step,
+                                                  record ? changes : NULL, dump,
+                                                  "run.allow_config_change = true", err);
+        free(dump);
+        if (status != KPO_OK)
+            return KPO_ERR;
+    }
+    return open_run_file(t, cfg, resume_step, err);
+}
+
+/* Host side of the start-up: roles, model, data (the checkpoint of a
+ * resumed run comes after: agree_resume_step, restore). Nothing is written
+ * yet. */
+static int trainer_open(trainer *t, const train_settings *s, MPI_Comm world, kpo_error *err)
 {
     t->s = s;
     if (comm_roles_init(&t->roles, world, s->rollout_ranks, err) != KPO_OK)
@@ -163,9 +295,6 @@ static int trainer_open(trainer *t, const train_settings *s, int resume, MPI_Com
         return error_set(err, "model.path = '%s': vocabulary of %lld rows is smaller than the "
                               "tokenizer's %zu ids", s->model_path,
                          (long long)t->m.config.vocab_size, tokenizer_vocab_size(t->data.tok));
-    if (restore(t, resume, resume_step, err) != KPO_OK)
-        return KPO_ERR;
-    t->first_step = *resume_step + 1 > 0 ? *resume_step + 1 : 1;
     return KPO_OK;
 }
 
@@ -186,11 +315,17 @@ static int trainer_start(trainer *t, const train_settings *s, const config *cfg,
                          MPI_Comm world, int *failed, kpo_error *err)
 {
     int64_t resume_step = -1;
-    int status = trainer_open(t, s, resume, world, &resume_step, err);
-    /* Also makes every rank look at the run directory before rank 0 writes. */
+    t->cfg = cfg;
+    t->lock = RUN_LOCK_NONE;
+    int status = trainer_open(t, s, world, err);
     *failed = train_first_failure(world, status);
+    if (*failed != INT_MAX ||
+        agree_resume_step(t, resume, world, &resume_step, failed, err) != KPO_OK)
+        return KPO_ERR;
+    *failed = train_first_failure(world, restore(t, resume_step, err));
     if (*failed != INT_MAX)
         return KPO_ERR;
+    t->first_step = resume_step + 1 > 0 ? resume_step + 1 : 1;
     status = train_device_open(&t->dev, s, &t->roles, world, &t->m,
                                t->roles.is_learner ? &t->opt : NULL,
                                t->roles.is_learner && s->device == MODEL_DEVICE_CPU ? &t->grads
@@ -199,8 +334,7 @@ static int trainer_start(trainer *t, const train_settings *s, const config *cfg,
     if (*failed != INT_MAX)
         return KPO_ERR;
     if (t->roles.world_rank == 0)
-        status = make_dirs(s->out_dir, err) == KPO_OK ? open_run_file(t, cfg, resume_step, err)
-                                                      : KPO_ERR;
+        status = prepare_run_dir(t, cfg, resume_step, err);
     *failed = train_first_failure(world, status);
     return *failed == INT_MAX ? KPO_OK : KPO_ERR;
 }
@@ -216,6 +350,8 @@ static void trainer_close(trainer *t)
     model_weights_free(&t->grads);
     model_free(&t->m);
     comm_roles_free(&t->roles);
+    train_state_check_free(&t->resumed);
+    run_lock_release(&t->lock);
 }
 
 /* Rollout counters summed (max for the longest response and the time)
@@ -413,7 +549,8 @@ int train_run(const train_settings *s, const config *cfg, int resume, MPI_Comm w
         costs.step_seconds = timer_now() - t0;
         if (status == KPO_OK && t.roles.world_rank == 0) {
             status = record_step(&t, step, &batch, &rs, &lm, &costs, err);
-            print_progress(&t, step, &batch, &rs, &lm, &costs);
+            if (status == KPO_OK) /* a step the run file lost is not reported done */
+                print_progress(&t, step, &batch, &rs, &lm, &costs);
         }
         if (status == KPO_OK && t.roles.world_rank == 0) /* run.dump_responses */
             status = train_dump_step(&t.data, s, step, &batch, err);

@@ -2,7 +2,8 @@
  * matching an uninterrupted run, crash leftovers ignored and cleaned,
  * keep_last, damaged checkpoints failing with the file's name while
  * leaving the caller's model and optimizer untouched, and the tokenizer /
- * generation_config.json a checkpoint records so it stands alone. */
+ * generation_config.json a checkpoint records so it stands alone; the
+ * manifest (sizes, XXH64) and the fallback past corrupt checkpoints. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -352,6 +353,118 @@ static void test_damaged_checkpoints(void **state)
     free_pair(&m, &opt);
 }
 
+static void test_hash_is_xxh64(void **state)
+{
+    (void)state;
+    static const char LONG[] = "Nobody inspects the spammish repetition"; /* >= 32 bytes */
+    assert_true(checkpoint_hash_bytes("", 0, 0) == 0xef46db3751d8e999ULL);
+    assert_true(checkpoint_hash_bytes("a", 1, 0) == 0xd24ec4f1a98c6e5bULL);
+    assert_true(checkpoint_hash_bytes("abc", 3, 0) == 0x44bc2cf5ad770999ULL);
+    assert_true(checkpoint_hash_bytes(LONG, strlen(LONG), 0) == 0xfbcea83c8a378bf1ULL);
+}
+
+/* One byte of dir/name flipped (keep_size) or the file cut to half. */
+static void damage(const char *dir, const char *name, int keep_size)
+{
+    char path[8192], *data;
+    size_t n;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    assert_int_equal(file_read_all(path, &data, &n, NULL), KPO_OK);
+    if (keep_size)
+        data[n / 2] ^= 1;
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, keep_size ? n : n / 2, f), keep_size ? n : n / 2);
+    fclose(f);
+    free(data);
+}
+
+typedef struct skips {
+    int n;
+    int64_t steps[4];
+    char why[4][512];
+} skips;
+
+static void note_skip(void *ctx, int64_t step, const char *dir, const char *why)
+{
+    skips *s = ctx;
+    assert_non_null(strstr(dir, "step-"));
+    s->steps[s->n] = step;
+    snprintf(s->why[s->n++], sizeof s->why[0], "%s", why);
+}
+
+static void expect_verify_error(const char *dir, const char *needle)
+{
+    int verified = 5;
+    kpo_error err;
+    assert_int_equal(checkpoint_verify(dir, &verified, &err), KPO_ERR);
+    if (!strstr(err.message, needle))
+        fail_msg("error '%s' does not name '%s'", err.message, needle);
+    assert_int_equal(verified, 0);
+}
+
+static void test_manifest_verify_and_fallback(void **state)
+{
+    (void)state;
+    model m;
+    adamw_state opt;
+    make_pair(&m, &opt, 8);
+    for (int64_t s = 1; s <= 3; s++)
+        save_ok(s, &m, &opt, 0);
+    char d1[4096], d2[4096], d3[4096], dir[4096];
+    checkpoint_dir_name(root, 1, d1, sizeof d1);
+    checkpoint_dir_name(root, 2, d2, sizeof d2);
+    checkpoint_dir_name(root, 3, d3, sizeof d3);
+    int verified = 0;
+    kpo_error err;
+    assert_int_equal(checkpoint_verify(d3, &verified, &err), KPO_OK);
+    assert_int_equal(verified, 1);
+
+    damage(d3, "model.safetensors", 0);
+    expect_verify_error(d3, "model.safetensors is ");
+    damage(d2, "optimizer.safetensors", 1);
+    expect_verify_error(d2, "optimizer.safetensors has checksum xxh64 ");
+    /* The newest complete one, each newer one reported, newest first. */
+    skips seen = {0};
+    int64_t step;
+    assert_int_equal(checkpoint_find_verified(root, dir, sizeof dir, &step, &verified, note_skip,
+                                              &seen, &err), KPO_OK);
+    assert_int_equal(step, 1);
+    assert_string_equal(dir, d1);
+    assert_int_equal(verified, 1);
+    assert_int_equal(seen.n, 2);
+    assert_true(seen.steps[0] == 3 && seen.steps[1] == 2);
+    assert_non_null(strstr(seen.why[0], "model.safetensors"));
+    assert_non_null(strstr(seen.why[1], "optimizer.safetensors"));
+
+    /* None complete: an error naming each. */
+    damage(d1, "trainer_state.json", 1);
+    expect_verify_error(d1, "trainer_state.json has checksum");
+    assert_int_equal(checkpoint_find_verified(root, dir, sizeof dir, &step, &verified, NULL, NULL,
+                                              &err), KPO_ERR);
+    assert_non_null(strstr(err.message, "no complete checkpoint"));
+    assert_non_null(strstr(err.message, "step-00000003: model.safetensors"));
+    assert_non_null(strstr(err.message, "step-00000001: trainer_state.json"));
+
+    /* A checkpoint without a manifest (an older kpo's) is taken unverified;
+     * a damaged manifest is itself a fault. */
+    remove_file(d2, "manifest.json");
+    assert_int_equal(checkpoint_find_verified(root, dir, sizeof dir, &step, &verified, NULL, NULL,
+                                              &err), KPO_OK);
+    assert_int_equal(step, 2);
+    assert_int_equal(verified, 0);
+    overwrite(d3, "manifest.json", "{\"format\": ");
+    expect_verify_error(d3, "manifest.json: not valid JSON");
+
+    /* No checkpoint at all is a fresh start. */
+    char empty[4096];
+    snprintf(empty, sizeof empty, "%s/none", root);
+    assert_int_equal(checkpoint_find_verified(empty, dir, sizeof dir, &step, &verified, NULL, NULL,
+                                              &err), KPO_OK);
+    assert_int_equal(step, -1);
+    free_pair(&m, &opt);
+}
+
 static void test_bad_save_arguments(void **state)
 {
     (void)state;
@@ -547,6 +660,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_keep_last_and_resave, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_checkpoints, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_save_arguments, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hash_is_xxh64, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_manifest_verify_and_fallback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_records_byte_tokenizer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_records_tokenizer_files, setup, teardown),
     };

@@ -229,8 +229,10 @@ def test_reproduce_paper_tiny_end_to_end(slurm, tmp_path, tiny_model):
     assert tables.count("paired t-test over problems") >= len(comparisons), tables
     assert tables.count("bootstrap over problems") >= len(comparisons), tables
     # Table 2 holds both filtered runs; Table 3 the four saturation variants.
-    assert re.search(r"^== \S*/kpo-weak\.h5 \(2 steps\)", tables, re.M), tables
-    assert re.search(r"^== \S*/is-kpo-weak\.h5 \(2 steps\)", tables, re.M), tables
+    # kpo diag labels each run by its directory, the condition.
+    assert re.search(r"^== kpo-weak: \S*/kpo-weak/run\.h5 \(2 steps\)", tables, re.M), tables
+    assert re.search(r"^== is-kpo-weak: \S*/is-kpo-weak/run\.h5 \(2 steps\)", tables, re.M), \
+        tables
     for condition in ("is-kpo-weak", "kpo-weak", "opt0", "opt1"):
         assert re.search(rf"^{re.escape(condition)} +\S+ +\S+ +\S+ +\d", tables, re.M), tables
     print(f"reproduce-paper.sh (tiny) took {time.monotonic() - started:.0f}s")

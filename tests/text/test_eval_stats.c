@@ -3,7 +3,10 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <limits.h>
 #include <math.h>
+#include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -32,6 +35,50 @@ static void test_pass_at_k(void **state)
     assert_true(fabs(p - (0.25 + 0 + 1) / 3) < 1e-15);
     assert_true(fabs(eval_avg_at_k(counts, 3) - p) < 1e-15);
     assert_int_equal(eval_pass_at_k(counts, 3, 17, &p, &err), KPO_ERR);
+}
+
+/* kpo stats once looped once per correct answer: 2^61 correct of 2^62
+ * samples with --k 1 never finished. Counts past the bound are refused and
+ * every allowed count is quick; the alarm turns a hang into a failure. */
+static void test_pass_at_k_huge_counts(void **state)
+{
+    (void)state;
+    alarm(20);
+    const long big = EVAL_PASS_AT_K_MAX_SAMPLES;
+    double p = 0;
+    kpo_error err;
+    if (sizeof(long) >= 8) {
+        long huge = (long)(((unsigned long)1 << 62) & (unsigned long)LONG_MAX);
+        problem_count flipped[] = {{huge / 2, huge}};
+        assert_true(isnan(eval_pass_at_k_one(huge, huge / 2, 1)));
+        assert_int_equal(eval_pass_at_k(flipped, 1, 1, &p, &err), KPO_ERR);
+        assert_non_null(strstr(err.message, "more than"));
+    }
+    problem_count over[] = {{4, 16}, {1, big + 1}};
+    assert_int_equal(eval_pass_at_k(over, 2, 1, &p, &err), KPO_ERR);
+    assert_non_null(strstr(err.message, "problem 2"));
+    /* Inconsistent counts are refused, not read as pass@k = 1. */
+    problem_count bad[] = {{17, 16}};
+    assert_int_equal(eval_pass_at_k(bad, 1, 1, &p, &err), KPO_ERR);
+    bad[0].correct = -1;
+    assert_int_equal(eval_pass_at_k(bad, 1, 1, &p, &err), KPO_ERR);
+    assert_true(isnan(eval_pass_at_k_one(16, 17, 1)));
+    assert_true(isnan(eval_pass_at_k_one(16, 4, 0)));
+    /* At the bound: exact where the product is short, 1 where it underflows. */
+    problem_count at[] = {{big / 2, big}, {big - 1, big}, {0, big}};
+    assert_int_equal(eval_pass_at_k(at, 3, 1, &p, &err), KPO_OK);
+    assert_true(fabs(p - (0.5 + (double)(big - 1) / (double)big + 0) / 3) < 1e-15);
+    assert_true(eval_pass_at_k_one(big, big / 2, big / 2) == 1.0);
+    assert_true(eval_pass_at_k_one(big, 1000, big / 4) == 1.0);
+    for (long c = 1; c <= 4096; c *= 8)
+        for (long k = 1; k <= 4096; k *= 8) { /* against the k-factor product, in long double */
+            long double log_none = 0;
+            for (long i = 0; i < k; i++)
+                log_none += log1pl(-(long double)c / (long double)(big - i));
+            double want = (double)-expm1l(log_none);
+            assert_true(fabs(eval_pass_at_k_one(big, c, k) - want) < 1e-12 * want);
+        }
+    alarm(0);
 }
 
 static void test_student_t(void **state)
@@ -78,6 +125,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pass_at_k),
+        cmocka_unit_test(test_pass_at_k_huge_counts),
         cmocka_unit_test(test_student_t),
         cmocka_unit_test(test_paired_and_bootstrap),
     };

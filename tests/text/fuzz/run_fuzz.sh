@@ -3,6 +3,10 @@
 # there, not in the source tree): run_fuzz.sh TARGET [--seeds DIR] [libFuzzer
 # options]. The seed corpus is copied first, since libFuzzer adds the inputs
 # it finds to the corpus directory it is given.
+# UBSan findings abort the target (built with -fno-sanitize-recover); say
+# where they came from. meson test and the asan stage set their own options.
+: "${UBSAN_OPTIONS:=print_stacktrace=1:halt_on_error=1}"
+export UBSAN_OPTIONS
 target=$(realpath "$1")
 shift
 work=$(mktemp -d)
