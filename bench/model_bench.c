@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "model/model_compute.h"
+#include "model/cpu/model_compute.h"
 
 static double now(void)
 {

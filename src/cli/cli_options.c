@@ -1,3 +1,5 @@
+/* The long-option parser of the subcommands (cli_options.h): --name value,
+ * --name=value, --flag, positionals in between, help text. */
 #include "cli/cli_options.h"
 
 #include <stdint.h>

@@ -5,37 +5,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli/commands.h"
+#include "comm/comm_world.h"
 #include "core/file_util.h"
 #include "data/arith_task.h"
-#include "eval/eval_bench.h"
-#include "eval/eval_comm.h"
-#include "eval/eval_count.h"
-#include "eval/eval_defaults.h"
-#include "eval/eval_device.h"
-#include "eval/eval_dump.h"
-#include "io/evalfile.h"
+#include "eval/eval_run.h"
 #include "rollout/reward_program.h"
-#include "stats/eval_stats.h"
 #include "train/train_data.h"
-
-enum { MAX_BENCHES = 32 };
-
-/* Everything the command line says, checked. */
-typedef struct eval_cli {
-    const char *model_dir, *out_path;
-    const char *dump_path;  /* --dump: every response as JSONL, or NULL */
-    const char *stop;       /* --stop: model | chat | ids/tokens (data/stop_tokens.h) */
-    char tokenizer_name[4096];
-    eval_sampling sampling;
-    eval_prompt_options prompts;
-    eval_defaults defaults; /* what the run used, for the options not given */
-    model_device device;
-    const char *bench_specs[MAX_BENCHES];
-    size_t n_benches;
-} eval_cli;
 
 static cli_option OPTIONS[] = {
     {"model", "DIR", "checkpoint directory (required)", NULL},
@@ -90,7 +67,7 @@ static int read_int(const char *name, long long fallback, long long low, long lo
     return KPO_OK;
 }
 
-static int read_settings(int argc, char **argv, eval_cli *c, kpo_error *err)
+static int read_settings(int argc, char **argv, eval_settings *c, kpo_error *err)
 {
     memset(c, 0, sizeof *c);
     c->model_dir = cli_get(&SPEC, "model");
@@ -98,11 +75,11 @@ static int read_settings(int argc, char **argv, eval_cli *c, kpo_error *err)
     c->out_path = cli_get(&SPEC, "out");
     if (!c->model_dir || !c->out_path)
         return error_set(err, "kpo eval: --model and --out are required");
-    c->n_benches = cli_get_all(&SPEC, argc, argv, "bench", c->bench_specs, MAX_BENCHES);
+    c->n_benches = cli_get_all(&SPEC, argc, argv, "bench", c->bench_specs, EVAL_MAX_BENCHES);
     if (c->n_benches == 0)
         return error_set(err, "kpo eval: give at least one --bench NAME=FILE.jsonl (or arith)");
-    if (c->n_benches > MAX_BENCHES)
-        return error_set(err, "kpo eval: at most %d --bench", MAX_BENCHES);
+    if (c->n_benches > EVAL_MAX_BENCHES)
+        return error_set(err, "kpo eval: at most %d --bench", EVAL_MAX_BENCHES);
     if (eval_defaults_resolve(c->model_dir, &c->defaults, err) != KPO_OK)
         return error_prefix(err, "--model: ");
     const eval_defaults *d = &c->defaults;
@@ -155,6 +132,11 @@ static int read_settings(int argc, char **argv, eval_cli *c, kpo_error *err)
     if ((c->sampling.reward == REWARD_PROGRAM) != (c->sampling.reward_program != NULL))
         return error_set(err, "kpo eval: --reward-program CMD goes with --reward program, and "
                               "only there");
+    c->given_prompt_template = cli_get(&SPEC, "prompt-template") != NULL;
+    c->given_chat_template = chat != NULL;
+    c->given_reward = reward != NULL;
+    c->given_reward_program = cli_get(&SPEC, "reward-program") != NULL;
+    c->given_arith_difficulty = cli_get(&SPEC, "arith-difficulty") != NULL;
     c->dump_path = cli_get(&SPEC, "dump");
     if (c->dump_path && file_exists(c->dump_path))
         return error_set(err, "--dump %s: already exists; refusing to overwrite it",
@@ -170,152 +152,6 @@ static int read_settings(int argc, char **argv, eval_cli *c, kpo_error *err)
                                    sizeof c->tokenizer_name, err);
 }
 
-/* Tokenizer, model and every benchmark's prompts; the same on each rank. */
-static int load_inputs(eval_cli *c, tokenizer **tok, model *m, eval_bench *benches,
-                       kpo_error *err)
-{
-    for (size_t j = 0; j < c->n_benches; j++) {
-        if (eval_bench_parse(c->bench_specs[j], &benches[j], err) != KPO_OK)
-            return KPO_ERR;
-        for (size_t i = 0; i < j; i++)
-            if (strcmp(benches[i].name, benches[j].name) == 0)
-                return error_set(err, "--bench: the name '%s' is given twice", benches[j].name);
-    }
-    if (tokenizer_load(tok, c->tokenizer_name, err) != KPO_OK ||
-        stop_tokens_resolve(c->stop, "--stop", c->model_dir, *tok, &c->sampling.stop, err) !=
-            KPO_OK)
-        return KPO_ERR;
-    for (size_t j = 0; j < c->n_benches; j++)
-        if (eval_bench_load(&benches[j], &c->prompts, *tok, err) != KPO_OK)
-            return KPO_ERR;
-    if (model_load(c->model_dir, m, err) != KPO_OK)
-        return KPO_ERR;
-    if ((int64_t)tokenizer_vocab_size(*tok) > m->config.vocab_size) {
-        error_set(err, "%s: vocab_size %lld is smaller than the tokenizer's %zu", c->model_dir,
-                  (long long)m->config.vocab_size, tokenizer_vocab_size(*tok));
-        model_free(m);
-        return KPO_ERR;
-    }
-    return KPO_OK;
-}
-
-/* The root attributes: the settings that decide the counts. */
-static size_t describe_settings(const eval_cli *c, char values[][64], evalfile_attr *attrs)
-{
-    const eval_sampling *s = &c->sampling;
-    size_t n = 0;
-    attrs[n++] = (evalfile_attr){"model", c->model_dir};
-    attrs[n++] = (evalfile_attr){"tokenizer", c->tokenizer_name};
-    attrs[n++] = (evalfile_attr){"prompt_template", c->prompts.prompt_template};
-    attrs[n++] = (evalfile_attr){"chat_template", chat_template_name(c->prompts.chat)};
-    attrs[n++] = (evalfile_attr){"reward", reward_kind_name(s->reward)};
-    if (s->reward == REWARD_PROGRAM)
-        attrs[n++] = (evalfile_attr){"reward_program", s->reward_program};
-    attrs[n++] = (evalfile_attr){"stop", c->stop};
-    /* bf16 on the GPU can draw other tokens than fp32 on the CPU: counts
-     * from two devices are two measurements, not one repeated. */
-    attrs[n++] = (evalfile_attr){"device", model_device_name(c->device)};
-    attrs[n++] = (evalfile_attr){"dtype", eval_device_dtype(c->device)};
-    static const char *const names[] = {"k", "temperature", "top_p", "max_new_tokens", "seed",
-                                        "max_batch", "arith_problems", "arith_difficulty"};
-    snprintf(values[0], 64, "%lld", (long long)s->k);
-    snprintf(values[1], 64, "%.17g", s->sampler.temperature);
-    snprintf(values[2], 64, "%.17g", s->sampler.top_p);
-    snprintf(values[3], 64, "%lld", (long long)s->max_new_tokens);
-    snprintf(values[4], 64, "%llu", (unsigned long long)s->seed);
-    snprintf(values[5], 64, "%lld", (long long)s->max_batch);
-    snprintf(values[6], 64, "%lld", (long long)c->prompts.arith_problems);
-    snprintf(values[7], 64, "%d", c->prompts.arith_difficulty);
-    for (size_t j = 0; j < sizeof names / sizeof names[0]; j++)
-        attrs[n++] = (evalfile_attr){names[j], values[j]};
-    return n;
-}
-
-/* Rank 0, before sampling: the prompt, reward and arith settings and where
- * each came from (the command line, the run, kpo_model.json or kpo eval's
- * own default). */
-static void print_settings(const eval_cli *c)
-{
-    const eval_defaults *d = &c->defaults;
-    char difficulty[32];
-    snprintf(difficulty, sizeof difficulty, "%d", c->prompts.arith_difficulty);
-    const struct {
-        const char *option, *value;
-        const eval_default *fallback;
-    } rows[] = {
-        {"prompt-template", c->prompts.prompt_template, &d->prompt_template},
-        {"chat-template", chat_template_name(c->prompts.chat), &d->chat_template},
-        {"reward", reward_kind_name(c->sampling.reward), &d->reward},
-        {"reward-program", c->sampling.reward_program, &d->reward_program},
-        {"arith-difficulty", difficulty, &d->arith_difficulty},
-    };
-    printf("settings (options given win; else the run's config, else the model's "
-           "kpo_model.json, else kpo eval's default):\n");
-    for (size_t k = 0; k < sizeof rows / sizeof rows[0]; k++) {
-        if (!rows[k].value)
-            continue;
-        const char *source = cli_get(&SPEC, rows[k].option) ? "the command line"
-                                                            : rows[k].fallback->source;
-        printf("  --%-17s %-20s from %s\n", rows[k].option, rows[k].value, source);
-    }
-    if (d->note[0])
-        printf("  note: %s\n", d->note);
-}
-
-/* Rank 0: the table and the file from the summed counts, and the dump
- * (written first, and removed again if the eval file fails, so a failed
- * run leaves neither). */
-static int report(const eval_cli *c, const eval_bench *benches, int64_t *const *correct,
-                  const text_buf *dumps, kpo_error *err)
-{
-    evalfile_bench out[MAX_BENCHES];
-    int64_t *samples[MAX_BENCHES] = {NULL};
-    const long k = (long)c->sampling.k;
-    int status = KPO_OK;
-    printf("%-20s %9s %6s %9s %9s\n", "benchmark", "problems", "k", "avg@k %", "pass@k %");
-    for (size_t j = 0; j < c->n_benches && status == KPO_OK; j++) {
-        const int64_t n = benches[j].prompts.n;
-        samples[j] = malloc((size_t)n * sizeof *samples[j]);
-        problem_count *counts = malloc((size_t)n * sizeof *counts);
-        status = samples[j] && counts ? KPO_OK : error_set(err, "out of memory");
-        for (int64_t i = 0; status == KPO_OK && i < n; i++) {
-            samples[j][i] = k;
-            counts[i] = (problem_count){.correct = (long)correct[j][i], .samples = k};
-        }
-        double pass = 0;
-        if (status == KPO_OK)
-            status = eval_pass_at_k(counts, (size_t)n, k, &pass, err);
-        if (status == KPO_OK) {
-            out[j] = (evalfile_bench){.name = benches[j].name, .source = benches[j].source,
-                                      .n_problems = n, .correct = correct[j],
-                                      .samples = samples[j],
-                                      .problem_index = benches[j].prompts.source, .k = k,
-                                      .avg_at_k = eval_avg_at_k(counts, (size_t)n),
-                                      .pass_at_k = pass};
-            printf("%-20s %9lld %6ld %9.2f %9.2f\n", benches[j].name, (long long)n, k,
-                   100 * out[j].avg_at_k, 100 * pass);
-        }
-        free(counts);
-    }
-    evalfile_attr attrs[24];
-    char values[8][64];
-    size_t n_attrs = describe_settings(c, values, attrs);
-    int dumped = 0;
-    if (status == KPO_OK && c->dump_path)
-        dumped = (status = eval_dump_write(c->dump_path, dumps, c->n_benches, err)) == KPO_OK;
-    if (status == KPO_OK)
-        status = evalfile_write(c->out_path, attrs, n_attrs, out, c->n_benches, err);
-    if (status != KPO_OK && dumped)
-        unlink(c->dump_path);
-    if (status == KPO_OK)
-        printf("wrote %s\n", c->out_path);
-    if (status == KPO_OK && dumped)
-        printf("wrote %s\n", c->dump_path);
-    for (size_t j = 0; j < c->n_benches; j++)
-        free(samples[j]);
-    return status;
-}
-
 int cmd_eval(int argc, char **argv)
 {
     const char *positional[1];
@@ -328,73 +164,12 @@ int cmd_eval(int argc, char **argv)
         return 0;
     }
     int rank, size;
-    eval_comm_init(&argc, &argv, &rank, &size);
-    eval_cli c;
-    tokenizer *tok = NULL;
-    model m;
-    memset(&m, 0, sizeof m);
-    int model_loaded = 0;
-    eval_bench benches[MAX_BENCHES];
-    memset(benches, 0, sizeof benches);
-    int64_t *correct[MAX_BENCHES] = {NULL};
-    text_buf dumps[MAX_BENCHES];
-    for (size_t j = 0; j < MAX_BENCHES; j++)
-        text_buf_init(&dumps[j]);
-    model_backend be;
-    memset(&be, 0, sizeof be);
+    comm_world_init(&argc, &argv, &rank, &size);
+    eval_settings c;
     int status = parsed;
     if (status == KPO_OK)
         status = read_settings(argc, argv, &c, &err);
-    if (status == KPO_OK) {
-        status = load_inputs(&c, &tok, &m, benches, &err);
-        model_loaded = status == KPO_OK;
-    }
-    for (size_t j = 0; status == KPO_OK && j < c.n_benches; j++) {
-        correct[j] = calloc((size_t)benches[j].prompts.n + 1, sizeof *correct[j]);
-        if (!correct[j])
-            status = error_set(&err, "out of memory");
-    }
-    /* Every rank gets here: input errors, then the device's set-up
-     * failures (no GPU on some rank), are reported once, by the first rank
-     * that saw one, and nobody is left waiting in a collective. */
-    int first_failed = eval_comm_first_failure(status != KPO_OK);
-    if (first_failed < 0)
-        first_failed = eval_device_open(&be, c.device, &m, &err);
-    if (first_failed == rank)
-        fprintf(stderr, "kpo: %s\n", err.message);
-    if (first_failed < 0 && rank == 0) {
-        print_settings(&c);
-        fflush(stdout);
-    }
-    for (size_t j = 0; first_failed < 0 && j < c.n_benches; j++) {
-        text_buf mine;
-        text_buf_init(&mine);
-        if (eval_count_correct(&be, tok, &benches[j], &c.sampling, rank, size, correct[j],
-                               c.dump_path ? &mine : NULL, &err) != KPO_OK)
-            eval_comm_abort(err.message);
-        eval_comm_sum_to_root(correct[j], benches[j].prompts.n);
-        /* Gathered per benchmark: rank 0 holds the dump, the others one
-         * benchmark's share at a time. */
-        if (c.dump_path && eval_dump_gather(&mine, &benches[j], &c.sampling, rank, size,
-                                            &dumps[j], &err) != KPO_OK)
-            eval_comm_abort(err.message);
-        text_buf_free(&mine);
-    }
-    status = first_failed < 0 ? KPO_OK : KPO_ERR;
-    if (first_failed < 0 && rank == 0 && report(&c, benches, correct, dumps, &err) != KPO_OK) {
-        fprintf(stderr, "kpo: %s\n", err.message);
-        status = KPO_ERR;
-    }
-    for (size_t j = 0; j < MAX_BENCHES; j++) {
-        free(correct[j]);
-        text_buf_free(&dumps[j]);
-        eval_bench_free(&benches[j]);
-    }
-    model_backend_free(&be);
-    if (model_loaded)
-        model_free(&m);
-    if (tok)
-        tokenizer_free(tok);
-    eval_comm_finalize();
-    return status == KPO_OK ? 0 : 1;
+    const int exit_status = eval_run(&c, status, rank, size, &err);
+    comm_world_finalize();
+    return exit_status;
 }

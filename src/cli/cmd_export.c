@@ -16,7 +16,7 @@
 
 #include "cli/commands.h"
 #include "io/checkpoint.h"
-#include "io/fs_util.h"
+#include "core/file_util.h"
 #include "model/model.h"
 #include "model/model_io_util.h"
 #include "tokenizer/tokenizer.h"
@@ -201,7 +201,7 @@ static int write_export(const export_settings *s, const model *m, const char *to
     checkpoint_source source = {.tokenizer = tokenizer, .model_dir = s->model_dir};
     if (checkpoint_write_tokenizer(dir, &source, err) != KPO_OK)
         return KPO_ERR;
-    return fs_sync_dir_files(dir, err);
+    return file_sync_dir_files(dir, err);
 }
 
 /* The directory DIR is renamed into: made if missing (mkdir -p). */
@@ -221,7 +221,7 @@ static int make_parent(const char *out, char *parent, size_t size, kpo_error *er
         slash[1] = '\0'; /* "/name": the root */
     else
         *slash = '\0';
-    return fs_make_dirs(parent, err);
+    return file_make_dirs(parent, err);
 }
 
 static int export_main(const export_settings *s, kpo_error *err)
@@ -263,9 +263,9 @@ static int export_main(const export_settings *s, kpo_error *err)
     if (status == KPO_OK && rename(tmp, s->out) != 0)
         status = error_set(err, "%s: cannot rename into place: %s", s->out, strerror(errno));
     if (status == KPO_OK)
-        status = fs_sync_path(parent, err);
+        status = file_sync_path(parent, err);
     else
-        fs_remove_tree(tmp, NULL);
+        file_remove_tree(tmp, NULL);
     if (status == KPO_OK) {
         for (size_t k = 0; k < plan.n; k++)
             if (param_bytes(&m.params[k], s->dtype) > s->max_shard_bytes)

@@ -185,8 +185,7 @@ static int print_replay(const filter_config *cfg, const runfile_samples *samples
 
 int cmd_filter(int argc, char **argv)
 {
-    cli_option options[] = {
-        FILTER_CLI_OPTIONS,
+    const cli_option own_options[] = {
         {"input", "FILE", "plain text instead of a run file: one response per line ('-': stdin)",
          NULL},
         {"per-token", NULL, "print rho, K, delta, threshold, clipped for every token (CSV)", NULL},
@@ -199,6 +198,10 @@ int cmd_filter(int argc, char **argv)
                                             "all (default), off-policy (2 and later, stale), or "
                                             "K (1-based; 1 is on-policy, its z are 0)", NULL},
     };
+    cli_option options[FILTER_CLI_OPTIONS_MAX + sizeof own_options / sizeof own_options[0]];
+    const size_t n_options = filter_cli_options(options, sizeof options / sizeof options[0],
+                                                own_options,
+                                                sizeof own_options / sizeof own_options[0]);
     cli_command_spec spec = {"filter", "RUN.h5 [--minibatches all|off-policy|K] | --input FILE  "
                                        "[--q Q --v V --mode M|official --kappa K ...]",
                              "Replay the Kalman filter on recorded raw log-ratios with the given "
@@ -206,7 +209,7 @@ int cmd_filter(int argc, char **argv)
                              "produced (per recorded step and overall). --mode official runs the "
                              "official KPO code's float32 parallel filter beside the exact one "
                              "and reports where they part and where it stops being finite.",
-                             CLI_OPTIONS(options)};
+                             options, n_options};
     const char *positional[1];
     size_t n_positional;
     int status = command_start(&spec, argc, argv, positional, 1, &n_positional);

@@ -7,7 +7,9 @@
 
 #include "cli/commands.h"
 #include "core/parse.h"
+#include "filter/filter.h"
 #include "filter/filter_official.h"
+#include "filter/filter_params.h"
 #include "filter/gain.h"
 
 static const char DEFAULT_TOKENS[] = "1,2,3,5,10,20,50,100,200,500,1000,2000,4096";
@@ -52,11 +54,17 @@ static void print_official_summary(const float *official, int64_t length)
 
 int cmd_gain(int argc, char **argv)
 {
+    /* p0 and kappa: the filter's defaults (filter/filter_params.c). */
+    char p0_help[96], kappa_help[96];
+    snprintf(p0_help, sizeof p0_help, "initial posterior variance (default %s, as the KPO code)",
+             param_table_find(FILTER_PARAMS, FILTER_PARAMS_LEN, "p0")->default_value);
+    snprintf(kappa_help, sizeof kappa_help, "saturation multiplier for the thresholds (default %s)",
+             param_table_find(FILTER_PARAMS, FILTER_PARAMS_LEN, "kappa")->default_value);
     cli_option options[] = {
         {"q", "Q", "process noise variance Q >= 0 (required)", NULL},
         {"v", "V", "measurement noise variance V > 0 (required)", NULL},
-        {"p0", "P0", "initial posterior variance (default 0, as the KPO code)", NULL},
-        {"kappa", "K", "saturation multiplier for the thresholds (default 3)", NULL},
+        {"p0", "P0", p0_help, NULL},
+        {"kappa", "K", kappa_help, NULL},
         {"tokens", "LIST", "token positions to tabulate (default 1,2,3,5,...,4096)", NULL},
         {"csv", NULL, "print the transient table as CSV", NULL},
         {"mode", "official", "also the official KPO code's float32 closed-form gains, and "
@@ -75,12 +83,14 @@ int cmd_gain(int argc, char **argv)
 
     kpo_error err;
     double q, v, p0, kappa;
+    filter_config defaults;
+    filter_config_default(&defaults);
     if (!cli_get(&spec, "q") || !cli_get(&spec, "v"))
         return command_fail("kpo gain: --q and --v are required");
     if (cli_get_double(&spec, "q", 0, &q, &err) != KPO_OK ||
         cli_get_double(&spec, "v", 0, &v, &err) != KPO_OK ||
-        cli_get_double(&spec, "p0", 0, &p0, &err) != KPO_OK ||
-        cli_get_double(&spec, "kappa", 3, &kappa, &err) != KPO_OK)
+        cli_get_double(&spec, "p0", defaults.p0, &p0, &err) != KPO_OK ||
+        cli_get_double(&spec, "kappa", defaults.kappa, &kappa, &err) != KPO_OK)
         return command_fail(err.message);
     if (q < 0)
         return command_fail("--q: process noise Q must be >= 0");

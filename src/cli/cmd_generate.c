@@ -8,8 +8,8 @@
 #include "cli/commands.h"
 #include "core/parse.h"
 #include "core/rng.h"
-#include "model/model_compute.h"
-#include "rollout/sampler.h"
+#include "model/cpu/model_compute.h"
+#include "sampling/sampler.h"
 
 int cmd_generate(int argc, char **argv)
 {

@@ -1,8 +1,10 @@
+/* kpo info: the build's features (MPI, HDF5, CUDA, NCCL) and the GPUs this
+ * process sees. */
 #include <stdio.h>
 
 #include "cli/commands.h"
 #include "core/build_info.h"
-#include "cuda/cuda_probe.h"
+#include "model/cuda/cuda_probe.h"
 
 int cmd_info(int argc, char **argv)
 {

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
-#include "model/model_compute.h"
+#include "model/cpu/model_compute.h"
 
 /* {"tokens": [...], "start": k} -> tokens and k, with line-numbered errors. */
 static int parse_line(const char *path, long line_no, const char *text, int32_t **tokens,

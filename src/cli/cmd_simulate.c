@@ -134,8 +134,7 @@ static int simulate_step(runfile *rf, const synth_config *sc, const filter_confi
 
 int cmd_simulate(int argc, char **argv)
 {
-    cli_option options[] = {
-        FILTER_CLI_OPTIONS,
+    const cli_option own_options[] = {
         {"out", "RUN.h5", "run file to create (required; never overwritten)", NULL},
         {"steps", "N", "training steps to simulate (default 16)", NULL},
         {"responses", "N", "responses per step (default 64)", NULL},
@@ -149,10 +148,14 @@ int cmd_simulate(int argc, char **argv)
         {"samples", "N", "responses per step recorded for kpo filter (default 8)", NULL},
         {"seed", "S", "random seed (default 1)", NULL},
     };
+    cli_option options[FILTER_CLI_OPTIONS_MAX + sizeof own_options / sizeof own_options[0]];
+    const size_t n_options = filter_cli_options(options, sizeof options / sizeof options[0],
+                                                own_options,
+                                                sizeof own_options / sizeof own_options[0]);
     cli_command_spec spec = {"simulate", "--out RUN.h5 [--q Q --v V --mode M ...] [--steps N ...]",
                              "Generate heavy-tailed token log-ratio streams shaped like a KPO "
                              "run's, filter them, and write a run file as training would.",
-                             CLI_OPTIONS(options)};
+                             options, n_options};
     int status = command_start_options(&spec, argc, argv);
     if (status >= 0)
         return status;

@@ -1,3 +1,6 @@
+/* The subcommand table main.c dispatches on, and what every subcommand
+ * shares (commands.h): starting on its options (--help, parse errors) and
+ * failing with one line on stderr. */
 #include "cli/commands.h"
 
 #include <stdio.h>

@@ -1,3 +1,12 @@
+/* src/cli: the command line; each command parses its options and calls its pipeline.
+ * defines:
+ *   commands                   the subcommand table and what commands share (this header)
+ *   cli_options                the long-option parser
+ *   cmd_*.c                    one file per subcommand (cmd_sft.c calls learner/sft_run.h,
+ *                              cmd_eval.c eval/eval_run.h, cmd_train.c train/train_loop.h)
+ *   filter_options             the filter options kpo filter and kpo simulate share
+ *   filter_official_replay     kpo filter --mode official
+ *   innov_table                the paper's Table 2 printed */
 /* The `kpo` subcommands. Each takes the arguments after its name and
  * returns the process exit status; errors go to stderr as one line. */
 #ifndef KPO_CLI_COMMANDS_H

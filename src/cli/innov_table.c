@@ -1,3 +1,5 @@
+/* Innovation statistics printed as the paper's Table 2 (innov_table.h):
+ * aligned columns for people, CSV for tools. */
 #include "cli/innov_table.h"
 
 #include <math.h>

@@ -1,3 +1,5 @@
+/* The rollout batch from the rollout ranks to every rank, and the weights
+ * from learner rank 0 to the rollout ranks, over MPI (comm_batch.h). */
 #include "comm/comm_batch.h"
 
 #include <limits.h>

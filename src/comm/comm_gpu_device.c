@@ -15,7 +15,7 @@
 #if KPO_HAVE_CUDA
 #include <cuda_runtime_api.h>
 
-#include "cuda/cuda_check.h"
+#include "core/cuda_check.h"
 
 int comm_gpu_select_device(MPI_Comm world, int *device, kpo_error *err)
 {

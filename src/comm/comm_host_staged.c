@@ -10,7 +10,7 @@
 
 #include "comm/comm_learner.h"
 #include "comm/comm_roles.h"
-#include "cuda/cuda_check.h"
+#include "core/cuda_check.h"
 
 struct comm_host_staged {
     /* First member: comm_learner_host_staged hands c to the MPI fallbacks

@@ -1,3 +1,5 @@
+/* Innovation statistics merged across ranks over MPI, exactly as if one
+ * rank had seen every token (comm_innov_stats.h). */
 #include "comm/comm_innov_stats.h"
 
 #include <stdlib.h>

@@ -1,3 +1,5 @@
+/* learner_comm's three reductions over an MPI communicator of learners
+ * (comm_learner.h). */
 #include "comm/comm_learner.h"
 
 #include <limits.h>

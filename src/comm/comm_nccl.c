@@ -12,7 +12,7 @@
 
 #include "comm/comm_learner.h"
 #include "comm/comm_roles.h"
-#include "cuda/cuda_check.h"
+#include "core/cuda_check.h"
 
 struct comm_nccl {
     /* First member: comm_learner_nccl hands &c->mpi to the MPI fallbacks as

@@ -64,15 +64,21 @@ _Noreturn void comm_abort_all(const char *message)
     exit(1);
 }
 
+int comm_first_failure(MPI_Comm comm, int status)
+{
+    int rank, first;
+    MPI_Comm_rank(comm, &rank);
+    int mine = status == KPO_OK ? COMM_NO_FAILURE : rank;
+    MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm);
+    return first;
+}
+
 int comm_agree(MPI_Comm comm, int status, const char *what, kpo_error *err)
 {
-    int rank;
-    MPI_Comm_rank(comm, &rank);
-    int mine[2] = {status == KPO_OK ? 1 : 0, rank}, first[2];
-    MPI_Allreduce(mine, first, 1, MPI_2INT, MPI_MINLOC, comm);
-    if (first[0] == 1)
+    const int first = comm_first_failure(comm, status);
+    if (first == COMM_NO_FAILURE)
         return KPO_OK;
     if (status == KPO_OK)
-        return error_set(err, "%s: rank %d could not join (see its message)", what, first[1]);
+        return error_set(err, "%s: rank %d could not join (see its message)", what, first);
     return KPO_ERR;
 }

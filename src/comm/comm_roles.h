@@ -1,3 +1,18 @@
+/* src/comm: every MPI (and NCCL) call of kpo.
+ * defines:
+ *   comm_roles                 ranks into roles, comm_first_failure, comm_agree, comm_abort_all
+ *                              (this header)
+ *   comm_world                 kpo eval's world-level MPI, with a one-process fallback
+ *   comm_batch                 the rollout batch to every rank, weights to the rollout ranks
+ *   comm_learner               the learner's reductions over MPI
+ *   comm_innov_stats           innovation statistics merged across ranks
+ *   comm_gpu_device, comm_local_rank.c
+ *       a rank's GPU and who shares it
+ *   comm_gpu_transport         NCCL or host-staged, decided from GPU sharing
+ *   comm_nccl, comm_nccl_none.c
+ *       NCCL collectives and their bootstrap
+ *   comm_host_staged, comm_host_staged_none.c
+ *       GPU collectives through host memory */
 /* Ranks and roles. Rollout ranks sample; learner ranks compute gradients;
  * a colocated rank does both (how a single process runs). Learner rank 0 is
  * world rank 0: it writes the run file and prints progress. Rollout ranks
@@ -6,6 +21,7 @@
 #ifndef KPO_COMM_COMM_ROLES_H
 #define KPO_COMM_COMM_ROLES_H
 
+#include <limits.h>
 #include <mpi.h>
 
 #include "core/error.h"
@@ -32,6 +48,15 @@ void comm_roles_free(comm_roles *roles);
  * calls MPI_Abort, so a fatal error on one rank never leaves the others
  * waiting in a collective. */
 _Noreturn void comm_abort_all(const char *message);
+
+/* comm_first_failure's answer when every rank succeeded. */
+enum { COMM_NO_FAILURE = INT_MAX };
+
+/* The lowest rank of comm whose status is not KPO_OK, COMM_NO_FAILURE when
+ * none: "agree on the first failure", so exactly one rank reports a
+ * failure several may share. Collective over comm; the one definition
+ * kpo train, kpo eval (comm_world_first_failure) and comm_agree use. */
+int comm_first_failure(MPI_Comm comm, int status);
 
 /* Every rank of comm learns whether all succeeded (status KPO_OK); on a
  * peer's failure the others' err says "<what>: rank R could not join (see

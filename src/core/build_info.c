@@ -1,3 +1,5 @@
+/* What this binary was built with (build_info.h), for kpo info and the
+ * run file's attributes. */
 #include "core/build_info.h"
 
 #include <stdio.h>

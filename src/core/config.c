@@ -245,7 +245,7 @@ int config_apply_override(config *cfg, const char *assignment, kpo_error *err)
     return KPO_OK;
 }
 
-static int parse_bool(const char *text, int *out)
+int config_parse_bool(const char *text, int *out)
 {
     static const char *const truthy[] = {"true", "yes", "on", "1"};
     static const char *const falsy[] = {"false", "no", "off", "0"};
@@ -302,7 +302,7 @@ static int validate_key(const config *cfg, size_t k, kpo_error *err)
     }
     case CONFIG_BOOL: {
         int b;
-        if (parse_bool(value, &b) != KPO_OK)
+        if (config_parse_bool(value, &b) != KPO_OK)
             return error_set(err, "%s: expected true or false", label);
         return KPO_OK;
     }
@@ -347,7 +347,7 @@ double config_get_double(const config *cfg, const char *dotted)
 int config_get_bool(const config *cfg, const char *dotted)
 {
     int b = 0;
-    parse_bool(value_of(cfg, dotted), &b);
+    config_parse_bool(value_of(cfg, dotted), &b);
     return b;
 }
 
@@ -376,7 +376,7 @@ int config_values_equal(const config_key *key, const char *a, const char *b)
     }
     case CONFIG_BOOL: {
         int x, y;
-        if (parse_bool(a, &x) == KPO_OK && parse_bool(b, &y) == KPO_OK)
+        if (config_parse_bool(a, &x) == KPO_OK && config_parse_bool(b, &y) == KPO_OK)
             return x == y;
         break;
     }

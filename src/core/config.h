@@ -50,6 +50,9 @@ double config_get_double(const config *cfg, const char *dotted);
 int config_get_bool(const config *cfg, const char *dotted);
 const char *config_get_string(const config *cfg, const char *dotted);
 
+/* true/yes/on/1 or false/no/off/0, any case; KPO_ERR otherwise. */
+int config_parse_bool(const char *text, int *out);
+
 /* Whether two texts are the same value of key: numbers by value (1e-3 and
  * 0.001 are equal), booleans by meaning (yes and true), text byte for
  * byte. A text that does not parse compares as text. */

@@ -1,3 +1,5 @@
+/* kpo_error (error.h): setting and prefixing the one-line message library
+ * code returns with KPO_ERR. */
 #include "core/error.h"
 
 #include <stdarg.h>

@@ -1,3 +1,5 @@
+/* Counter-based random streams (rng.h): Philox4x32-10 draws as a pure
+ * function of (seed, stream, n); uniform, normal, Laplace and Student-t variates. */
 #include "core/rng.h"
 
 #include "core/philox.h"

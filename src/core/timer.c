@@ -1,3 +1,4 @@
+/* Wall-clock seconds from the monotonic clock (timer.h). */
 #include "core/timer.h"
 
 #include <time.h>

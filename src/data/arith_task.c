@@ -1,3 +1,5 @@
+/* The built-in arithmetic task (arith_task.h): generated problems with
+ * integer answers, in disjoint train and test splits, as dataset records. */
 #include "data/arith_task.h"
 
 #include <stdio.h>

@@ -1,3 +1,5 @@
+/* Chat templates (chat_template.h): Qwen3 ChatML with or without the empty
+ * think block, or the raw prompt. */
 #include "data/chat_template.h"
 
 #include <string.h>

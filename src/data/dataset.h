@@ -1,3 +1,12 @@
+/* src/data: problems and how they become prompts.
+ * defines:
+ *   dataset                    (problem, answer) records from JSONL datasets (this header)
+ *   jsonl_reader               streaming JSON Lines
+ *   arith_task                 the built-in arithmetic task
+ *   prompt_template            the instruction around a problem (dapo, kpo, boxed, raw, custom)
+ *   chat_template              the chat framing of a user turn (qwen3, qwen3-thinking, raw)
+ *   prompt_encode              problem to prompt token ids, shared by train, sft and eval
+ *   stop_tokens                the token ids that end a response */
 /* Math datasets as (problem, answer) records: DAPO-Math-17k (prompt, answer),
  * MATH-500 and AIME24/25 (problem, answer), or any JSONL with configurable
  * field names; plus the deterministic per-epoch order of the records. */

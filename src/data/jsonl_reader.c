@@ -1,3 +1,5 @@
+/* Streaming JSON Lines (jsonl_reader.h): one object per line, errors naming
+ * the file and line, bad lines skipped on request. */
 #include "data/jsonl_reader.h"
 
 #include <errno.h>

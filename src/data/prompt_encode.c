@@ -1,3 +1,5 @@
+/* Problems to prompt token ids (prompt_encode.h): prompt template, chat
+ * template, tokenizer; shared by training, kpo sft and kpo eval. */
 #include "data/prompt_encode.h"
 
 #include <stdlib.h>

@@ -1,3 +1,5 @@
+/* Prompt templates (prompt_template.h): the built-ins by name (dapo, kpo,
+ * boxed, raw) or a user's text with {problem}. */
 #include "data/prompt_template.h"
 
 #include <stdlib.h>

@@ -1,3 +1,5 @@
+/* kpo eval's benchmarks (eval_bench.h): NAME=FILE.jsonl specs or arith,
+ * loaded and every problem's prompt encoded. */
 #include "eval/eval_bench.h"
 
 #include <stdio.h>

@@ -7,6 +7,7 @@
 #include <cjson/cJSON.h>
 
 #include "eval/eval_dump.h"
+#include "eval/eval_sample.h"
 #include "rollout/generate.h"
 
 int64_t eval_chunk_problems(const eval_sampling *s)
@@ -53,13 +54,30 @@ static int dump_line(text_buf *dump, const eval_bench *b, int64_t problem, int64
     return text && !dump->failed ? KPO_OK : error_set(err, "--dump: out of memory");
 }
 
-static int decode(const tokenizer *tok, const int32_t *ids, int64_t n, text_buf *out,
-                  kpo_error *err)
+/* eval_sample_count's visitor for --dump: a chunk's responses as lines. */
+typedef struct dump_ctx {
+    text_buf *dump;
+    const tokenizer *tok;
+    const eval_bench *b;
+    int64_t first;   /* the chunk's first problem */
+    text_buf prompt; /* the current problem's prompt, decoded at its first sample */
+} dump_ctx;
+
+static int dump_response(void *ctx, const eval_scored *r, kpo_error *err)
 {
-    text_buf_clear(out);
-    if (tokenizer_decode(tok, ids, (size_t)n, out, err) != KPO_OK)
-        return KPO_ERR;
-    return out->failed ? error_set(err, "out of memory decoding a response") : KPO_OK;
+    dump_ctx *d = ctx;
+    const int64_t p = d->first + r->prompt;
+    if (r->sample == 0) {
+        const int64_t *po = d->b->prompts.offsets + p;
+        text_buf_clear(&d->prompt);
+        if (tokenizer_decode(d->tok, d->b->prompts.tokens + po[0], (size_t)(po[1] - po[0]),
+                             &d->prompt, err) != KPO_OK)
+            return KPO_ERR;
+        if (d->prompt.failed)
+            return error_set(err, "out of memory decoding a response");
+    }
+    return dump_line(d->dump, d->b, d->b->prompts.source[p], r->sample, &d->prompt, r->text,
+                     r->record->answer, r->result, r->stopped, r->n_tokens, err);
 }
 
 /* Generates and scores problems [first, first + count) of b. */
@@ -82,42 +100,15 @@ static int count_chunk(model_backend *be, const tokenizer *tok, const eval_bench
                            .step = EVAL_STREAM_STEP,
                            .max_batch = s->max_batch,
                            .sample_vocab = (int64_t)tokenizer_vocab_size(tok)};
-    rollout_responses out;
-    if (rollout_generate(be, &req, &out, err) != KPO_OK)
-        return KPO_ERR;
     /* Accuracy is binary whatever the reward's scale, so dapo's -1 never
      * enters a count. */
-    reward_options opt = {.zero_one = true, .program = s->reward_program,
-                          .program_timeout = s->reward_timeout};
-    text_buf text, prompt;
-    text_buf_init(&text);
-    text_buf_init(&prompt);
-    int status = KPO_OK;
-    for (int64_t r = 0; r < out.n_responses && status == KPO_OK; r++) {
-        const int64_t p = r / s->k, source = b->prompts.source[first + p];
-        const dataset_record *rec = &b->problems.records[source];
-        const int64_t n = out.offsets[r + 1] - out.offsets[r];
-        reward_result result;
-        opt.problem = rec->problem;
-        /* The reward reads the text without the final stop token, which is
-         * no part of the answer (as rollout_score_response). */
-        status = decode(tok, out.tokens + out.offsets[r], n - (out.stopped[r] ? 1 : 0), &text, err);
-        if (status == KPO_OK)
-            status = reward_score(s->reward, text.data ? text.data : "", rec->answer, &opt,
-                                  &result, err);
-        if (status == KPO_OK && result.correct)
-            correct[first + p]++;
-        if (status == KPO_OK && dump && r % s->k == 0) {
-            const int64_t *po = b->prompts.offsets + first + p;
-            status = decode(tok, b->prompts.tokens + po[0], po[1] - po[0], &prompt, err);
-        }
-        if (status == KPO_OK && dump)
-            status = dump_line(dump, b, source, r % s->k, &prompt, &text, rec->answer, &result,
-                               out.stopped[r], n, err);
-    }
-    text_buf_free(&text);
-    text_buf_free(&prompt);
-    rollout_responses_free(&out);
+    const reward_options opt = {.zero_one = true, .program = s->reward_program,
+                                .program_timeout = s->reward_timeout};
+    dump_ctx d = {.dump = dump, .tok = tok, .b = b, .first = first};
+    text_buf_init(&d.prompt);
+    int status = eval_sample_count(be, tok, &req, &b->problems, s->reward, &opt, correct + first,
+                                   NULL, dump ? dump_response : NULL, &d, err);
+    text_buf_free(&d.prompt);
     return status;
 }
 

@@ -13,7 +13,7 @@
 #include "eval/eval_bench.h"
 #include "model/model_backend.h"
 #include "rollout/reward.h"
-#include "rollout/sampler.h"
+#include "sampling/sampler.h"
 #include "tokenizer/text_buf.h"
 #include "tokenizer/tokenizer.h"
 

@@ -4,8 +4,8 @@
 
 #include <string.h>
 
-#include "cuda/cuda_probe.h"
-#include "eval/eval_comm.h"
+#include "comm/comm_world.h"
+#include "model/cuda/cuda_probe.h"
 
 int eval_device_require_gpu(kpo_error *err)
 {
@@ -36,15 +36,24 @@ int eval_device_open(model_backend *be, model_device device, model *m, kpo_error
         return -1;
     }
     int gpu = -1;
-    int status = eval_comm_select_gpu(&gpu, err);
-    int first = eval_comm_first_failure(status != KPO_OK);
+    kpo_error probe;
+    const int usable = eval_device_require_gpu(&probe) == KPO_OK;
+    /* Selected whatever the probe said: finding the local rank is
+     * collective. The probe's reason is the better one where both fail (it
+     * knows a build without CUDA from one without NCCL). */
+    int status = comm_world_select_gpu(&gpu, err);
+    if (!usable) {
+        *err = probe;
+        status = KPO_ERR;
+    }
+    int first = comm_world_first_failure(status != KPO_OK);
     if (first < 0) {
         /* Decoding sizes its KV cache and prefill activations from the
          * memory free when it begins; there is no training batch to plan. */
         gpu_model_options o;
         memset(&o, 0, sizeof o);
         status = model_backend_cuda_create(be, m, NULL, &o, err);
-        first = eval_comm_first_failure(status != KPO_OK);
+        first = comm_world_first_failure(status != KPO_OK);
     }
     if (status != KPO_OK)
         error_prefix(err, "--device cuda: ");

@@ -8,8 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "comm/comm_world.h"
 #include "core/file_util.h"
-#include "eval/eval_comm.h"
 #include "tokenizer/utf8.h"
 
 void eval_dump_clean_text(const char *text, size_t n, text_buf *out)
@@ -75,7 +75,7 @@ int eval_dump_gather(const text_buf *mine, const eval_bench *b, const eval_sampl
 {
     char **parts = NULL;
     int64_t *lens = NULL;
-    int status = eval_comm_gather_bytes(mine->data ? mine->data : "", (int64_t)mine->len,
+    int status = comm_world_gather_bytes(mine->data ? mine->data : "", (int64_t)mine->len,
                                         rank == 0 ? &parts : NULL, rank == 0 ? &lens : NULL, err);
     if (status == KPO_OK && rank == 0)
         status = eval_dump_order((const char *const *)parts, lens, n_ranks, b->prompts.n,

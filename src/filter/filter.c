@@ -1,3 +1,5 @@
+/* The KPO Kalman filter over token log-ratios with innovation saturation
+ * (filter.h): the exact double-precision recursion and its modes. */
 #include "filter/filter.h"
 
 #include <math.h>

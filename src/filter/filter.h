@@ -1,3 +1,14 @@
+/* src/filter: the Kalman filter over token log-ratios.
+ * defines:
+ *   filter, filter_step.h      the exact recursion and saturation modes (this header)
+ *   filter_cuda, filter_cuda_none.c
+ *       the same recursion on a GPU
+ *   filter_params, filter_config.c
+ *       the filter's parameters and their config section
+ *   filter_official            the official code's float32 filter, as it runs
+ *   gain                       closed forms: K_t, K_inf, memory, thresholds
+ *   innov_stats, innov_stats_update.h
+ *       innovation statistics that merge exactly */
 /* The KPO Kalman filter over token log-ratios, with innovation saturation.
  *
  * Model (per response, reset at its first token):
@@ -42,9 +53,11 @@ typedef struct filter_config {
     double lambda_energy; /* forgetting factor of the innovation energy eps_t, in [0, 1) */
 } filter_config;
 
-/* Q = 1e-6, V = 1, rho0 = P0 = 0 (the KPO code's defaults), mode none,
- * kappa = 3, iterated: n = 3, c_s = kappa, eta = 1, scaled covariance;
- * adaptive: lambda_bound = lambda_energy = 0.9. */
+/* The defaults of the filter's parameter table (filter/filter_params.c,
+ * which also names the modes): Q = 1e-6, V = 1, rho0 = P0 = 0 (the KPO
+ * code's defaults), mode none, kappa = 3, iterated: n = 3, c_s = kappa
+ * (filter_config_resolve), eta = 1, scaled covariance; adaptive:
+ * lambda_bound = lambda_energy = 0.9. */
 void filter_config_default(filter_config *cfg);
 
 /* Rejects every parameter outside its domain with a message naming it. */

@@ -1,49 +1,39 @@
+/* filter_config: defaults from the filter's table, validation, mode names,
+ * and the one place where c_state defaults to kappa. */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "filter/filter.h"
+#include "filter/filter_params.h"
 
-static const char *const MODE_NAMES[FILTER_MODE_COUNT] = {
-    [FILTER_MODE_NONE] = "none",
-    [FILTER_MODE_SIGMA] = "sigma",
-    [FILTER_MODE_SQRTV] = "sqrtv",
-    [FILTER_MODE_ITERATED] = "iterated",
-    [FILTER_MODE_ADAPTIVE] = "adaptive",
-};
-
+/* The defaults are FILTER_PARAMS' (filter_params.c). */
 void filter_config_default(filter_config *cfg)
 {
-    *cfg = (filter_config){
-        .q = 1e-6,
-        .v = 1.0,
-        .rho0 = 0.0,
-        .p0 = 0.0,
-        .mode = FILTER_MODE_NONE,
-        .kappa = 3.0,
-        .iterations = 3,
-        .c_state = 3.0,
-        .step_size = 1.0,
-        .scale_covariance = 1,
-        .lambda_bound = 0.9,
-        .lambda_energy = 0.9,
-    };
+    *cfg = (filter_config){0};
+    param_table_defaults(FILTER_PARAMS, FILTER_PARAMS_LEN, cfg);
+    filter_config_resolve(cfg);
 }
 
 const char *filter_mode_name(filter_mode mode)
 {
-    return (mode >= 0 && mode < FILTER_MODE_COUNT) ? MODE_NAMES[mode] : "?";
+    return (mode >= 0 && mode < FILTER_MODE_COUNT) ? FILTER_MODE_NAMES[mode] : "?";
 }
 
 int filter_mode_parse(const char *name, filter_mode *mode, kpo_error *err)
 {
     for (int m = 0; m < FILTER_MODE_COUNT; m++) {
-        if (strcmp(name, MODE_NAMES[m]) == 0) {
+        if (strcmp(name, FILTER_MODE_NAMES[m]) == 0) {
             *mode = (filter_mode)m;
             return KPO_OK;
         }
     }
-    return error_set(err, "mode: unknown saturation mode '%s' (valid: none, sigma, sqrtv, "
-                          "iterated, adaptive)", name);
+    char valid[128];
+    size_t used = 0;
+    for (int m = 0; m < FILTER_MODE_COUNT && used < sizeof valid; m++)
+        used += (size_t)snprintf(valid + used, sizeof valid - used, "%s%s", m ? ", " : "",
+                                 FILTER_MODE_NAMES[m]);
+    return error_set(err, "mode: unknown saturation mode '%s' (valid: %s)", name, valid);
 }
 
 int filter_config_validate(const filter_config *cfg, kpo_error *err)

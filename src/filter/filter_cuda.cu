@@ -20,7 +20,7 @@ extern "C" {
 #include "filter/filter.h"
 #include "filter/innov_stats.h"
 }
-#include "cuda/cuda_check.h"
+#include "core/cuda_check.h"
 #include "filter/filter_cuda.h"
 #include "filter/filter_step.h"
 #include "filter/innov_stats_update.h"

@@ -1,3 +1,5 @@
+/* Closed forms of the scalar random-walk Kalman filter (gain.h): K_t, K_inf,
+ * memory and thresholds for kpo gain and the tests. */
 #include "filter/gain.h"
 
 #include <math.h>

@@ -1,3 +1,5 @@
+/* Innovation statistics (innov_stats.h): Welford/Pebay central moments,
+ * maxima and clip counts that merge exactly across mini-batches and ranks. */
 #include "filter/innov_stats.h"
 
 #include <math.h>

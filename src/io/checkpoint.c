@@ -15,7 +15,6 @@
 #include <unistd.h>
 
 #include "core/file_util.h"
-#include "io/fs_util.h"
 #include "model/model_io_util.h"
 #include "tokenizer/tokenizer.h"
 
@@ -89,7 +88,7 @@ static int scan_root(const char *root, int clean_tmp, int64_t **steps, size_t *n
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", root, e->d_name);
         if (clean_tmp && strncmp(e->d_name, TMP_PREFIX, strlen(TMP_PREFIX)) == 0) {
-            status = fs_remove_tree(path, err);
+            status = file_remove_tree(path, err);
             continue;
         }
         int64_t step = parse_step_name(e->d_name);
@@ -590,7 +589,7 @@ static int write_contents(const char *dir, const model *m, const adamw_state *op
     if (model_io_write_atomic(path, trainer_state_json, strlen(trainer_state_json), err) != KPO_OK ||
         write_manifest(dir, err) != KPO_OK)
         return KPO_ERR;
-    return fs_sync_dir_files(dir, err);
+    return file_sync_dir_files(dir, err);
 }
 
 /* Moves a published directory out of the namespace readers scan, then
@@ -603,7 +602,7 @@ static int retire_dir(const char *root, const char *dir, int64_t step, const cha
              (long)getpid(), why);
     if (rename(dir, gone) != 0)
         return error_set(err, "%s: cannot move aside: %s", dir, strerror(errno));
-    return fs_remove_tree(gone, err);
+    return file_remove_tree(gone, err);
 }
 
 static int prune_old(const char *root, int keep_last, kpo_error *err)
@@ -619,7 +618,7 @@ static int prune_old(const char *root, int keep_last, kpo_error *err)
         status = retire_dir(root, dir, steps[k], "old", err);
     }
     free(steps);
-    return status == KPO_OK ? fs_sync_path(root, err) : status;
+    return status == KPO_OK ? file_sync_path(root, err) : status;
 }
 
 static int check_save_args(int64_t step, const model *m, const adamw_state *opt,
@@ -655,7 +654,7 @@ int checkpoint_save_from(const char *root, int64_t step, const model *m, const a
         return KPO_ERR;
     int64_t *steps;
     size_t n;
-    if (fs_make_dirs(root, err) != KPO_OK || scan_root(root, 1, &steps, &n, err) != KPO_OK)
+    if (file_make_dirs(root, err) != KPO_OK || scan_root(root, 1, &steps, &n, err) != KPO_OK)
         return KPO_ERR;
     free(steps);
     char tmp[4096], final[4096];
@@ -663,7 +662,7 @@ int checkpoint_save_from(const char *root, int64_t step, const model *m, const a
              (long)getpid());
     checkpoint_dir_name(root, step, final, sizeof final);
     if (write_contents(tmp, m, opt, trainer_state_json, source, err) != KPO_OK) {
-        fs_remove_tree(tmp, NULL);
+        file_remove_tree(tmp, NULL);
         return error_prefix(err, "checkpoint step %lld: ", (long long)step);
     }
     /* rename() cannot replace a non-empty directory: a re-save of the same
@@ -675,10 +674,10 @@ int checkpoint_save_from(const char *root, int64_t step, const model *m, const a
     if (status == KPO_OK && rename(tmp, final) != 0)
         status = error_set(err, "%s: cannot rename into place: %s", final, strerror(errno));
     if (status != KPO_OK) {
-        fs_remove_tree(tmp, NULL);
+        file_remove_tree(tmp, NULL);
         return KPO_ERR;
     }
-    if (fs_sync_path(root, err) != KPO_OK)
+    if (file_sync_path(root, err) != KPO_OK)
         return KPO_ERR;
     return keep_last > 0 ? prune_old(root, keep_last, err) : KPO_OK;
 }

@@ -1,3 +1,15 @@
+/* src/io: what kpo writes and reads back.
+ * defines:
+ *   runfile, runfile_read.c, runfile_unavailable.c
+ *       the HDF5 run file (this header)
+ *   runfile_internal.h         what the run-file writer and reader share
+ *   runfile_config             a resumed run's config changes in its run file
+ *   metric_units               every per-step metric's unit and meaning
+ *   evalfile, evalfile_sniff.c, evalfile_unavailable.c
+ *       the HDF5 eval file
+ *   hdf5_util                  growable 1-D and 2-D HDF5 datasets
+ *   checkpoint                 training checkpoints, published atomically
+ *   logratio_text              plain-text log-ratio input for kpo filter */
 /* The run file: one HDF5 file per training run, appended one row per step
  * and flushed after each, so a run killed at any point between steps leaves
  * a readable file holding every step it finished.

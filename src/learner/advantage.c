@@ -1,3 +1,4 @@
+/* Group-relative advantages (advantage.h; algorithms.md section 2). */
 #include "learner/advantage.h"
 
 #include <math.h>

@@ -1,3 +1,5 @@
+/* The single-process learner_comm (learner_comm.h): each reduction the
+ * identity, so the learner builds and is tested without MPI. */
 #include "learner/learner_comm.h"
 
 static int keep_floats(void *context, float *data, int64_t n, kpo_error *err)

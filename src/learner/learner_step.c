@@ -1,3 +1,5 @@
+/* One learner step over a rollout batch (learner_step.h): advantages,
+ * old-policy log-probs, then one optimizer step per mini-batch. */
 #include "learner/learner_step.h"
 
 #include <math.h>

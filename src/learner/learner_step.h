@@ -1,3 +1,16 @@
+/* src/learner: turning responses into updates.
+ * defines:
+ *   learner_step               one RL learner step over a rollout batch (this header)
+ *   rl_batch                   a rollout batch as packed sequences
+ *   advantage                  group-relative advantages
+ *   objective, objective_token.h
+ *       KPO / GRPO / GSPO objectives on the CPU
+ *   objective_cuda, objective_cuda_check.c, objective_cuda_none.c
+ *       the objective on the GPU
+ *   minibatch_order            the order responses reach the learner's mini-batches
+ *   learner_comm               the learner's reductions (single process; MPI in src/comm)
+ *   sft, sft_eval.c            supervised warm start: examples, trainer, held-out evaluation
+ *   sft_run                    kpo sft's pipeline: data, model, training, evaluation, saving */
 /* One learner step over a rollout batch (algorithms.md §1-2, DESIGN.md
  * "One training step"): group advantages, old-policy log-probs, then M
  * optimizer steps, one per mini-batch.

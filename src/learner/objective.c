@@ -1,3 +1,6 @@
+/* The policy objectives on the CPU (objective.h): the learner's table of
+ * keys, config checks, and objective_compute over ragged responses in
+ * double, the per-token arithmetic shared with the GPU (objective_token.h). */
 #include "learner/objective.h"
 
 #include <math.h>
@@ -5,23 +8,76 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/param_table.h"
 #include "filter/filter_official.h"
+#include "learner/learner_step.h"
 #include "learner/objective_token.h"
 
 static const char *const KIND_NAMES[OBJECTIVE_COUNT] = {"kpo", "grpo", "gspo"};
 static const char *const AGG_NAMES[LOSS_AGG_COUNT] = {"token-mean", "seq-mean-token-mean",
                                                       "seq-mean-token-sum"};
 
+#define AT(member) PARAM_AT(learner_config, member)
+
+/* INI order (the [learner] section of --help-config and run files). */
+static const param_def LEARNER_PARAMS[] = {
+    {.name = "objective", .type = CONFIG_CHOICE, .default_value = "kpo",
+     .choices = "kpo|grpo|gspo", .help = "policy objective", AT(objective.kind)},
+    {.name = "minibatches", .type = CONFIG_INT, .default_value = "4", .min = 1, .max = 1e6,
+     .help = "optimizer steps per rollout batch (M)", AT(minibatches)},
+    {.name = "clip", .type = CONFIG_BOOL, .default_value = "true", .help = "clipped surrogate",
+     AT(objective.clip)},
+    {.name = "clip_low", .type = CONFIG_DOUBLE, .default_value = "3e-4", .min = 0,
+     .max = 0.999999, .help = "eps_low", AT(objective.clip_low)},
+    {.name = "clip_high", .type = CONFIG_DOUBLE, .default_value = "4e-4", .min = 0, .max = 100,
+     .help = "eps_high", AT(objective.clip_high)},
+    {.name = "dual_clip", .type = CONFIG_DOUBLE, .default_value = "0", .min = 0, .max = 1e6,
+     .help = "grpo: dual-clip c > 1, 0 off", AT(objective.dual_clip)},
+    {.name = "loss_aggregation", .type = CONFIG_CHOICE, .default_value = "seq-mean-token-mean",
+     .choices = "token-mean|seq-mean-token-mean|seq-mean-token-sum", .help = "loss aggregation",
+     AT(objective.aggregation)},
+    {.name = "norm_adv_by_std", .type = CONFIG_BOOL, .default_value = "true",
+     .help = "GRPO (true) or Dr. GRPO (false) advantages", AT(norm_adv_by_std)},
+    {.name = "adv_eps", .type = CONFIG_DOUBLE, .default_value = "1e-6", .min = 0, .max = 1,
+     .help = "advantage std epsilon", AT(adv_eps)},
+    {.name = "log_ratio_max", .type = CONFIG_DOUBLE, .default_value = "10", .min = 1e-9,
+     .max = 1e6, .help = "kpo/gspo: clamp of the log-ratio", AT(objective.log_ratio_max)},
+    {.name = "micro_batch_tokens", .type = CONFIG_INT, .default_value = "0", .min = 0,
+     .max = 1e12,
+     .help = "forward/backward over micro-batches of whole sequences up to this many tokens; 0: "
+             "a learner's share at once",
+     AT(micro_batch_tokens)},
+    {.name = "minibatch_order", .type = CONFIG_CHOICE, .default_value = "prompt",
+     .choices = "prompt|balanced",
+     .help = "what a mini-batch holds: whole groups in rollout order, or verl's balance_batch "
+             "order (docs/minibatch-order.md)",
+     AT(minibatch_order)},
+    {.name = "balance_dp_size", .type = CONFIG_INT, .default_value = "0", .min = 0, .max = 1e6,
+     .help = "minibatch_order = balanced: the verl data-parallel ranks mimicked (the paper's "
+             "script: 2); 0: the learner ranks",
+     AT(balance_dp_size)},
+    {.name = "nonfinite_update", .type = CONFIG_CHOICE, .default_value = "skip",
+     .choices = "skip|fail",
+     .help = "an update whose loss or gradient norm is not finite: skip it (verl's actor; counted "
+             "in skipped_updates) or end the run",
+     AT(fail_nonfinite)},
+};
+
+const param_def *learner_params(size_t *n_rows)
+{
+    *n_rows = sizeof LEARNER_PARAMS / sizeof LEARNER_PARAMS[0];
+    return LEARNER_PARAMS;
+}
+
+/* The [learner] table's defaults (kpo, eps 3e-4 / 4e-4, clipped,
+ * seq-mean-token-mean, log-ratio clamp 10) and the filter's. */
 void objective_config_default(objective_config *cfg)
 {
-    memset(cfg, 0, sizeof *cfg);
-    cfg->kind = OBJECTIVE_KPO;
-    cfg->clip_low = 3e-4;
-    cfg->clip_high = 4e-4;
-    cfg->dual_clip = 0.0;
-    cfg->clip = 1;
-    cfg->aggregation = LOSS_AGG_SEQ_MEAN_TOKEN_MEAN;
-    cfg->log_ratio_max = 10.0;
+    learner_config defaults;
+    memset(&defaults, 0, sizeof defaults);
+    param_table_defaults(LEARNER_PARAMS, sizeof LEARNER_PARAMS / sizeof LEARNER_PARAMS[0],
+                         &defaults);
+    *cfg = defaults.objective;
     filter_config_default(&cfg->filter);
 }
 

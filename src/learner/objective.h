@@ -14,6 +14,7 @@
 #ifndef KPO_LEARNER_OBJECTIVE_H
 #define KPO_LEARNER_OBJECTIVE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/error.h"
@@ -73,6 +74,12 @@ typedef struct objective_metrics {
 } objective_metrics;
 
 void objective_config_default(objective_config *cfg);
+
+/* The learner's parameters (the [learner] section of `kpo train`), stored
+ * in a learner_config (learner/learner_step.h); objective_config_default's
+ * values are these rows' defaults. */
+struct param_def; /* core/param_table.h */
+const struct param_def *learner_params(size_t *n_rows);
 int objective_config_validate(const objective_config *cfg, kpo_error *err);
 int objective_kind_parse(const char *name, objective_kind *kind, kpo_error *err);
 const char *objective_kind_name(objective_kind kind);

@@ -24,7 +24,7 @@ extern "C" {
 #include "filter/innov_stats.h"
 #include "learner/objective.h"
 }
-#include "cuda/cuda_check.h"
+#include "core/cuda_check.h"
 #include "filter/filter_cuda.h"
 #include "learner/objective_cuda.h"
 #include "learner/objective_token.h"

@@ -1,3 +1,5 @@
+/* A rollout batch as the learners see it (rl_batch.h): prompt + response
+ * sequences packed back to back. */
 #include "learner/rl_batch.h"
 
 #include <stdlib.h>

@@ -1,14 +1,15 @@
 /* Evaluation of a warm-started policy the way RL will use it: prompts
  * rendered as in training, responses from the rollout generator (on
- * whichever device the backend computes), scored by the reward. */
+ * whichever device the backend computes), scored by the reward and
+ * counted by kpo eval's loop (eval/eval_sample.h). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "learner/sft.h"
 #include "data/prompt_encode.h"
 #include "data/stop_tokens.h"
+#include "eval/eval_sample.h"
 #include "rollout/generate.h"
-#include "rollout/response_score.h"
 
 /* Prompts of every record, packed for rollout_generate. */
 static int encode_prompts(const sft_format *fmt, const tokenizer *tok, const dataset *ds,
@@ -33,12 +34,12 @@ int sft_evaluate(model_backend *b, const tokenizer *tok, const sft_format *fmt, 
     id_list_init(&tokens);
     int64_t *offsets = malloc((ds->count + 1) * sizeof *offsets); /* [n + 1] */
     int64_t *ids = malloc((ds->count + 1) * sizeof *ids);         /* [n] */
+    int64_t *right = calloc(ds->count + 1, sizeof *right);        /* [n] correct per prompt */
     /* The warm start's targets end at end-of-text; a chat turn's end stops
      * a response too. */
     stop_tokens stop;
-    rollout_responses r = {0};
-    int status = offsets && ids ? encode_prompts(fmt, tok, ds, &tokens, offsets, ids, err)
-                                : error_set(err, "sft eval: out of memory");
+    int status = offsets && ids && right ? encode_prompts(fmt, tok, ds, &tokens, offsets, ids, err)
+                                         : error_set(err, "sft eval: out of memory");
     if (status == KPO_OK)
         status = stop_tokens_resolve("chat", "sft eval", NULL, tok, &stop, err);
     if (status == KPO_OK) {
@@ -49,27 +50,19 @@ int sft_evaluate(model_backend *b, const tokenizer *tok, const sft_format *fmt, 
                                .sampler = {.temperature = temperature, .top_p = 1.0},
                                .seed = seed, .step = 0, .max_batch = 64,
                                .sample_vocab = (int64_t)tokenizer_vocab_size(tok)};
-        status = rollout_generate(b, &req, &r, err);
+        /* The reward as training scores it (no reward options). */
+        status = eval_sample_count(b, tok, &req, ds, fmt->reward, NULL, right, &out->n_unstopped,
+                                   NULL, NULL, err);
     }
     for (size_t p = 0; status == KPO_OK && p < ds->count; p++) {
-        int64_t right = 0;
-        for (int g = 0; status == KPO_OK && g < group_size; g++) {
-            const int64_t k = (int64_t)p * group_size + g;
-            reward_result result;
-            status = rollout_score_response(tok, fmt->reward, NULL, r.tokens + r.offsets[k],
-                                            r.offsets[k + 1] - r.offsets[k], r.stopped[k],
-                                            ds->records[p].answer, &result, err);
-            right += status == KPO_OK && result.correct;
-            out->n_unstopped += !r.stopped[k];
-        }
-        out->n_correct += right;
-        out->n_mixed_groups += right > 0 && right < group_size;
+        out->n_correct += right[p];
+        out->n_mixed_groups += right[p] > 0 && right[p] < group_size;
     }
     out->n_prompts = (int64_t)ds->count;
     out->n_responses = out->n_prompts * group_size;
-    rollout_responses_free(&r);
     id_list_free(&tokens);
     free(offsets);
     free(ids);
+    free(right);
     return status;
 }

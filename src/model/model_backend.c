@@ -1,3 +1,4 @@
+/* The model behind one set of calls on the CPU or the GPU (model_backend.h). */
 #include "model/model_backend.h"
 
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /* Where the model computes, behind one set of calls: the CPU model (fp32,
- * model_compute.h) or the GPU model (bf16 on one device, model_cuda.h).
+ * cpu/model_compute.h) or the GPU model (bf16 on one device, model_cuda.h).
  * The learner and the rollout are written once against this; `kpo train`
  * picks the device from the config key run.device.
  *
@@ -15,10 +15,10 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "model/model.h"
-#include "model/model_compute.h"
+#include "model/cpu/model_compute.h"
 #include "model/model_cuda.h"
 #include "model/optimizer_adamw.h"
-#include "rollout/sampler.h"
+#include "sampling/sampler.h"
 
 typedef enum model_device { MODEL_DEVICE_CPU, MODEL_DEVICE_CUDA } model_device;
 

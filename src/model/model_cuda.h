@@ -1,8 +1,8 @@
 /* The Qwen3 model on one GPU: bf16 weights and activations, fp32 master
  * weights, gradients and AdamW moments (same layout as model_weights: one
- * buffer in parameter-table order), the CPU model (model_compute.h) as its
+ * buffer in parameter-table order), the CPU model (cpu/model_compute.h) as its
  * oracle. Plain C: device memory is opaque here. Built from
- * src/model/cuda/model_cuda.c with CUDA, from model_cuda_none.c without,
+ * src/model/cuda/model_cuda.c with CUDA, from cuda/model_cuda_none.c without,
  * where every call fails with "no usable GPU: kpo was built without CUDA". */
 #ifndef KPO_MODEL_MODEL_CUDA_H
 #define KPO_MODEL_MODEL_CUDA_H
@@ -14,13 +14,13 @@
 
 #include "core/error.h"
 #include "model/model.h"
-#include "model/model_compute.h"
+#include "model/cpu/model_compute.h"
 #include "model/optimizer_adamw.h"
-#include "rollout/sampler.h"
+#include "sampling/sampler.h"
 
 typedef struct gpu_model gpu_model;
 
-/* Sizes the GPU model and its memory plan (model_cuda_plan.c) share. */
+/* Sizes the GPU model and its memory plan (cuda/model_cuda_plan.c) share. */
 enum { GPU_MODEL_LOGPROB_CHUNK = 1024 }; /* rows of fp32 logits at once, by default */
 #define GPU_MODEL_GEMM_WORKSPACE ((size_t)32 << 20) /* cuBLASLt's: 32 MiB, NVIDIA's Hopper advice */
 

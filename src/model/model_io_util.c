@@ -1,3 +1,4 @@
+/* Atomic file writing for the checkpoint writers (model_io_util.h). */
 #include "model/model_io_util.h"
 
 #include <errno.h>

@@ -1,8 +1,53 @@
+/* AdamW for both backends (optimizer_adamw.h): the [optim] table, the
+ * learning-rate schedules, the grad norm and the CPU step. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "model/optimizer_adamw.h"
+
+#include <stddef.h>
+
+#include "core/param_table.h"
+
+#define AT(member) PARAM_AT(adamw_config, member)
+
+/* INI order (the [optim] section of --help-config and run files). */
+static const param_def ADAMW_PARAMS[] = {
+    {.name = "lr", .type = CONFIG_DOUBLE, .default_value = "1e-6", .min = 0, .max = 10,
+     .help = "peak learning rate", AT(lr)},
+    {.name = "lr_schedule", .type = CONFIG_CHOICE, .default_value = "updates",
+     .choices = "updates|verl",
+     .help = "what the warmup counts: optimizer updates (warmup_steps), or rollout steps as "
+             "verl's scheduler does (int(warmup_ratio x schedule_steps), lr 0 through the first "
+             "batch)",
+     AT(schedule)},
+    {.name = "warmup_steps", .type = CONFIG_INT, .default_value = "3", .min = 0, .max = PARAM_BIG,
+     .help = "lr_schedule = updates: optimizer updates of linear warmup", AT(warmup_steps)},
+    {.name = "warmup_ratio", .type = CONFIG_DOUBLE, .default_value = "0.05", .min = 0, .max = 1,
+     .help = "lr_schedule = verl: verl's lr_warmup_steps_ratio", PARAM_NOWHERE},
+    {.name = "schedule_steps", .type = CONFIG_INT, .default_value = "0", .min = 0,
+     .max = PARAM_BIG,
+     .help = "lr_schedule = verl: the rollout steps verl schedules over (total_training_steps); "
+             "0: run.steps",
+     PARAM_NOWHERE},
+    {.name = "weight_decay", .type = CONFIG_DOUBLE, .default_value = "0.1", .min = 0, .max = 10,
+     .help = "decoupled weight decay", AT(weight_decay)},
+    {.name = "beta1", .type = CONFIG_DOUBLE, .default_value = "0.9", .min = 0, .max = 0.999999,
+     .help = "AdamW beta1", AT(beta1)},
+    {.name = "beta2", .type = CONFIG_DOUBLE, .default_value = "0.999", .min = 0,
+     .max = 0.999999999, .help = "AdamW beta2", AT(beta2)},
+    {.name = "eps", .type = CONFIG_DOUBLE, .default_value = "1e-8", .min = 1e-30, .max = 1,
+     .help = "AdamW epsilon", AT(eps)},
+    {.name = "grad_clip", .type = CONFIG_DOUBLE, .default_value = "1.0", .min = 0,
+     .max = PARAM_BIG, .help = "global norm clip (0: off)", AT(max_grad_norm)},
+};
+
+const param_def *adamw_params(size_t *n_rows)
+{
+    *n_rows = sizeof ADAMW_PARAMS / sizeof ADAMW_PARAMS[0];
+    return ADAMW_PARAMS;
+}
 
 adamw_config adamw_config_default(void)
 {

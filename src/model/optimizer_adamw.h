@@ -5,6 +5,7 @@
 #ifndef KPO_MODEL_OPTIMIZER_ADAMW_H
 #define KPO_MODEL_OPTIMIZER_ADAMW_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "model/adamw_update.h"
@@ -37,6 +38,13 @@ typedef struct adamw_state {
 } adamw_state;
 
 adamw_config adamw_config_default(void);
+
+/* The optimizer's parameters (the [optim] section of `kpo train`), stored
+ * in an adamw_config; warmup_ratio and schedule_steps (lr_schedule = verl)
+ * are turned into warmup_steps by the trainer. The library defaults above
+ * are not these rows' (weight decay 0.01, no warmup). */
+struct param_def; /* core/param_table.h */
+const struct param_def *adamw_params(size_t *n_rows);
 int adamw_init(adamw_state *state, const model *m, const adamw_config *config, kpo_error *err);
 void adamw_free(adamw_state *state);
 

@@ -1,3 +1,4 @@
+/* Sharded safetensors: reading and writing model.safetensors.index.json. */
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>

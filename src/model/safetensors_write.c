@@ -1,3 +1,4 @@
+/* Writing safetensors files: header JSON, aligned tensor data, atomically. */
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>

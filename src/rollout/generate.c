@@ -1,3 +1,5 @@
+/* Rollout generation (generate.h): G samples per prompt with the batched
+ * KV-cache decoder, each response on its own counter-based stream. */
 #include "rollout/generate.h"
 
 #include <stdlib.h>

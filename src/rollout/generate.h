@@ -1,3 +1,12 @@
+/* src/rollout: responses and their rewards.
+ * defines:
+ *   generate                   G samples per prompt, batched KV-cache decoding (this header)
+ *   reward, reward_dapo.c, reward_boxed.c
+ *       exact-match rewards (dapo, boxed, kpo)
+ *   reward_program             the program reward: a user grader over pipes
+ *   response_score             a response given as token ids, decoded and scored
+ *   math_answer                answer extraction and normalisation (MATH, DAPO)
+ *   text_edit                  Python-str-style string edits for the normalisers */
 /* Rollout generation: G samples per prompt with the batched KV-cache
  * decoder, each response drawn from its own counter-based stream. */
 #ifndef KPO_ROLLOUT_GENERATE_H
@@ -7,7 +16,7 @@
 
 #include "core/error.h"
 #include "model/model_backend.h"
-#include "rollout/sampler.h"
+#include "sampling/sampler.h"
 
 typedef struct rollout_request {
     const int32_t *prompt_tokens;  /* [prompt_offsets[n_prompts]] prompts back to back */

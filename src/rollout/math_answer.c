@@ -1,3 +1,5 @@
+/* Answer extraction and normalisation (math_answer.h): the MATH benchmark's
+ * and DAPO's Minerva-style normalisers, ported from verl. */
 #include "rollout/math_answer.h"
 
 #include <math.h>

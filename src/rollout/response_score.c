@@ -1,3 +1,5 @@
+/* A generated response's token ids scored (response_score.h): decoded
+ * without its final stop token, then the reward. */
 #include "rollout/response_score.h"
 
 int rollout_score_response(const tokenizer *tok, reward_kind kind, const reward_options *opt,

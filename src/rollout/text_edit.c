@@ -1,3 +1,5 @@
+/* In-place edits of malloc'ed strings with Python str semantics
+ * (text_edit.h), for the normalisers ported from Python graders. */
 #include "rollout/text_edit.h"
 
 #include <stdlib.h>

@@ -1,3 +1,5 @@
+/* Synthetic token log-ratio streams shaped like a KPO run's
+ * (logratio_synth.h), for kpo simulate and the offline tools' tests. */
 #include "sim/logratio_synth.h"
 
 #include <math.h>

@@ -1,3 +1,6 @@
+/* src/sim: synthetic data.
+ * defines:
+ *   logratio_synth             log-ratio streams shaped like a KPO run (this header) */
 /* Synthetic token log-ratio streams shaped like those of a KPO run, for the
  * demonstration and the tests of the offline tools before a model exists.
  *

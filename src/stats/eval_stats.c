@@ -1,3 +1,5 @@
+/* Evaluation statistics over problems (eval_stats.h): avg@k, unbiased
+ * pass@k, paired comparisons of runs on the same problems. */
 #include "stats/eval_stats.h"
 
 #include <math.h>

@@ -1,3 +1,8 @@
+/* src/stats: comparing evaluations.
+ * defines:
+ *   eval_stats                 avg@k, pass@k, paired comparisons over problems (this header)
+ *   proportion_test            two-sample tests on accuracies
+ *   count_file                 per-problem counts as plain text */
 /* Evaluation statistics over problems: avg@k, unbiased pass@k, and the
  * paired comparisons of two (or three) runs on the same problems that the
  * correlated samples of one problem call for (algorithms.md §6). */

@@ -1,3 +1,5 @@
+/* Two-sample tests on accuracies (proportion_test.h; algorithms.md
+ * section 6): the pooled z-test behind kpo stats. */
 #include "stats/proportion_test.h"
 
 #include <math.h>

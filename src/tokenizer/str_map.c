@@ -1,3 +1,5 @@
+/* The open-addressing hash map from byte strings to int32 values
+ * (str_map.h) the vocabulary lives in. */
 #include "tokenizer/str_map.h"
 
 #include <stdlib.h>

@@ -1,3 +1,5 @@
+/* Growable byte strings and id lists (text_buf.h) that mark themselves
+ * failed on allocation failure, so callers check once. */
 #include "tokenizer/text_buf.h"
 
 #include <stdlib.h>

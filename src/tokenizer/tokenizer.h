@@ -1,3 +1,13 @@
+/* src/tokenizer: text to token ids and back.
+ * defines:
+ *   tokenizer                  the public API: load, encode, decode, vocabulary (this header)
+ *   tokenizer_load.c           tokenizer.json / tokenizer_config.json, the byte tokenizer
+ *   tokenizer_encode.c, bpe_merge.c
+ *       pre-tokenization and byte-level BPE merges
+ *   tokenizer_internal.h       the private layout the loader, encoder and decoder share
+ *   str_map                    byte-string to int32 hash map (the vocabulary)
+ *   text_buf                   growable byte strings and id lists
+ *   utf8                       UTF-8 helpers and the byte-level alphabet */
 /* Tokenizers: Qwen2/2.5/3 byte-level BPE loaded from a model directory, and
  * a byte tokenizer (256 byte tokens + the template's special tokens) for the
  * tiny models. Both map any byte string to ids and back without loss. */

@@ -1,3 +1,5 @@
+/* UTF-8 helpers (utf8.h): the byte-level BPE alphabet, sequence lengths,
+ * a streaming decoder that never splits a character. */
 #include "tokenizer/utf8.h"
 
 #include <string.h>

@@ -1,141 +1,190 @@
+/* kpo train's configuration: the run, model, data and rollout tables,
+ * the schema joined from every part's table, and the cross-part checks
+ * that turn a config into train_settings. */
 #include "train/train_config.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/file_util.h"
+#include "core/param_table.h"
+#include "filter/filter_params.h"
 
-#define BIG 1e15
+#define AT(member) PARAM_AT(train_settings, member)
 
-/* Defaults follow the KPO code (algorithms.md §1) where the paper is silent. */
-const config_key TRAIN_SCHEMA[] = {
-    {"run", "out", CONFIG_STRING, "runs/train", 0, 0, NULL,
-     "run directory: run.h5, checkpoints/, samples"},
-    {"run", "seed", CONFIG_INT, "1", 0, BIG, NULL, "seed of the data order and every RNG stream"},
-    {"run", "steps", CONFIG_INT, "16", 1, BIG, NULL, "training steps (rollout batches)"},
-    {"run", "checkpoint_every", CONFIG_INT, "4", 0, BIG, NULL,
-     "steps between checkpoints (0: only at the end)"},
-    {"run", "keep_checkpoints", CONFIG_INT, "2", 1, 1000, NULL, "newest checkpoints kept"},
-    {"run", "log_samples", CONFIG_INT, "8", 0, 1e6, NULL,
-     "raw log-ratio sequences recorded per step for kpo filter"},
-    {"run", "dump_responses", CONFIG_INT, "0", 0, 1e9, NULL,
-     "responses of each step written to run.out/responses.jsonl, spread over the batch; 0: off"},
-    {"run", "device", CONFIG_CHOICE, "cpu", 0, 0, "cpu|cuda",
-     "where the model runs: cpu (fp32) or cuda (bf16, a GPU per rank or shared: run.gpu_comm)"},
-    {"run", "gpu_comm", CONFIG_CHOICE, "auto", 0, 0, "auto|nccl|host",
-     "device = cuda: gradients and weights over NCCL, or host memory + MPI; auto: NCCL unless "
-     "ranks share a GPU"},
-    {"run", "allow_config_change", CONFIG_BOOL, "false", 0, 0, NULL,
-     "--resume: continue although keys that change the experiment differ from the checkpoint's "
-     "(each change recorded in run.h5); false: refuse, naming them"},
-    {"model", "path", CONFIG_STRING, "", 0, 0, NULL, "HF model directory (required)"},
-    {"model", "tokenizer", CONFIG_STRING, "", 0, 0, NULL,
-     "byte, a tokenizer directory, or empty for the model's (kpo_model.json or its files)"},
-    {"data", "train", CONFIG_STRING, "arith", 0, 0, NULL,
-     "training problems: arith (built-in) or a JSONL file"},
-    {"data", "problem_field", CONFIG_STRING, "", 0, 0, NULL,
-     "JSONL field of the problem (empty: problem, else prompt)"},
-    {"data", "answer_field", CONFIG_STRING, "", 0, 0, NULL,
-     "JSONL field of the answer (empty: answer, else reward_model.ground_truth)"},
-    {"data", "arith_difficulty", CONFIG_INT, "2", 1, 5, NULL, "arith: difficulty 1-5"},
-    {"data", "arith_problems", CONFIG_INT, "5000", 1, 1e8, NULL, "arith: training problems"},
-    {"data", "prompt_template", CONFIG_STRING, "dapo", 0, 0, NULL,
-     "dapo, kpo, boxed, raw, or a text with {problem}"},
-    {"data", "chat_template", CONFIG_CHOICE, "qwen3", 0, 0, "qwen3|qwen3-thinking|raw",
-     "how the prompt is framed for the model"},
-    {"data", "max_prompt_tokens", CONFIG_INT, "1024", 1, 1e7, NULL,
-     "longer prompts are skipped (counted in the run file)"},
-    {"rollout", "ranks", CONFIG_INT, "0", 0, 1e6, NULL,
-     "rollout ranks (the last ones); 0: every rank does both roles"},
-    {"rollout", "prompts_per_step", CONFIG_INT, "32", 1, 1e7, NULL, "prompts per rollout batch"},
-    {"rollout", "group_size", CONFIG_INT, "8", 2, 1e4, NULL, "G responses per prompt"},
-    {"rollout", "temperature", CONFIG_DOUBLE, "1.0", 0, 100, NULL, "sampling temperature"},
-    {"rollout", "top_p", CONFIG_DOUBLE, "1.0", 1e-9, 1, NULL, "nucleus mass"},
-    {"rollout", "stop", CONFIG_STRING, "model", 0, 0, NULL,
-     "what ends a response: model (end-of-text + generation_config.json's eos ids, as the "
-     "paper's vLLM rollout), chat (+ <|im_end|>), or ids/tokens 'a,b'"},
-    {"rollout", "max_new_tokens", CONFIG_INT, "4096", 1, 1e7, NULL, "response length cap"},
-    {"rollout", "max_batch", CONFIG_INT, "64", 1, 1e6, NULL,
-     "sequences decoded together per rank (KV-cache slots)"},
-    {"rollout", "reward", CONFIG_CHOICE, "dapo", 0, 0, "dapo|boxed|kpo|program",
-     "exact-match reward, or program: rollout.reward_program grades"},
-    {"rollout", "reward_program", CONFIG_STRING, "", 0, 0, NULL,
-     "reward = program: the grader's command line, run by /bin/sh once per rollout rank "
-     "(docs/text.md)"},
-    {"rollout", "reward_timeout", CONFIG_DOUBLE, "30", 1e-3, 1e6, NULL,
-     "reward = program: seconds to wait for each answer"},
-    {"rollout", "reward_binary", CONFIG_BOOL, "true", 0, 0, NULL,
-     "score 1/0 (the paper) rather than dapo's +1/-1 (same advantages)"},
-    {"learner", "objective", CONFIG_CHOICE, "kpo", 0, 0, "kpo|grpo|gspo", "policy objective"},
-    {"learner", "minibatches", CONFIG_INT, "4", 1, 1e6, NULL,
-     "optimizer steps per rollout batch (M)"},
-    {"learner", "clip", CONFIG_BOOL, "true", 0, 0, NULL, "clipped surrogate"},
-    {"learner", "clip_low", CONFIG_DOUBLE, "3e-4", 0, 0.999999, NULL, "eps_low"},
-    {"learner", "clip_high", CONFIG_DOUBLE, "4e-4", 0, 100, NULL, "eps_high"},
-    {"learner", "dual_clip", CONFIG_DOUBLE, "0", 0, 1e6, NULL, "grpo: dual-clip c > 1, 0 off"},
-    {"learner", "loss_aggregation", CONFIG_CHOICE, "seq-mean-token-mean", 0, 0,
-     "token-mean|seq-mean-token-mean|seq-mean-token-sum", "loss aggregation"},
-    {"learner", "norm_adv_by_std", CONFIG_BOOL, "true", 0, 0, NULL,
-     "GRPO (true) or Dr. GRPO (false) advantages"},
-    {"learner", "adv_eps", CONFIG_DOUBLE, "1e-6", 0, 1, NULL, "advantage std epsilon"},
-    {"learner", "log_ratio_max", CONFIG_DOUBLE, "10", 1e-9, 1e6, NULL,
-     "kpo/gspo: clamp of the log-ratio"},
-    {"learner", "micro_batch_tokens", CONFIG_INT, "0", 0, 1e12, NULL,
-     "forward/backward over micro-batches of whole sequences up to this many tokens; 0: "
-     "a learner's share at once"},
-    {"learner", "minibatch_order", CONFIG_CHOICE, "prompt", 0, 0, "prompt|balanced",
-     "what a mini-batch holds: whole groups in rollout order, or verl's balance_batch order "
-     "(docs/minibatch-order.md)"},
-    {"learner", "balance_dp_size", CONFIG_INT, "0", 0, 1e6, NULL,
-     "minibatch_order = balanced: the verl data-parallel ranks mimicked (the paper's script: "
-     "2); 0: the learner ranks"},
-    {"learner", "nonfinite_update", CONFIG_CHOICE, "skip", 0, 0, "skip|fail",
-     "an update whose loss or gradient norm is not finite: skip it (verl's actor; counted in "
-     "skipped_updates) or end the run"},
-    {"learner", "recompute", CONFIG_BOOL, "true", 0, 0, NULL,
-     "device = cuda: keep each layer's input only and redo the layer in backward"},
-    {"filter", "q", CONFIG_DOUBLE, "1e-6", 0, BIG, NULL, "process noise Q"},
-    {"filter", "v", CONFIG_DOUBLE, "1", 1e-300, BIG, NULL, "measurement noise V"},
-    {"filter", "rho0", CONFIG_DOUBLE, "0", -BIG, BIG, NULL, "initial state"},
-    {"filter", "p0", CONFIG_DOUBLE, "0", 0, BIG, NULL, "initial variance"},
-    {"filter", "implementation", CONFIG_CHOICE, "exact", 0, 0, "exact|official",
-     "exact recursion, or the official KPO code's float32 parallel filter over responses padded "
-     "to official_width (docs/filter.md; kpo, mode none)"},
-    {"filter", "official_width", CONFIG_INT, "0", 0, 1 << 24, NULL,
-     "implementation = official: the padded width (verl's response_length); 0: "
-     "rollout.max_new_tokens"},
-    {"filter", "mode", CONFIG_CHOICE, "none", 0, 0, "none|sigma|sqrtv|iterated|adaptive",
-     "innovation saturation"},
-    {"filter", "kappa", CONFIG_DOUBLE, "3", 1e-300, BIG, NULL, "saturation multiplier"},
-    {"filter", "iterations", CONFIG_INT, "3", 1, 1000, NULL, "iterated: iterations"},
-    {"filter", "c_state", CONFIG_DOUBLE, "0", 0, BIG, NULL,
-     "iterated: state threshold (0: same as kappa)"},
-    {"filter", "step_size", CONFIG_DOUBLE, "1", 1e-9, 1.999999, NULL, "iterated: step size"},
-    {"filter", "scale_covariance", CONFIG_BOOL, "true", 0, 0, NULL, "iterated: scaled P update"},
-    {"filter", "lambda_bound", CONFIG_DOUBLE, "0.9", 0, 0.999999, NULL, "adaptive: bound factor"},
-    {"filter", "lambda_energy", CONFIG_DOUBLE, "0.9", 0, 0.999999, NULL,
-     "adaptive: energy factor"},
-    {"optim", "lr", CONFIG_DOUBLE, "1e-6", 0, 10, NULL, "peak learning rate"},
-    {"optim", "lr_schedule", CONFIG_CHOICE, "updates", 0, 0, "updates|verl",
-     "what the warmup counts: optimizer updates (warmup_steps), or rollout steps as verl's "
-     "scheduler does (int(warmup_ratio x schedule_steps), lr 0 through the first batch)"},
-    {"optim", "warmup_steps", CONFIG_INT, "3", 0, BIG, NULL,
-     "lr_schedule = updates: optimizer updates of linear warmup"},
-    {"optim", "warmup_ratio", CONFIG_DOUBLE, "0.05", 0, 1, NULL,
-     "lr_schedule = verl: verl's lr_warmup_steps_ratio"},
-    {"optim", "schedule_steps", CONFIG_INT, "0", 0, BIG, NULL,
-     "lr_schedule = verl: the rollout steps verl schedules over (total_training_steps); "
-     "0: run.steps"},
-    {"optim", "weight_decay", CONFIG_DOUBLE, "0.1", 0, 10, NULL, "decoupled weight decay"},
-    {"optim", "beta1", CONFIG_DOUBLE, "0.9", 0, 0.999999, NULL, "AdamW beta1"},
-    {"optim", "beta2", CONFIG_DOUBLE, "0.999", 0, 0.999999999, NULL, "AdamW beta2"},
-    {"optim", "eps", CONFIG_DOUBLE, "1e-8", 1e-30, 1, NULL, "AdamW epsilon"},
-    {"optim", "grad_clip", CONFIG_DOUBLE, "1.0", 0, BIG, NULL, "global norm clip (0: off)"},
+/* The trainer's own parts: [run], [model], [data] and [rollout], stored in
+ * train_settings. Defaults follow the KPO code (algorithms.md §1) where the
+ * paper is silent. */
+static const param_def RUN_PARAMS[] = {
+    {.name = "out", .type = CONFIG_STRING, .default_value = "runs/train",
+     .help = "run directory: run.h5, checkpoints/, samples", AT(out_dir)},
+    {.name = "seed", .type = CONFIG_INT, .default_value = "1", .min = 0, .max = PARAM_BIG,
+     .help = "seed of the data order and every RNG stream", AT(seed)},
+    {.name = "steps", .type = CONFIG_INT, .default_value = "16", .min = 1, .max = PARAM_BIG,
+     .help = "training steps (rollout batches)", AT(steps)},
+    {.name = "checkpoint_every", .type = CONFIG_INT, .default_value = "4", .min = 0,
+     .max = PARAM_BIG, .help = "steps between checkpoints (0: only at the end)",
+     AT(checkpoint_every)},
+    {.name = "keep_checkpoints", .type = CONFIG_INT, .default_value = "2", .min = 1, .max = 1000,
+     .help = "newest checkpoints kept", AT(keep_checkpoints)},
+    {.name = "log_samples", .type = CONFIG_INT, .default_value = "8", .min = 0, .max = 1e6,
+     .help = "raw log-ratio sequences recorded per step for kpo filter", AT(log_samples)},
+    {.name = "dump_responses", .type = CONFIG_INT, .default_value = "0", .min = 0, .max = 1e9,
+     .help = "responses of each step written to run.out/responses.jsonl, spread over the batch; "
+             "0: off",
+     AT(dump_responses)},
+    {.name = "device", .type = CONFIG_CHOICE, .default_value = "cpu", .choices = "cpu|cuda",
+     .help = "where the model runs: cpu (fp32) or cuda (bf16, a GPU per rank or shared: "
+             "run.gpu_comm)",
+     AT(device)},
+    {.name = "gpu_comm", .type = CONFIG_CHOICE, .default_value = "auto",
+     .choices = "auto|nccl|host",
+     .help = "device = cuda: gradients and weights over NCCL, or host memory + MPI; auto: NCCL "
+             "unless ranks share a GPU",
+     AT(gpu_comm)},
+    {.name = "allow_config_change", .type = CONFIG_BOOL, .default_value = "false",
+     .help = "--resume: continue although keys that change the experiment differ from the "
+             "checkpoint's (each change recorded in run.h5); false: refuse, naming them",
+     PARAM_NOWHERE},
 };
-const size_t TRAIN_SCHEMA_LEN = sizeof TRAIN_SCHEMA / sizeof TRAIN_SCHEMA[0];
+
+static const param_def MODEL_PARAMS[] = {
+    {.name = "path", .type = CONFIG_STRING, .default_value = "",
+     .help = "HF model directory (required)", AT(model_path)},
+    {.name = "tokenizer", .type = CONFIG_STRING, .default_value = "",
+     .help = "byte, a tokenizer directory, or empty for the model's (kpo_model.json or its files)",
+     AT(tokenizer)},
+};
+
+static const int CHAT_TEMPLATE_VALUES[] = {CHAT_TEMPLATE_QWEN3, CHAT_TEMPLATE_QWEN3_THINKING,
+                                           CHAT_TEMPLATE_RAW};
+
+static const param_def DATA_PARAMS[] = {
+    {.name = "train", .type = CONFIG_STRING, .default_value = "arith",
+     .help = "training problems: arith (built-in) or a JSONL file", AT(train_data)},
+    {.name = "problem_field", .type = CONFIG_STRING, .default_value = "",
+     .help = "JSONL field of the problem (empty: problem, else prompt)", AT(problem_field)},
+    {.name = "answer_field", .type = CONFIG_STRING, .default_value = "",
+     .help = "JSONL field of the answer (empty: answer, else reward_model.ground_truth)",
+     AT(answer_field)},
+    {.name = "arith_difficulty", .type = CONFIG_INT, .default_value = "2", .min = 1, .max = 5,
+     .help = "arith: difficulty 1-5", AT(arith_difficulty)},
+    {.name = "arith_problems", .type = CONFIG_INT, .default_value = "5000", .min = 1, .max = 1e8,
+     .help = "arith: training problems", AT(arith_problems)},
+    {.name = "prompt_template", .type = CONFIG_STRING, .default_value = "dapo",
+     .help = "dapo, kpo, boxed, raw, or a text with {problem}", AT(prompt_template)},
+    {.name = "chat_template", .type = CONFIG_CHOICE, .default_value = "qwen3",
+     .choices = "qwen3|qwen3-thinking|raw", .values = CHAT_TEMPLATE_VALUES,
+     .help = "how the prompt is framed for the model", AT(chat_template)},
+    {.name = "max_prompt_tokens", .type = CONFIG_INT, .default_value = "1024", .min = 1,
+     .max = 1e7, .help = "longer prompts are skipped (counted in the run file)",
+     AT(max_prompt_tokens)},
+};
+
+static const param_def ROLLOUT_PARAMS[] = {
+    {.name = "ranks", .type = CONFIG_INT, .default_value = "0", .min = 0, .max = 1e6,
+     .help = "rollout ranks (the last ones); 0: every rank does both roles", AT(rollout_ranks)},
+    {.name = "prompts_per_step", .type = CONFIG_INT, .default_value = "32", .min = 1, .max = 1e7,
+     .help = "prompts per rollout batch", AT(prompts_per_step)},
+    {.name = "group_size", .type = CONFIG_INT, .default_value = "8", .min = 2, .max = 1e4,
+     .help = "G responses per prompt", AT(learner.group_size)},
+    {.name = "temperature", .type = CONFIG_DOUBLE, .default_value = "1.0", .min = 0, .max = 100,
+     .help = "sampling temperature", AT(sampler.temperature)},
+    {.name = "top_p", .type = CONFIG_DOUBLE, .default_value = "1.0", .min = 1e-9, .max = 1,
+     .help = "nucleus mass", AT(sampler.top_p)},
+    {.name = "stop", .type = CONFIG_STRING, .default_value = "model",
+     .help = "what ends a response: model (end-of-text + generation_config.json's eos ids, as the "
+             "paper's vLLM rollout), chat (+ <|im_end|>), or ids/tokens 'a,b'",
+     AT(stop)},
+    {.name = "max_new_tokens", .type = CONFIG_INT, .default_value = "4096", .min = 1, .max = 1e7,
+     .help = "response length cap", AT(max_new_tokens)},
+    {.name = "max_batch", .type = CONFIG_INT, .default_value = "64", .min = 1, .max = 1e6,
+     .help = "sequences decoded together per rank (KV-cache slots)", AT(max_batch)},
+    {.name = "reward", .type = CONFIG_CHOICE, .default_value = "dapo",
+     .choices = "dapo|boxed|kpo|program", /* reward_kind's order */
+     .help = "exact-match reward, or program: rollout.reward_program grades", AT(reward)},
+    {.name = "reward_program", .type = CONFIG_STRING, .default_value = "",
+     .help = "reward = program: the grader's command line, run by /bin/sh once per rollout rank "
+             "(docs/text.md)",
+     AT(reward_program)},
+    {.name = "reward_timeout", .type = CONFIG_DOUBLE, .default_value = "30", .min = 1e-3,
+     .max = 1e6, .help = "reward = program: seconds to wait for each answer", AT(reward_timeout)},
+    {.name = "reward_binary", .type = CONFIG_BOOL, .default_value = "true",
+     .help = "score 1/0 (the paper) rather than dapo's +1/-1 (same advantages)",
+     AT(reward_binary)},
+};
+
+/* [learner] keys of the trainer rather than the objective. */
+static const param_def TRAINER_LEARNER_PARAMS[] = {
+    {.name = "recompute", .type = CONFIG_BOOL, .default_value = "true",
+     .help = "device = cuda: keep each layer's input only and redo the layer in backward",
+     AT(recompute)},
+};
+
+#define ROWS(table) table, sizeof table / sizeof table[0], NULL
+
+/* The schema: each part's table under its section, in this order; base:
+ * where the part's struct lies in train_settings. */
+typedef struct train_part {
+    const char *section;
+    const param_def *rows; /* n rows, or NULL: table() gives them */
+    size_t n;
+    const param_def *(*table)(size_t *n_rows);
+    size_t base;
+} train_part;
+
+static const param_def *filter_params(size_t *n_rows)
+{
+    *n_rows = FILTER_PARAMS_LEN;
+    return FILTER_PARAMS;
+}
+
+static const train_part PARTS[] = {
+    {"run", ROWS(RUN_PARAMS), 0},
+    {"model", ROWS(MODEL_PARAMS), 0},
+    {"data", ROWS(DATA_PARAMS), 0},
+    {"rollout", ROWS(ROLLOUT_PARAMS), 0},
+    {"learner", NULL, 0, learner_params, offsetof(train_settings, learner)},
+    {"learner", ROWS(TRAINER_LEARNER_PARAMS), 0},
+    {"filter", NULL, 0, filter_params, offsetof(train_settings, learner.objective.filter)},
+    {"optim", NULL, 0, adamw_params, offsetof(train_settings, optim)},
+};
+enum { N_PARTS = sizeof PARTS / sizeof PARTS[0], MAX_KEYS = 256 };
+
+static const param_def *part_rows(const train_part *part, size_t *n)
+{
+    if (part->table)
+        return part->table(n);
+    *n = part->n;
+    return part->rows;
+}
+
+static config_key schema[MAX_KEYS];
+static size_t schema_len;
+
+const config_key *train_schema(void)
+{
+    if (!schema_len)
+        for (size_t p = 0; p < N_PARTS; p++) {
+            size_t n;
+            const param_def *rows = part_rows(&PARTS[p], &n);
+            if (schema_len + n > MAX_KEYS)
+                abort(); /* MAX_KEYS is too small for the tables */
+            param_table_schema(PARTS[p].section, rows, n, schema + schema_len);
+            schema_len += n;
+        }
+    return schema;
+}
+
+size_t train_schema_len(void)
+{
+    train_schema();
+    return schema_len;
+}
 
 static int check_paths(const train_settings *s, kpo_error *err)
 {
@@ -186,86 +235,27 @@ int train_settings_from_config(const config *cfg, int world_size, train_settings
                                kpo_error *err)
 {
     memset(s, 0, sizeof *s);
-    s->out_dir = config_get_string(cfg, "run.out");
-    s->seed = (uint64_t)config_get_int(cfg, "run.seed");
-    s->steps = config_get_int(cfg, "run.steps");
-    s->checkpoint_every = config_get_int(cfg, "run.checkpoint_every");
-    s->keep_checkpoints = (int)config_get_int(cfg, "run.keep_checkpoints");
-    s->log_samples = config_get_int(cfg, "run.log_samples");
-    s->dump_responses = config_get_int(cfg, "run.dump_responses");
-    if (model_device_parse(config_get_string(cfg, "run.device"), &s->device, err) != KPO_OK)
-        return error_prefix(err, "run.");
-    if (comm_gpu_mode_parse(config_get_string(cfg, "run.gpu_comm"), &s->gpu_comm, err) != KPO_OK)
-        return error_prefix(err, "run.");
-    s->model_path = config_get_string(cfg, "model.path");
-    s->tokenizer = config_get_string(cfg, "model.tokenizer");
-    s->train_data = config_get_string(cfg, "data.train");
-    s->problem_field = config_get_string(cfg, "data.problem_field");
-    s->answer_field = config_get_string(cfg, "data.answer_field");
-    s->arith_difficulty = (int)config_get_int(cfg, "data.arith_difficulty");
-    s->arith_problems = config_get_int(cfg, "data.arith_problems");
-    s->prompt_template = config_get_string(cfg, "data.prompt_template");
-    s->max_prompt_tokens = config_get_int(cfg, "data.max_prompt_tokens");
-    s->rollout_ranks = (int)config_get_int(cfg, "rollout.ranks");
-    s->prompts_per_step = config_get_int(cfg, "rollout.prompts_per_step");
-    s->sampler.temperature = config_get_double(cfg, "rollout.temperature");
-    s->sampler.top_p = config_get_double(cfg, "rollout.top_p");
-    s->max_new_tokens = config_get_int(cfg, "rollout.max_new_tokens");
-    s->stop = config_get_string(cfg, "rollout.stop");
-    s->max_batch = config_get_int(cfg, "rollout.max_batch");
-    s->reward_binary = config_get_bool(cfg, "rollout.reward_binary");
-    s->reward_program = config_get_string(cfg, "rollout.reward_program");
-    s->reward_timeout = config_get_double(cfg, "rollout.reward_timeout");
-    if (chat_template_parse(config_get_string(cfg, "data.chat_template"), &s->chat_template,
-                            err) != KPO_OK ||
-        reward_kind_parse(config_get_string(cfg, "rollout.reward"), &s->reward, err) != KPO_OK)
-        return KPO_ERR;
-    if (s->reward == REWARD_PROGRAM && !s->reward_program[0])
-        return error_set(err, "rollout.reward = program: set rollout.reward_program to the "
-                              "grader's command line");
-
     learner_config *l = &s->learner;
     objective_config *o = &l->objective;
     objective_config_default(o);
-    l->minibatches = (int)config_get_int(cfg, "learner.minibatches");
-    l->group_size = (int)config_get_int(cfg, "rollout.group_size");
-    l->norm_adv_by_std = config_get_bool(cfg, "learner.norm_adv_by_std");
-    l->adv_eps = config_get_double(cfg, "learner.adv_eps");
+    s->optim = adamw_config_default();
+    for (size_t p = 0; p < N_PARTS; p++) {
+        size_t n;
+        const param_def *rows = part_rows(&PARTS[p], &n);
+        if (param_table_load(cfg, PARTS[p].section, rows, n, (char *)s + PARTS[p].base, err) !=
+            KPO_OK)
+            return KPO_ERR;
+    }
+
+    /* What one part's keys mean for another's settings. */
     l->log_samples = s->log_samples;
-    l->micro_batch_tokens = config_get_int(cfg, "learner.micro_batch_tokens");
-    l->balance_dp_size = (int)config_get_int(cfg, "learner.balance_dp_size");
-    l->fail_nonfinite = strcmp(config_get_string(cfg, "learner.nonfinite_update"), "fail") == 0;
-    if (minibatch_order_parse(config_get_string(cfg, "learner.minibatch_order"),
-                              &l->minibatch_order, err) != KPO_OK)
-        return error_prefix(err, "learner.");
-    s->recompute = config_get_bool(cfg, "learner.recompute");
-    if (objective_kind_parse(config_get_string(cfg, "learner.objective"), &o->kind, err) != KPO_OK ||
-        loss_aggregation_parse(config_get_string(cfg, "learner.loss_aggregation"),
-                               &o->aggregation, err) != KPO_OK)
-        return KPO_ERR;
-    o->clip = config_get_bool(cfg, "learner.clip");
-    o->clip_low = config_get_double(cfg, "learner.clip_low");
-    o->clip_high = config_get_double(cfg, "learner.clip_high");
-    o->dual_clip = config_get_double(cfg, "learner.dual_clip");
-    o->log_ratio_max = config_get_double(cfg, "learner.log_ratio_max");
-    filter_config *f = &o->filter;
-    f->q = config_get_double(cfg, "filter.q");
-    f->v = config_get_double(cfg, "filter.v");
-    f->rho0 = config_get_double(cfg, "filter.rho0");
-    f->p0 = config_get_double(cfg, "filter.p0");
-    f->kappa = config_get_double(cfg, "filter.kappa");
-    f->iterations = (int)config_get_int(cfg, "filter.iterations");
-    double c_state = config_get_double(cfg, "filter.c_state");
-    f->c_state = c_state > 0 ? c_state : f->kappa;
-    f->step_size = config_get_double(cfg, "filter.step_size");
-    f->scale_covariance = config_get_bool(cfg, "filter.scale_covariance");
-    f->lambda_bound = config_get_double(cfg, "filter.lambda_bound");
-    f->lambda_energy = config_get_double(cfg, "filter.lambda_energy");
-    if (filter_mode_parse(config_get_string(cfg, "filter.mode"), &f->mode, err) != KPO_OK)
-        return error_prefix(err, "filter.");
+    filter_config_resolve(&o->filter);
+    if (s->reward == REWARD_PROGRAM && !s->reward_program[0])
+        return error_set(err, "rollout.reward = program: set rollout.reward_program to the "
+                              "grader's command line");
     if (strcmp(config_get_string(cfg, "filter.implementation"), "official") == 0) {
         /* The official code has one filter: no saturation, kpo's objective. */
-        if (f->mode != FILTER_MODE_NONE || o->kind != OBJECTIVE_KPO)
+        if (o->filter.mode != FILTER_MODE_NONE || o->kind != OBJECTIVE_KPO)
             return error_set(err, "filter.implementation = official: needs learner.objective = "
                                   "kpo and filter.mode = none (the official code has no "
                                   "saturation)");
@@ -276,23 +266,14 @@ int train_settings_from_config(const config *cfg, int world_size, train_settings
         return error_set(err, "learner.dual_clip = %g: must be 0 (off) or > 1", o->dual_clip);
 
     adamw_config *a = &s->optim;
-    *a = adamw_config_default();
-    a->lr = config_get_double(cfg, "optim.lr");
-    a->warmup_steps = config_get_int(cfg, "optim.warmup_steps");
-    if (strcmp(config_get_string(cfg, "optim.lr_schedule"), "verl") == 0) {
+    if (a->schedule == ADAMW_SCHEDULE_VERL) {
         /* verl: num_warmup_steps = int(ratio * total_training_steps), in
          * scheduler steps, one per rollout batch of M updates. */
         const int64_t total = config_get_int(cfg, "optim.schedule_steps");
-        a->schedule = ADAMW_SCHEDULE_VERL;
         a->updates_per_rollout = s->learner.minibatches;
         a->warmup_steps = (int64_t)(config_get_double(cfg, "optim.warmup_ratio") *
                                     (double)(total > 0 ? total : s->steps));
     }
-    a->weight_decay = config_get_double(cfg, "optim.weight_decay");
-    a->beta1 = config_get_double(cfg, "optim.beta1");
-    a->beta2 = config_get_double(cfg, "optim.beta2");
-    a->eps = config_get_double(cfg, "optim.eps");
-    a->max_grad_norm = config_get_double(cfg, "optim.grad_clip");
 
     if (check_batch(s, world_size, err) != KPO_OK || check_paths(s, err) != KPO_OK)
         return KPO_ERR;

@@ -15,10 +15,16 @@
 #include "model/model_backend.h"
 #include "model/optimizer_adamw.h"
 #include "rollout/reward.h"
-#include "rollout/sampler.h"
+#include "sampling/sampler.h"
 
-extern const config_key TRAIN_SCHEMA[];
-extern const size_t TRAIN_SCHEMA_LEN;
+/* The schema: each part's parameter table under its section, in order
+ * (core/param_table.h): [run] [model] [data] [rollout] (train_config.c),
+ * [learner] (learner/objective.c), [filter] (filter/filter_params.c),
+ * [optim] (model/optimizer_adamw.c). Built on first use. */
+const config_key *train_schema(void);
+size_t train_schema_len(void);
+#define TRAIN_SCHEMA train_schema()
+#define TRAIN_SCHEMA_LEN train_schema_len()
 
 typedef struct train_settings {
     /* [run] */
@@ -109,7 +115,9 @@ void train_state_check_free(train_state_check *check);
 void train_config_changes_describe(const train_state_check *check, int harmless, char *out,
                                    size_t size);
 
-/* Strings point into cfg, which must outlive the settings. world_size
+/* Every part's keys into its settings (param_table_load), then the
+ * cross-part meanings and checks. Strings point into cfg, which must
+ * outlive the settings. world_size
  * lets the batch be checked against the ranks. */
 int train_settings_from_config(const config *cfg, int world_size, train_settings *out,
                                kpo_error *err);

@@ -1,3 +1,5 @@
+/* kpo train's prompts (train_data.h): the dataset rendered and tokenized
+ * once, each step's selection by seed and epoch, the tokenizer resolved. */
 #include "train/train_data.h"
 
 #include <cjson/cJSON.h>

@@ -3,23 +3,13 @@
  * train_device.h. */
 #include "train/train_device.h"
 
-#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "comm/comm_batch.h"
 #include "comm/comm_gpu_device.h"
 #include "comm/comm_learner.h"
-#include "cuda/cuda_probe.h"
-
-int train_first_failure(MPI_Comm world, int status)
-{
-    int rank, first;
-    MPI_Comm_rank(world, &rank);
-    int mine = status == KPO_OK ? INT_MAX : rank;
-    MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, world);
-    return first;
-}
+#include "model/cuda/cuda_probe.h"
 
 /* The probe's "no usable GPU (why)" as just "why". */
 static const char *probe_reason(char *why)
@@ -67,14 +57,14 @@ static int open_transport(MPI_Comm comm, MPI_Comm world, const comm_gpu_ids *ids
     int status = KPO_OK;
     if (comm != MPI_COMM_NULL)
         status = comm_gpu_choose_for(comm, world, ids, mode, what, choice, err);
-    *failed = train_first_failure(world, status);
-    if (*failed != INT_MAX)
+    *failed = comm_first_failure(world, status);
+    if (*failed != COMM_NO_FAILURE)
         return status;
     if (comm != MPI_COMM_NULL)
         status = choice->transport == COMM_GPU_TRANSPORT_NCCL
                      ? comm_nccl_init(nccl, comm, 0, err)
                      : comm_host_staged_init(host, comm, err);
-    *failed = train_first_failure(world, status);
+    *failed = comm_first_failure(world, status);
     return status;
 }
 
@@ -141,11 +131,11 @@ static int create_models(train_device *d, const comm_roles *roles, MPI_Comm worl
     const int turn = comm_gpu_share_turn(ids->ids, roles->world_rank);
     const int rounds = comm_gpu_share_rounds(ids->ids, ids->n);
     int status = KPO_OK;
-    for (int round = 0; round < rounds && *failed == INT_MAX; round++) {
+    for (int round = 0; round < rounds && *failed == COMM_NO_FAILURE; round++) {
         if (round == turn)
             status = model_backend_cuda_create(&d->backend, m, roles->is_learner ? opt : NULL,
                                                o, err);
-        *failed = train_first_failure(world, status);
+        *failed = comm_first_failure(world, status);
     }
     return status;
 }
@@ -239,34 +229,34 @@ static int open_cuda(train_device *d, const train_settings *s, comm_roles *roles
     memset(&ids, 0, sizeof ids);
     comm_gpu_choice learn = {COMM_GPU_TRANSPORT_HOST, -1, -1}, sync = learn;
     int status = select_gpu(world, &d->gpu, err);
-    *failed = train_first_failure(world, status);
-    if (*failed == INT_MAX) {
+    *failed = comm_first_failure(world, status);
+    if (*failed == COMM_NO_FAILURE) {
         status = gather_ids(world, d->gpu, &ids, err);
-        *failed = train_first_failure(world, status);
+        *failed = comm_first_failure(world, status);
     }
     /* The learners' communicator first, then weight_sync, on every rank:
      * NCCL needs communicators that share ranks made in the same order. */
-    if (*failed == INT_MAX)
+    if (*failed == COMM_NO_FAILURE)
         status = open_transport(roles->learners, world, &ids, s->gpu_comm, "learner", &learn,
                                 &d->learner_nccl, &d->learner_host, failed, err);
-    if (*failed == INT_MAX)
+    if (*failed == COMM_NO_FAILURE)
         status = open_transport(roles->weight_sync, world, &ids, s->gpu_comm, "weight-sync",
                                 &sync, &d->sync_nccl, &d->sync_host, failed, err);
     gpu_model_options o = gpu_options(s, roles, longest_prompt);
-    if (*failed == INT_MAX)
+    if (*failed == COMM_NO_FAILURE)
         status = create_models(d, roles, world, &ids, m, opt, &o, failed, err);
-    if (*failed == INT_MAX && comm_gpu_share_rounds(ids.ids, ids.n) > 1) {
+    if (*failed == COMM_NO_FAILURE && comm_gpu_share_rounds(ids.ids, ids.n) > 1) {
         status = check_shared_memory(d, &ids, roles->world_rank, world, err);
-        *failed = train_first_failure(world, status);
+        *failed = comm_first_failure(world, status);
     }
-    if (*failed == INT_MAX) {
+    if (*failed == COMM_NO_FAILURE) {
         if (roles->is_learner)
             d->lcomm = d->learner_nccl ? comm_learner_nccl(d->learner_nccl)
                                        : comm_learner_host_staged(d->learner_host);
         print_setup(d, s, roles, &ids, &learn, &sync, m, &o);
     }
     comm_gpu_ids_free(&ids);
-    if (*failed != INT_MAX)
+    if (*failed != COMM_NO_FAILURE)
         return status != KPO_OK ? error_prefix(err, "run.device = cuda: ") : KPO_OK;
     return KPO_OK;
 }
@@ -280,14 +270,14 @@ int train_device_open(train_device *d, const train_settings *s, comm_roles *role
     int status;
     if (s->device == MODEL_DEVICE_CPU) {
         status = open_cpu(d, roles, m, opt, grads);
-        *failed = train_first_failure(world, status);
+        *failed = comm_first_failure(world, status);
     } else {
         status = open_cuda(d, s, roles, world, m, opt, longest_prompt, failed, err);
     }
-    if (*failed != INT_MAX && status == KPO_OK)
+    if (*failed != COMM_NO_FAILURE && status == KPO_OK)
         return error_set(err, "rank %d failed to set up run.device = %s", *failed,
                          model_device_name(s->device));
-    return *failed == INT_MAX ? KPO_OK : KPO_ERR;
+    return *failed == COMM_NO_FAILURE ? KPO_OK : KPO_ERR;
 }
 
 int train_device_sync_weights(train_device *d, const comm_roles *roles, kpo_error *err)

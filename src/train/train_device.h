@@ -35,15 +35,12 @@ typedef struct train_device {
     int gpu;                 /* cuda: this rank's device index; -1 otherwise */
 } train_device;
 
-/* The lowest world rank whose status is not KPO_OK, INT_MAX when none;
- * collective over world. */
-int train_first_failure(MPI_Comm world, int status);
-
 /* Sets up d for s->device over the host model m (opt and grads: a
  * learner's, else NULL; grads NULL on cuda). longest_prompt bounds the
  * GPU model's forward batches. Collective over world; *failed receives
- * train_first_failure's verdict (INT_MAX: every rank is ready) and err,
- * on the rank that failed, the reason ("run.device = cuda: ..."). Learner
+ * comm_first_failure's verdict over world (COMM_NO_FAILURE: every rank is
+ * ready) and err, on the rank that failed, the reason ("run.device =
+ * cuda: ..."). Learner
  * rank 0 prints the GPU memory plan and each communicator's transport. */
 int train_device_open(train_device *d, const train_settings *s, comm_roles *roles,
                       MPI_Comm world, model *m, adamw_state *opt, model_weights *grads,

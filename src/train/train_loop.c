@@ -1,3 +1,5 @@
+/* The kpo train loop over MPI ranks (train_loop.h): rollout, batch,
+ * learner step, weight sync, run file, checkpoints, preemption. */
 #include "train/train_loop.h"
 
 #include <errno.h>
@@ -14,7 +16,7 @@
 #include "comm/comm_roles.h"
 #include "core/file_util.h"
 #include "core/timer.h"
-#include "cuda/cuda_probe.h"
+#include "model/cuda/cuda_probe.h"
 #include "io/checkpoint.h"
 #include "io/runfile.h"
 #include "io/runfile_config.h"
@@ -61,23 +63,6 @@ typedef struct trainer {
     run_lock lock;             /* world rank 0: RUN/.lock for the life of the run */
     train_state_check resumed; /* world rank 0: how the config differs from the checkpoint's */
 } trainer;
-
-static int make_dirs(const char *path, kpo_error *err)
-{
-    char partial[4200];
-    snprintf(partial, sizeof partial, "%s", path);
-    for (char *p = partial + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(partial, 0755) != 0 && errno != EEXIST)
-            return error_set(err, "run.out: cannot create %s: %s", partial, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(partial, 0755) != 0 && errno != EEXIST)
-        return error_set(err, "run.out: cannot create %s: %s", partial, strerror(errno));
-    return KPO_OK;
-}
 
 /* Rank 0: creates the run file, or reopens it cut back to the checkpoint. */
 static int open_run_file(trainer *t, const config *cfg, int64_t resume_step, kpo_error *err)
@@ -223,17 +208,17 @@ static int select_resume_step(trainer *t, int resume, int64_t *resume_step, kpo_
 
 /* Every rank: world rank 0 selects (select_resume_step), the others learn
  * the step from it. A collective: every rank must reach it. *failed as
- * train_first_failure. */
+ * comm_first_failure. */
 static int agree_resume_step(trainer *t, int resume, MPI_Comm world, int64_t *resume_step,
                              int *failed, kpo_error *err)
 {
     int status = t->roles.world_rank == 0 ? select_resume_step(t, resume, resume_step, err)
                                           : KPO_OK;
-    *failed = train_first_failure(world, status);
+    *failed = comm_first_failure(world, status);
     long long step = *resume_step;
     MPI_Bcast(&step, 1, MPI_LONG_LONG, 0, world);
     *resume_step = step;
-    return *failed == INT_MAX ? KPO_OK : KPO_ERR;
+    return *failed == COMM_NO_FAILURE ? KPO_OK : KPO_ERR;
 }
 
 /* The weights and optimizer state of the checkpoint of resume_step (-1:
@@ -252,8 +237,9 @@ static int restore(trainer *t, int64_t resume_step, kpo_error *err)
  * was allowed (recorded before the run file is reopened), the run file. */
 static int prepare_run_dir(trainer *t, const config *cfg, int64_t resume_step, kpo_error *err)
 {
-    if (make_dirs(t->s->out_dir, err) != KPO_OK ||
-        run_lock_acquire(&t->lock, t->s->out_dir, err) != KPO_OK)
+    if (file_make_dirs(t->s->out_dir, err) != KPO_OK)
+        return error_prefix(err, "run.out: ");
+    if (run_lock_acquire(&t->lock, t->s->out_dir, err) != KPO_OK)
         return KPO_ERR;
     if (resume_step >= 0 && file_exists(t->run_path)) {
         char changes[700], *dump = NULL;
@@ -310,7 +296,7 @@ static int64_t longest_prompt(const train_data *d)
 /* Start-up, agreed stage by stage: each stage runs only when every rank
  * passed the one before, and the run directory is written last, so a run
  * that cannot start (no GPU for run.device = cuda, a bad path) leaves
- * nothing behind. *failed: the rank that reports (INT_MAX: none). */
+ * nothing behind. *failed: the rank that reports (COMM_NO_FAILURE: none). */
 static int trainer_start(trainer *t, const train_settings *s, const config *cfg, int resume,
                          MPI_Comm world, int *failed, kpo_error *err)
 {
@@ -318,12 +304,12 @@ static int trainer_start(trainer *t, const train_settings *s, const config *cfg,
     t->cfg = cfg;
     t->lock = RUN_LOCK_NONE;
     int status = trainer_open(t, s, world, err);
-    *failed = train_first_failure(world, status);
-    if (*failed != INT_MAX ||
+    *failed = comm_first_failure(world, status);
+    if (*failed != COMM_NO_FAILURE ||
         agree_resume_step(t, resume, world, &resume_step, failed, err) != KPO_OK)
         return KPO_ERR;
-    *failed = train_first_failure(world, restore(t, resume_step, err));
-    if (*failed != INT_MAX)
+    *failed = comm_first_failure(world, restore(t, resume_step, err));
+    if (*failed != COMM_NO_FAILURE)
         return KPO_ERR;
     t->first_step = resume_step + 1 > 0 ? resume_step + 1 : 1;
     status = train_device_open(&t->dev, s, &t->roles, world, &t->m,
@@ -331,12 +317,12 @@ static int trainer_start(trainer *t, const train_settings *s, const config *cfg,
                                t->roles.is_learner && s->device == MODEL_DEVICE_CPU ? &t->grads
                                                                                     : NULL,
                                longest_prompt(&t->data), failed, err);
-    if (*failed != INT_MAX)
+    if (*failed != COMM_NO_FAILURE)
         return KPO_ERR;
     if (t->roles.world_rank == 0)
         status = prepare_run_dir(t, cfg, resume_step, err);
-    *failed = train_first_failure(world, status);
-    return *failed == INT_MAX ? KPO_OK : KPO_ERR;
+    *failed = comm_first_failure(world, status);
+    return *failed == COMM_NO_FAILURE ? KPO_OK : KPO_ERR;
 }
 
 static void trainer_close(trainer *t)
@@ -529,7 +515,7 @@ int train_run(const train_settings *s, const config *cfg, int resume, MPI_Comm w
      * same on every rank: agree on them, let the lowest failing rank report,
      * and end cleanly instead of aborting. */
     int status = trainer_start(&t, s, cfg, resume, world, &first_failed, err);
-    if (first_failed != INT_MAX) {
+    if (first_failed != COMM_NO_FAILURE) {
         if (rank != first_failed)
             error_set(err, "rank %d failed to start", first_failed);
         outcome->startup_failed = 1;

@@ -1,3 +1,12 @@
+/* src/train: kpo train.
+ * defines:
+ *   train_loop                 the RL loop over MPI ranks (this header)
+ *   train_config               the configuration schema and its settings
+ *   train_data                 the training prompts and the tokenizer
+ *   train_rollout              the rollout role of one step
+ *   train_device               run.device: backend, communicators, weight sync
+ *   train_dump                 run.dump_responses
+ *   run_lock                   one trainer per run directory */
 /* `kpo train`: the RL loop over MPI ranks (DESIGN.md "One training step").
  * Rollout ranks sample and score; every rank receives the batch; learners
  * update; learner rank 0 broadcasts weights, records the step and writes

@@ -1,3 +1,5 @@
+/* The rollout role of one kpo train step (train_rollout.h): this rank's
+ * prompts, G samples each, every response's reward. */
 #include "train/train_rollout.h"
 
 #include <stdlib.h>

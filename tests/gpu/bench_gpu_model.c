@@ -24,11 +24,11 @@
 #include <string.h>
 
 #include "bench_shapes.h"
-#include "cuda/cuda_probe.h"
+#include "model/cuda/cuda_probe.h"
 #include "bench_util.h"
 #include "kpo_config.h"
 #include "model/model.h"
-#include "model/model_compute.h"
+#include "model/cpu/model_compute.h"
 #include "model/model_cuda.h"
 
 #if KPO_HAVE_CUDA

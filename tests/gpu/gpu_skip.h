@@ -5,7 +5,7 @@
 
 #include <string.h>
 
-#include "cuda/cuda_probe.h"
+#include "model/cuda/cuda_probe.h"
 
 /* 1 when this process has no GPU, with the reason in why. */
 static inline int gpu_unavailable(char *why, size_t size)

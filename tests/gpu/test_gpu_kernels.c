@@ -28,7 +28,7 @@
 #include "model/cuda/kernels_norm.h"
 #include "model/cuda/kernels_rope.h"
 #include "model/cuda/kernels_swiglu.h"
-#include "model/model_ops.h"
+#include "model/cpu/model_ops.h"
 #include "model/optimizer_adamw.h"
 #include "model/safetensors.h"
 

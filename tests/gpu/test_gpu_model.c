@@ -34,7 +34,7 @@
 #include "core/rng.h"
 #include "gpu_skip.h"
 #include "gpu_test_util.h"
-#include "model/model_compute.h"
+#include "model/cpu/model_compute.h"
 #include "model/model_cuda.h"
 #include "model/optimizer_adamw.h"
 #include "model/safetensors.h"

@@ -20,7 +20,7 @@
 #include "gpu_skip.h"
 #include "gpu_test_util.h"
 #include "model/cuda/kernels_sample.h"
-#include "rollout/sampler.h"
+#include "sampling/sampler.h"
 
 static const uint64_t SEED = 0x5EEDull;
 

@@ -20,7 +20,6 @@
 #include "core/file_util.h"
 #include "core/rng.h"
 #include "io/checkpoint.h"
-#include "io/fs_util.h"
 #include "model/model_io_util.h"
 #include "model/optimizer_adamw.h"
 #include "tokenizer/tokenizer.h"
@@ -41,7 +40,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    return fs_remove_tree(root, NULL);
+    return file_remove_tree(root, NULL);
 }
 
 static adamw_config test_adamw_config(void)
@@ -593,7 +592,7 @@ static void test_records_tokenizer_files(void **state)
     snprintf(src, sizeof src, "%.250s-source", root);
     snprintf(tok_dir, sizeof tok_dir, "%s/tok", src);
     kpo_error err;
-    assert_int_equal(fs_make_dirs(tok_dir, &err), KPO_OK);
+    assert_int_equal(file_make_dirs(tok_dir, &err), KPO_OK);
     write_bpe_tokenizer(tok_dir);
     /* The starting model: templates to keep, a tokenizer entry that will
      * not be true of the checkpoint, no generation_config.json. */
@@ -646,7 +645,7 @@ static void test_records_tokenizer_files(void **state)
     assert_non_null(strstr(err.message, src));
     assert_non_null(strstr(err.message, "vocab.json"));
     assert_false(step_exists(6));
-    assert_int_equal(fs_remove_tree(src, NULL), KPO_OK);
+    assert_int_equal(file_remove_tree(src, NULL), KPO_OK);
     free_pair(&m, &opt);
 }
 

@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "model/model_compute.h"
+#include "model/cpu/model_compute.h"
 #include "rollout/generate.h"
 
 static model tiny;

@@ -10,7 +10,7 @@
 #include <cmocka.h>
 
 #include "core/philox.h"
-#include "rollout/sampler.h"
+#include "sampling/sampler.h"
 
 static const float LOGITS[6] = {2.0f, 1.0f, 0.5f, 2.0f, -1.0f, 0.0f};
 

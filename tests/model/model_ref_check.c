@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "core/file_util.h"
-#include "model/model_compute.h"
+#include "model/cpu/model_compute.h"
 #include "model_test_util.h"
 
 typedef struct ref_batch {

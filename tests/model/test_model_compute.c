@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "model/model_compute.h"
+#include "model/cpu/model_compute.h"
 #include "model/optimizer_adamw.h"
 #include "model_test_util.h"
 

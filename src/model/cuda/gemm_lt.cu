@@ -11,7 +11,7 @@
 
 extern "C" { /* the project's C headers carry no linkage guards */
 #include "core/error.h"
-#include "cuda/cuda_check.h"
+#include "core/cuda_check.h"
 }
 #include "model/cuda/gemm_lt.h"
 #include "model/cuda/kernels_alias.h"

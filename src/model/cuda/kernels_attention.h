@@ -1,7 +1,7 @@
 /* Causal grouped-query attention on the device, bf16 in and out, fp32
  * softmax statistics, flash-style: keys are visited a tile at a time with an
  * online softmax, so no time x time matrix ever exists, whatever the length.
- * Layouts are the CPU model's (model_compute.h): q [tokens, heads, head_dim],
+ * Layouts are the CPU model's (cpu/model_compute.h): q [tokens, heads, head_dim],
  * k and v [tokens, kv_heads, head_dim], out like q, lse [tokens, heads] the
  * natural log-sum-exp of the scaled scores (scale 1/sqrt(head_dim)). Query
  * head h reads kv head h / (heads / kv_heads). Only built with CUDA. */

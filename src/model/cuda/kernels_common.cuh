@@ -9,7 +9,7 @@
 
 extern "C" { /* the project's C headers carry no linkage guards */
 #include "core/error.h"
-#include "cuda/cuda_check.h"
+#include "core/cuda_check.h"
 }
 
 typedef __nv_bfloat16 bf16;

@@ -6,7 +6,7 @@
 #include "model/cuda/kernels_common.cuh"
 #include "model/cuda/kernels_rope.h"
 extern "C" {
-#include "model/model_ops.h"
+#include "model/cpu/model_ops.h"
 }
 
 static __global__ void rope_kernel(int64_t tokens, int64_t heads, int64_t half,

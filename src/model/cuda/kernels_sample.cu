@@ -1,5 +1,5 @@
 /* Next-token sampling on the device: one block per row, the definition of
- * rollout/sampler_math.h (the CPU sampler's), no sort.
+ * sampling/sampler_math.h (the CPU sampler's), no sort.
  *
  *   greedy     argmax, lowest id on ties (one pass)
  *   otherwise  max logit; total = sum exp((l - max) / T) in double; p = w / total
@@ -33,7 +33,7 @@
 #include "core/philox.h"
 #include "model/cuda/kernels_common.cuh"
 #include "model/cuda/kernels_sample.h"
-#include "rollout/sampler_math.h"
+#include "sampling/sampler_math.h"
 
 enum { SAMPLE_THREADS = 1024, SAMPLE_WARPS = SAMPLE_THREADS / 32, SAMPLE_BINS = 256 };
 

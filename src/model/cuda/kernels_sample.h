@@ -1,6 +1,6 @@
 /* Next-token sampling on the device (temperature, top-p, greedy), drawing
  * each row's uniform from the same counter-based Philox stream the CPU
- * sampler uses (rollout/sampler.h), so a response is named by (seed, step,
+ * sampler uses (sampling/sampler.h), so a response is named by (seed, step,
  * prompt, sample) on either backend. Given the same logits, the device and
  * sampler_draw pick the same token (up to float summation order at a
  * nucleus or cumulative boundary). Only built with CUDA. */
@@ -15,7 +15,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
-#include "rollout/sampler.h"
+#include "sampling/sampler.h"
 
 /* One row's random source: draw number draw_index of stream
  * (seed, stream_id), exactly the draw_index-th rng_uniform of a stream made

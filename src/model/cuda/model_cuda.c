@@ -6,7 +6,7 @@
 
 #include <cuda_runtime_api.h>
 
-#include "cuda/cuda_check.h"
+#include "core/cuda_check.h"
 #include "model/cuda/kernels_adamw.h"
 #include "model/cuda/kernels_attention.h"
 #include "model/cuda/kernels_convert.h"

@@ -7,7 +7,7 @@
 
 #include <cuda_runtime_api.h>
 
-#include "cuda/cuda_check.h"
+#include "core/cuda_check.h"
 #include "model/cuda/kernels_embed.h"
 #include "model/cuda/kernels_norm.h"
 #include "model/cuda/kernels_residual.h"

@@ -1,7 +1,27 @@
-/* Builds without CUDA: the GPU model exists as symbols that say why they
- * cannot run, so callers need no #if. (The memory plan, which needs no
- * GPU, is model_cuda_plan.c, built everywhere.) */
+/* Builds without CUDA: the GPU model and the device probe exist as symbols
+ * that say why they cannot run, so callers need no #if. (The memory plan,
+ * which needs no GPU, is model_cuda_plan.c, built everywhere.) */
 #include "model/model_cuda.h"
+
+#include <stdio.h>
+
+#include "model/cuda/cuda_probe.h"
+
+/* ---- cuda_probe.h: no GPUs, and every query says why ---- */
+
+int cuda_probe_devices(char *description, size_t size)
+{
+    snprintf(description, size, "kpo was built without CUDA");
+    return 0;
+}
+
+int cuda_memory_used_bytes(int device, size_t *used, kpo_error *err)
+{
+    *used = 0;
+    return error_set(err, "gpu memory of GPU %d: kpo was built without CUDA", device);
+}
+
+/* ---- model_cuda.h ---- */
 
 static int no_cuda(kpo_error *err)
 {

@@ -1,8 +1,10 @@
+/* The fused head on the CPU: per-token log-probability of the target and
+ * the next-token entropy without keeping the vocabulary's softmax. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/model_layer.h"
+#include "model/cpu/model_layer.h"
 
 /* Rows of logits alive at once: 32 x 151,936 floats is 19 MB. */
 enum { LOGPROB_CHUNK = 32 };

@@ -1,7 +1,9 @@
+/* Batched incremental decoding on the CPU: the KV cache and one decode
+ * step over several sequences (prefill is a step with whole prompts). */
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/model_layer.h"
+#include "model/cpu/model_layer.h"
 
 int model_kv_cache_init(model_kv_cache *cache, const model *m, int64_t n_slots, int64_t max_len,
                         kpo_error *err)

@@ -1,7 +1,9 @@
 /* CUDA runtime status -> kpo_error, for host code in C and in .cu files.
- * Only include where the CUDA toolkit is (KPO_HAVE_CUDA). */
-#ifndef KPO_CUDA_CUDA_CHECK_H
-#define KPO_CUDA_CUDA_CHECK_H
+ * Only include where the CUDA toolkit is (KPO_HAVE_CUDA). In core, not in
+ * model/cuda/, because the filter's, the objective's and NCCL's CUDA code
+ * use it too, and none of them may depend on the model. */
+#ifndef KPO_CORE_CUDA_CHECK_H
+#define KPO_CORE_CUDA_CHECK_H
 
 #include <cuda_runtime_api.h>
 

@@ -1,13 +1,13 @@
 /* Training forward/backward, fused log-probs and KV-cache decode for the CPU
  * model. A batch packs sequences end to end; attention is causal inside a
  * sequence and never crosses into another. */
-#ifndef KPO_MODEL_MODEL_COMPUTE_H
-#define KPO_MODEL_MODEL_COMPUTE_H
+#ifndef KPO_MODEL_CPU_MODEL_COMPUTE_H
+#define KPO_MODEL_CPU_MODEL_COMPUTE_H
 
 #include <stdint.h>
 
 #include "model/model.h"
-#include "model/model_ops.h"
+#include "model/cpu/model_ops.h"
 
 typedef struct model_batch {
     const int32_t *tokens;      /* [n_tokens], sequences back to back */

@@ -1,8 +1,10 @@
+/* One decoder layer on the CPU (model_layer.h), shared by the training
+ * forward and the decoder. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/model_layer.h"
+#include "model/cpu/model_layer.h"
 
 int64_t layer_acts_floats(const model_config *c, int64_t T)
 {

@@ -1,7 +1,9 @@
+/* The CPU model's training forward (fp32) over a packed batch of
+ * sequences, keeping the activations the backward needs. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/model_layer.h"
+#include "model/cpu/model_layer.h"
 
 int model_acts_init(model_acts *acts, const model *m, int64_t capacity, kpo_error *err)
 {

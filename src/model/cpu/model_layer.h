@@ -1,10 +1,10 @@
 /* One decoder layer's forward, split where the decoder must store K and V
  * into its cache between the projections and the attention. Internal to
- * src/model. */
-#ifndef KPO_MODEL_MODEL_LAYER_H
-#define KPO_MODEL_MODEL_LAYER_H
+ * src/model/cpu. */
+#ifndef KPO_MODEL_CPU_MODEL_LAYER_H
+#define KPO_MODEL_CPU_MODEL_LAYER_H
 
-#include "model/model_compute.h"
+#include "model/cpu/model_compute.h"
 
 /* Carves a model_layer_acts for `capacity` tokens out of *cursor. */
 void layer_acts_bind(const model_config *c, int64_t capacity, float **cursor,

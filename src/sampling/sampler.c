@@ -1,6 +1,7 @@
-#include "rollout/sampler.h"
+/* The next-token sampler shared by both backends' decoding (sampler.h). */
+#include "sampling/sampler.h"
 
-#include "rollout/sampler_math.h"
+#include "sampling/sampler_math.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -51,7 +52,7 @@ static int32_t argmax(const float *logits, int64_t vocab)
     return (int32_t)best;
 }
 
-/* Rank order (rollout/sampler_math.h): logit descending, ties by lower id.
+/* Rank order (sampling/sampler_math.h): logit descending, ties by lower id.
  * order[k].prob carries the logit's key, not a probability: a uint32_t is
  * exact in a double, and ranking by the logit keeps exp() out of the order. */
 static int by_rank(const void *a, const void *b)

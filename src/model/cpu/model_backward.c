@@ -1,8 +1,10 @@
+/* The CPU model's backward pass (fp32): from d loss / d log-prob per token
+ * through the head, every layer and the embedding into the gradients. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/model_layer.h"
+#include "model/cpu/model_layer.h"
 
 /* Gradient buffers for one layer at a time, reused down the stack. */
 typedef struct backward_scratch {

@@ -1,7 +1,7 @@
 /* Which GPUs this process can use. A machine with the toolkit but no driver
  * or GPU (CUDA error 35, "driver insufficient") simply has none. */
-#ifndef KPO_CUDA_CUDA_PROBE_H
-#define KPO_CUDA_CUDA_PROBE_H
+#ifndef KPO_MODEL_CUDA_CUDA_PROBE_H
+#define KPO_MODEL_CUDA_CUDA_PROBE_H
 
 #include <stddef.h>
 

@@ -1,7 +1,7 @@
 /* Building blocks shared by the training forward/backward and the decoder.
  * Matrices are row-major; weights keep HF's [out, in] layout so y = x W^T. */
-#ifndef KPO_MODEL_MODEL_OPS_H
-#define KPO_MODEL_MODEL_OPS_H
+#ifndef KPO_MODEL_CPU_MODEL_OPS_H
+#define KPO_MODEL_CPU_MODEL_OPS_H
 
 #include <math.h>
 #include <stdint.h>

@@ -17,8 +17,8 @@
  * Walking in id order lets a GPU find the token with a prefix scan instead
  * of sorting the vocabulary; the distribution is the same as walking in
  * rank order, only which token a given u lands on differs. */
-#ifndef KPO_ROLLOUT_SAMPLER_MATH_H
-#define KPO_ROLLOUT_SAMPLER_MATH_H
+#ifndef KPO_SAMPLING_SAMPLER_MATH_H
+#define KPO_SAMPLING_SAMPLER_MATH_H
 
 #include <math.h>
 #include <stdint.h>

@@ -1,8 +1,10 @@
+/* The CPU model's building blocks (model_ops.h): matrix products through
+ * BLAS, RMSNorm, RoPE, SwiGLU, and their backwards. */
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 
-#include "model/model_ops.h"
+#include "model/cpu/model_ops.h"
 
 void ops_linear(int64_t rows, int64_t in, int64_t out, const float *x, const float *w, float *y)
 {

@@ -1,8 +1,8 @@
 /* Next-token sampling from logits: temperature, nucleus (top-p) and greedy,
  * driven by a counter-based stream so a response can be replayed from
  * (seed, step, prompt, sample) alone. */
-#ifndef KPO_ROLLOUT_SAMPLER_H
-#define KPO_ROLLOUT_SAMPLER_H
+#ifndef KPO_SAMPLING_SAMPLER_H
+#define KPO_SAMPLING_SAMPLER_H
 
 #include <stdint.h>
 

@@ -1,12 +1,11 @@
-/* eval_comm.h over MPI_COMM_WORLD, or for one process when the build has
+/* comm_world.h over MPI_COMM_WORLD, or for one process when the build has
  * no MPI. */
-#include "eval/eval_comm.h"
+#include "comm/comm_world.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "eval/eval_device.h"
 #include "kpo_config.h"
 #if KPO_HAVE_MPI
 #include <mpi.h>
@@ -14,44 +13,30 @@
 #include "comm/comm_nccl.h"
 #include "comm/comm_roles.h"
 
-void eval_comm_init(int *argc, char ***argv, int *rank, int *size)
+void comm_world_init(int *argc, char ***argv, int *rank, int *size)
 {
     MPI_Init(argc, argv);
     MPI_Comm_rank(MPI_COMM_WORLD, rank);
     MPI_Comm_size(MPI_COMM_WORLD, size);
 }
 
-void eval_comm_finalize(void)
+void comm_world_finalize(void)
 {
     MPI_Finalize();
 }
 
-int eval_comm_first_failure(int failed)
+int comm_world_first_failure(int failed)
 {
-    int rank, size, first;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
-    int mine = failed ? rank : size;
-    MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-    return first < size ? first : -1;
+    const int first = comm_first_failure(MPI_COMM_WORLD, failed ? KPO_ERR : KPO_OK);
+    return first == COMM_NO_FAILURE ? -1 : first;
 }
 
-int eval_comm_select_gpu(int *gpu, kpo_error *err)
+int comm_world_select_gpu(int *gpu, kpo_error *err)
 {
-    kpo_error probe;
-    const int usable = eval_device_require_gpu(&probe) == KPO_OK;
-    /* Called whatever the probe said: finding the local rank is collective.
-     * The probe's reason is the better one where both fail (it knows a
-     * build without CUDA from one without NCCL). */
-    const int status = comm_nccl_select_device(MPI_COMM_WORLD, gpu, err);
-    if (!usable) {
-        *err = probe;
-        return KPO_ERR;
-    }
-    return status;
+    return comm_nccl_select_device(MPI_COMM_WORLD, gpu, err);
 }
 
-void eval_comm_sum_to_root(int64_t *values, int64_t n)
+void comm_world_sum_to_root(int64_t *values, int64_t n)
 {
     int rank;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -75,7 +60,7 @@ static int alloc_parts(int size, const int64_t *lens, char ***parts, kpo_error *
     return *parts ? KPO_OK : error_set(err, "out of memory");
 }
 
-int eval_comm_gather_bytes(const char *mine, int64_t n, char ***parts, int64_t **lens,
+int comm_world_gather_bytes(const char *mine, int64_t n, char ***parts, int64_t **lens,
                            kpo_error *err)
 {
     int rank, size;
@@ -83,7 +68,7 @@ int eval_comm_gather_bytes(const char *mine, int64_t n, char ***parts, int64_t *
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     int64_t *all = rank == 0 ? malloc((size_t)size * sizeof *all) : NULL;
     if (rank == 0 && !all)
-        eval_comm_abort("out of memory gathering lengths");
+        comm_world_abort("out of memory gathering lengths");
     MPI_Gather(&n, 1, MPI_INT64_T, all, 1, MPI_INT64_T, 0, MPI_COMM_WORLD);
     /* Chunks below INT_MAX bytes: MPI counts are int. */
     const int64_t step = (int64_t)1 << 30;
@@ -97,7 +82,7 @@ int eval_comm_gather_bytes(const char *mine, int64_t n, char ***parts, int64_t *
     /* Rank 0 cannot refuse the others' messages without leaving them
      * waiting, so a failure here ends the job. */
     if (alloc_parts(size, all, parts, err) != KPO_OK)
-        eval_comm_abort(err->message);
+        comm_world_abort(err->message);
     memcpy((*parts)[0], mine, (size_t)n);
     for (int r = 1; r < size; r++)
         for (int64_t at = 0; at < all[r]; at += step)
@@ -108,14 +93,14 @@ int eval_comm_gather_bytes(const char *mine, int64_t n, char ***parts, int64_t *
     return KPO_OK;
 }
 
-_Noreturn void eval_comm_abort(const char *message)
+_Noreturn void comm_world_abort(const char *message)
 {
     comm_abort_all(message);
 }
 
 #else
 
-void eval_comm_init(int *argc, char ***argv, int *rank, int *size)
+void comm_world_init(int *argc, char ***argv, int *rank, int *size)
 {
     (void)argc;
     (void)argv;
@@ -123,28 +108,29 @@ void eval_comm_init(int *argc, char ***argv, int *rank, int *size)
     *size = 1;
 }
 
-void eval_comm_finalize(void)
+void comm_world_finalize(void)
 {
 }
 
-int eval_comm_first_failure(int failed)
+int comm_world_first_failure(int failed)
 {
     return failed ? 0 : -1;
 }
 
-int eval_comm_select_gpu(int *gpu, kpo_error *err)
+int comm_world_select_gpu(int *gpu, kpo_error *err)
 {
+    (void)err;
     *gpu = 0;
-    return eval_device_require_gpu(err);
+    return KPO_OK;
 }
 
-void eval_comm_sum_to_root(int64_t *values, int64_t n)
+void comm_world_sum_to_root(int64_t *values, int64_t n)
 {
     (void)values;
     (void)n;
 }
 
-int eval_comm_gather_bytes(const char *mine, int64_t n, char ***parts, int64_t **lens,
+int comm_world_gather_bytes(const char *mine, int64_t n, char ***parts, int64_t **lens,
                            kpo_error *err)
 {
     *parts = calloc(1, sizeof **parts);
@@ -157,7 +143,7 @@ int eval_comm_gather_bytes(const char *mine, int64_t n, char ***parts, int64_t *
     return KPO_OK;
 }
 
-_Noreturn void eval_comm_abort(const char *message)
+_Noreturn void comm_world_abort(const char *message)
 {
     fprintf(stderr, "kpo: %s\n", message);
     exit(1);

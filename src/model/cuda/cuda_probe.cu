@@ -1,10 +1,10 @@
 /* The GPU queries of cuda_probe.h over the CUDA runtime: the devices this
  * process sees and the memory in use on one of them. */
 extern "C" { /* the project's C headers carry no linkage guards */
+#include "core/cuda_check.h"
 #include "core/error.h"
-#include "cuda/cuda_check.h"
 }
-#include "cuda/cuda_probe.h"
+#include "model/cuda/cuda_probe.h"
 
 #include <cstdio>
 #include <cstring>
