@@ -8,6 +8,8 @@
 #include "cli/commands.h"
 #include "core/parse.h"
 #include "core/rng.h"
+/* The CPU model itself, not the backend: kpo generate decodes with its KV
+ * cache (model_kv_cache, model_decode_step) in fp32. */
 #include "model/cpu/model_compute.h"
 #include "sampling/sampler.h"
 

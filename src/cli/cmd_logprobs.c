@@ -7,6 +7,9 @@
 #include <string.h>
 
 #include "cli/commands.h"
+/* The CPU model itself, not the backend: kpo logprobs scores with its fp32
+ * training forward and fused log-probs (model_acts, model_forward_train,
+ * model_logprobs), the reference other paths are checked against. */
 #include "model/cpu/model_compute.h"
 
 /* {"tokens": [...], "start": k} -> tokens and k, with line-numbered errors. */

@@ -12,6 +12,7 @@
 #include <mpi.h>
 
 #include "comm/comm_roles.h"
+#include "comm/comm_train.h"
 #include "train/train_loop.h"
 #endif
 
@@ -84,10 +85,8 @@ int cmd_train(int argc, char **argv)
     (void)load_settings;
     return command_fail("kpo train: this build has no MPI (install libopenmpi-dev and rebuild)");
 #else
-    MPI_Init(&argc, &argv);
     int rank, size;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    comm_init(&argc, &argv, &rank, &size);
     config cfg = {0};
     train_settings s;
     kpo_error err;
@@ -95,7 +94,7 @@ int cmd_train(int argc, char **argv)
         if (rank == 0)
             fprintf(stderr, "kpo: %s\n", err.message);
         config_free(&cfg);
-        MPI_Finalize();
+        comm_finalize();
         return 1;
     }
     train_install_signal_handlers();
@@ -110,7 +109,7 @@ int cmd_train(int argc, char **argv)
                outcome.preempted ? "checkpointed and stopped (signal)" : "finished",
                (long long)outcome.last_step, s.out_dir);
     config_free(&cfg);
-    MPI_Finalize();
+    comm_finalize();
     return status == KPO_OK ? 0 : 1;
 #endif
 }

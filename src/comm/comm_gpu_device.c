@@ -90,6 +90,20 @@ void comm_gpu_ids_free(comm_gpu_ids *ids)
     memset(ids, 0, sizeof *ids);
 }
 
+double comm_gpu_share_sum(MPI_Comm world, const comm_gpu_ids *ids, int rank, double mine,
+                          int *index, int *n)
+{
+    /* The ranks on one GPU, as a communicator only for this one total. */
+    MPI_Comm device;
+    MPI_Comm_split(world, comm_gpu_share_first(ids->ids, rank), rank, &device);
+    MPI_Comm_rank(device, index);
+    MPI_Comm_size(device, n);
+    double all = 0;
+    MPI_Allreduce(&mine, &all, 1, MPI_DOUBLE, MPI_SUM, device);
+    MPI_Comm_free(&device);
+    return all;
+}
+
 int comm_gpu_choose_for(MPI_Comm comm, MPI_Comm world, const comm_gpu_ids *ids,
                         comm_gpu_mode mode, const char *what, comm_gpu_choice *out,
                         kpo_error *err)

@@ -34,6 +34,13 @@ typedef struct comm_gpu_ids {
 int comm_gpu_ids_gather(MPI_Comm world, const char *mine, comm_gpu_ids *out, kpo_error *err);
 void comm_gpu_ids_free(comm_gpu_ids *ids);
 
+/* Collective over world: mine summed over the world ranks on this rank's
+ * GPU (those with ids->ids[rank]: comm_gpu_share_first), so a shared GPU's
+ * ranks can check their memory together; *index is this rank's place among
+ * them (by world rank), *n how many they are. */
+double comm_gpu_share_sum(MPI_Comm world, const comm_gpu_ids *ids, int rank, double mine,
+                          int *index, int *n);
+
 /* comm_gpu_choose_transport for the communicator comm (its members' world
  * ranks gathered over it): every member reaches the same choice.
  * Collective over comm. */

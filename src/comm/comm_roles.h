@@ -3,11 +3,13 @@
  *   comm_roles                 ranks into roles, comm_first_failure, comm_agree, comm_abort_all
  *                              (this header)
  *   comm_world                 kpo eval's world-level MPI, with a one-process fallback
+ *   comm_train                 kpo train's MPI start and end, resume-step broadcast,
+ *                              counter sums and maxima, stop flag
  *   comm_batch                 the rollout batch to every rank, weights to the rollout ranks
  *   comm_learner               the learner's reductions over MPI
  *   comm_innov_stats           innovation statistics merged across ranks
  *   comm_gpu_device, comm_local_rank.c
- *       a rank's GPU and who shares it
+ *       a rank's GPU and who shares it (and their memory total)
  *   comm_gpu_transport         NCCL or host-staged, decided from GPU sharing
  *   comm_nccl, comm_nccl_none.c
  *       NCCL collectives and their bootstrap

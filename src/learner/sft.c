@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "data/prompt_encode.h"
+#include "model/model_batch.h"
 
 model_config sft_tiny_config(int64_t vocab_size)
 {

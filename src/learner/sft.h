@@ -13,7 +13,6 @@
 #include "data/chat_template.h"
 #include "data/dataset.h"
 #include "model/model_backend.h"
-#include "model/cpu/model_compute.h"
 #include "model/optimizer_adamw.h"
 #include "rollout/reward.h"
 #include "tokenizer/tokenizer.h"

@@ -15,6 +15,8 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "model/model.h"
+/* The CPU backend's activations and KV cache live in model_backend by value:
+ * this dispatcher owns both backends, so it sees the CPU model's types. */
 #include "model/cpu/model_compute.h"
 #include "model/model_cuda.h"
 #include "model/optimizer_adamw.h"

@@ -14,7 +14,7 @@
 
 #include "core/error.h"
 #include "model/model.h"
-#include "model/cpu/model_compute.h"
+#include "model/model_batch.h"
 #include "model/optimizer_adamw.h"
 #include "sampling/sampler.h"
 

@@ -9,6 +9,7 @@
 #include "comm/comm_batch.h"
 #include "comm/comm_gpu_device.h"
 #include "comm/comm_learner.h"
+#include "comm/comm_train.h"
 #include "model/cuda/cuda_probe.h"
 
 /* The probe's "no usable GPU (why)" as just "why". */
@@ -158,15 +159,10 @@ static double later_bytes(const gpu_memory_plan *p)
 static int check_shared_memory(const train_device *d, const comm_gpu_ids *ids, int rank,
                                MPI_Comm world, kpo_error *err)
 {
-    MPI_Comm device;
-    MPI_Comm_split(world, comm_gpu_share_first(ids->ids, rank), rank, &device);
     int index, n;
-    MPI_Comm_rank(device, &index);
-    MPI_Comm_size(device, &n);
     const gpu_memory_plan *p = gpu_model_memory_plan(d->backend.gpu);
-    double mine = later_bytes(p), all = 0;
-    MPI_Allreduce(&mine, &all, 1, MPI_DOUBLE, MPI_SUM, device);
-    MPI_Comm_free(&device);
+    const double mine = later_bytes(p);
+    const double all = comm_gpu_share_sum(world, ids, rank, mine, &index, &n);
     if (n == 1 || index != n - 1 || !p)
         return KPO_OK;
     const double others = all - mine, headroom = (double)p->device_free - (double)p->total;
@@ -188,8 +184,7 @@ static void print_transport(const char *label, MPI_Comm comm, const comm_gpu_cho
         printf("  %-12s none (every rank holds both roles)\n", label);
         return;
     }
-    int n;
-    MPI_Comm_size(comm, &n);
+    const int n = comm_size(comm);
     printf("  %-12s %d rank(s): %s (", label, n, comm_gpu_transport_name(c->transport));
     if (c->shared_a >= 0)
         printf("world ranks %d and %d share GPU %s)\n", c->shared_a, c->shared_b,

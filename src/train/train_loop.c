@@ -14,6 +14,7 @@
 
 #include "comm/comm_batch.h"
 #include "comm/comm_roles.h"
+#include "comm/comm_train.h"
 #include "core/file_util.h"
 #include "core/timer.h"
 #include "model/cuda/cuda_probe.h"
@@ -215,9 +216,7 @@ static int agree_resume_step(trainer *t, int resume, MPI_Comm world, int64_t *re
     int status = t->roles.world_rank == 0 ? select_resume_step(t, resume, resume_step, err)
                                           : KPO_OK;
     *failed = comm_first_failure(world, status);
-    long long step = *resume_step;
-    MPI_Bcast(&step, 1, MPI_LONG_LONG, 0, world);
-    *resume_step = step;
+    *resume_step = comm_broadcast_int64(world, *resume_step);
     return *failed == COMM_NO_FAILURE ? KPO_OK : KPO_ERR;
 }
 
@@ -346,8 +345,8 @@ static void reduce_rollout_stats(MPI_Comm world, rollout_stats *r)
 {
     double sums[5] = {r->correct, r->responses, r->response_tokens, r->stopped, 0};
     double maxes[2] = {r->response_length_max, r->seconds};
-    MPI_Allreduce(MPI_IN_PLACE, sums, 5, MPI_DOUBLE, MPI_SUM, world);
-    MPI_Allreduce(MPI_IN_PLACE, maxes, 2, MPI_DOUBLE, MPI_MAX, world);
+    comm_sum_doubles(world, sums, 5);
+    comm_max_doubles(world, maxes, 2);
     r->correct = sums[0];
     r->responses = sums[1];
     r->response_tokens = sums[2];
@@ -509,8 +508,8 @@ int train_run(const train_settings *s, const config *cfg, int resume, MPI_Comm w
     trainer t;
     memset(&t, 0, sizeof t);
     memset(outcome, 0, sizeof *outcome);
-    int rank, first_failed;
-    MPI_Comm_rank(world, &rank);
+    const int rank = comm_rank(world);
+    int first_failed;
     /* Start-up errors (a bad path, an existing run, no GPU) are usually the
      * same on every rank: agree on them, let the lowest failing rank report,
      * and end cleanly instead of aborting. */
@@ -545,8 +544,7 @@ int train_run(const train_settings *s, const config *cfg, int resume, MPI_Comm w
             break;
         outcome->last_step = step;
         /* Every rank must agree to stop at the same step. */
-        int stop = stop_requested;
-        MPI_Allreduce(MPI_IN_PLACE, &stop, 1, MPI_INT, MPI_MAX, world);
+        const int stop = comm_any_flag(world, stop_requested);
         int due = step == s->steps || stop ||
                   (s->checkpoint_every > 0 && step % s->checkpoint_every == 0);
         if (due)

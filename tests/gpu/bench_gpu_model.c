@@ -28,7 +28,7 @@
 #include "bench_util.h"
 #include "kpo_config.h"
 #include "model/model.h"
-#include "model/cpu/model_compute.h"
+#include "model/model_batch.h"
 #include "model/model_cuda.h"
 
 #if KPO_HAVE_CUDA

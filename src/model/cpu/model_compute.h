@@ -1,20 +1,17 @@
 /* Training forward/backward, fused log-probs and KV-cache decode for the CPU
  * model. A batch packs sequences end to end; attention is causal inside a
- * sequence and never crosses into another. */
+ * sequence and never crosses into another. The batch and the checks both
+ * backends share (model_batch, model_batch_validate,
+ * model_batch_next_targets, model_decode_check) are the interface's:
+ * model/model_batch.h. */
 #ifndef KPO_MODEL_CPU_MODEL_COMPUTE_H
 #define KPO_MODEL_CPU_MODEL_COMPUTE_H
 
 #include <stdint.h>
 
 #include "model/model.h"
+#include "model/model_batch.h"
 #include "model/cpu/model_ops.h"
-
-typedef struct model_batch {
-    const int32_t *tokens;      /* [n_tokens], sequences back to back */
-    int64_t n_tokens;
-    const int64_t *seq_offsets; /* [n_seqs + 1], seq_offsets[0] = 0 */
-    int64_t n_seqs;
-} model_batch;
 
 /* What backward needs from one layer, for the batch's T tokens. */
 typedef struct model_layer_acts {
@@ -57,9 +54,6 @@ typedef struct model_acts {
 int model_acts_init(model_acts *acts, const model *m, int64_t capacity, kpo_error *err);
 void model_acts_free(model_acts *acts);
 
-/* Checks offsets, lengths and every token id against the vocabulary. */
-int model_batch_validate(const model *m, const model_batch *batch, kpo_error *err);
-
 int model_forward_train(const model *m, const model_batch *batch, model_acts *acts,
                         kpo_error *err);
 
@@ -80,9 +74,6 @@ int model_backward(const model *m, const model_acts *acts, const int32_t *target
                    const float *dlogp, const float *dentropy, model_weights *grads,
                    kpo_error *err);
 
-/* targets[t] = the next token of t's sequence, -1 on each sequence's last. */
-void model_batch_next_targets(const model_batch *batch, int32_t *targets);
-
 /* Per-slot K and V of every layer for batched incremental decoding. */
 typedef struct model_kv_cache {
     int64_t n_slots;
@@ -101,14 +92,6 @@ void model_kv_cache_free(model_kv_cache *cache);
  * (tokens packed back to back) and writes the next-token logits after each
  * sequence's last new token to logits[n_seqs, vocab]. A prefill is a call
  * with whole prompts, a step one with n_new = 1. */
-/* The arguments of a decode step against a cache of n_slots slots of
- * max_len positions holding lengths[slot] tokens each: slots in range and
- * distinct, new tokens that fit, token ids below vocab. *total: the step's
- * tokens. Shared by the CPU and GPU decoders, so both say the same. */
-int model_decode_check(int64_t vocab, int64_t n_slots, int64_t max_len, const int64_t *lengths,
-                       int64_t n_seqs, const int64_t *slots, const int64_t *n_new,
-                       const int32_t *tokens, int64_t *total, kpo_error *err);
-
 int model_decode_step(const model *m, model_kv_cache *cache, int64_t n_seqs,
                       const int64_t *slots, const int64_t *n_new, const int32_t *tokens,
                       float *logits, kpo_error *err);

@@ -37,33 +37,6 @@ void model_kv_cache_free(model_kv_cache *cache)
     memset(cache, 0, sizeof *cache);
 }
 
-int model_decode_check(int64_t vocab, int64_t n_slots, int64_t max_len, const int64_t *lengths,
-                       int64_t n_seqs, const int64_t *slots, const int64_t *n_new,
-                       const int32_t *tokens, int64_t *total, kpo_error *err)
-{
-    int64_t T = 0;
-    for (int64_t i = 0; i < n_seqs; i++) {
-        if (slots[i] < 0 || slots[i] >= n_slots)
-            return error_set(err, "decode: slot %lld out of range [0, %lld)",
-                             (long long)slots[i], (long long)n_slots);
-        for (int64_t j = 0; j < i; j++)
-            if (slots[j] == slots[i])
-                return error_set(err, "decode: slot %lld appears twice", (long long)slots[i]);
-        if (n_new[i] < 1 || lengths[slots[i]] + n_new[i] > max_len)
-            return error_set(err, "decode: slot %lld: %lld new tokens after %lld exceed the "
-                             "cache length %lld",
-                             (long long)slots[i], (long long)n_new[i],
-                             (long long)lengths[slots[i]], (long long)max_len);
-        T += n_new[i];
-    }
-    for (int64_t t = 0; t < T; t++)
-        if (tokens[t] < 0 || tokens[t] >= vocab)
-            return error_set(err, "decode: token id %d is out of range [0, %lld)",
-                             (int)tokens[t], (long long)vocab);
-    *total = T;
-    return KPO_OK;
-}
-
 int model_decode_step(const model *m, model_kv_cache *cache, int64_t n_seqs,
                       const int64_t *slots, const int64_t *n_new, const int32_t *tokens,
                       float *logits, kpo_error *err)

@@ -42,33 +42,6 @@ void model_acts_free(model_acts *acts)
     memset(acts, 0, sizeof *acts);
 }
 
-int model_batch_validate(const model *m, const model_batch *b, kpo_error *err)
-{
-    if (b->n_seqs < 1 || !b->seq_offsets || b->seq_offsets[0] != 0 ||
-        b->seq_offsets[b->n_seqs] != b->n_tokens)
-        return error_set(err, "batch: sequence offsets must start at 0 and end at %lld",
-                         (long long)b->n_tokens);
-    for (int64_t s = 0; s < b->n_seqs; s++)
-        if (b->seq_offsets[s + 1] <= b->seq_offsets[s])
-            return error_set(err, "batch: sequence %lld is empty", (long long)s);
-    for (int64_t s = 0; s < b->n_seqs; s++)
-        for (int64_t t = b->seq_offsets[s]; t < b->seq_offsets[s + 1]; t++)
-            if (b->tokens[t] < 0 || b->tokens[t] >= m->config.vocab_size)
-                return error_set(err,
-                                 "batch: sequence %lld, position %lld: token id %d is out of "
-                                 "range [0, %lld)",
-                                 (long long)s, (long long)(t - b->seq_offsets[s]),
-                                 (int)b->tokens[t], (long long)m->config.vocab_size);
-    return KPO_OK;
-}
-
-void model_batch_next_targets(const model_batch *b, int32_t *targets)
-{
-    for (int64_t s = 0; s < b->n_seqs; s++)
-        for (int64_t t = b->seq_offsets[s]; t < b->seq_offsets[s + 1]; t++)
-            targets[t] = t + 1 < b->seq_offsets[s + 1] ? b->tokens[t + 1] : -1;
-}
-
 int model_forward_train(const model *m, const model_batch *b, model_acts *acts, kpo_error *err)
 {
     const model_config *c = &m->config;

@@ -5,6 +5,9 @@
 
 #include "model/cuda/kernels_common.cuh"
 #include "model/cuda/kernels_rope.h"
+/* The CPU model's own fp32 cos/sin table (ops_rope_table_init), built on the
+ * host and copied up: one shared definition, so both backends rotate by the
+ * very same angles. */
 extern "C" {
 #include "model/cpu/model_ops.h"
 }
