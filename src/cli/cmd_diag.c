@@ -746,6 +746,48 @@ static void print_metric_table(int csv)
     }
 }
 
+/* Table 2 for each run (its rows pooled as pool says), its mini-batches on
+ * request, the paper check, then the runs side by side. */
+static int print_table2(const diag_input *inputs, size_t n_runs, pool_kind pool,
+                        const int64_t *steps, size_t n_steps, int csv, int minibatches,
+                        kpo_error *err)
+{
+    diag_run runs[MAX_RUNS];
+    size_t loaded = 0;
+    int status = KPO_OK;
+    for (; loaded < n_runs && status == KPO_OK; loaded++)
+        status = diag_run_load(inputs[loaded].path, pool, &runs[loaded], err);
+    if (status == KPO_OK && csv)
+        innov_table_print_csv_header(stdout);
+    for (size_t k = 0; k < n_runs && status == KPO_OK; k++) {
+        print_run(inputs[k].label, inputs[k].path, &runs[k], steps, n_steps, csv);
+        if (minibatches)
+            status = print_minibatches(inputs[k].label, inputs[k].path, steps, n_steps, csv, err);
+        if (status == KPO_OK && !csv) {
+            print_paper_check(inputs[k].path, &runs[k]);
+            printf("\n");
+        }
+    }
+    if (status == KPO_OK && !csv && n_runs > 1) {
+        char labels[MAX_RUNS][LABEL_MAX];
+        runfile_innovation pooled[MAX_RUNS];
+        for (size_t k = 0; k < n_runs; k++) {
+            memcpy(labels[k], inputs[k].label, LABEL_MAX);
+            pooled[k] = runs[k].pooled; /* shallow: runs[k] still owns the arrays */
+        }
+        printf("side by side, each run pooled as its header says\n\n");
+        print_comparison("kurtosis (Pearson, Gaussian = 3)", labels, pooled, (int)n_runs, steps,
+                         n_steps, innov_stats_kurtosis, 0);
+        print_comparison("max |delta|", labels, pooled, (int)n_runs, steps, n_steps,
+                         stat_max_abs, 0);
+        print_comparison("clip fraction", labels, pooled, (int)n_runs, steps, n_steps,
+                         innov_stats_clip_fraction, 1);
+    }
+    for (size_t k = 0; k < loaded; k++)
+        diag_run_free(&runs[k]);
+    return status;
+}
+
 int cmd_diag(int argc, char **argv)
 {
     cli_option options[] = {
@@ -822,49 +864,8 @@ int cmd_diag(int argc, char **argv)
         return status == KPO_OK ? 0 : command_fail(err.message);
     }
 
-    diag_run runs[MAX_RUNS];
-    for (size_t k = 0; k < n_runs; k++) {
-        if (diag_run_load(inputs[k].path, pool, &runs[k], &err) != KPO_OK) {
-            for (size_t j = 0; j <= k; j++)
-                diag_run_free(&runs[j]);
-            free(steps);
-            return command_fail(err.message);
-        }
-    }
-    if (csv)
-        innov_table_print_csv_header(stdout);
-    for (size_t k = 0; k < n_runs; k++) {
-        print_run(inputs[k].label, inputs[k].path, &runs[k], steps, n_steps, csv);
-        if (cli_get(&spec, "minibatches") &&
-            print_minibatches(inputs[k].label, inputs[k].path, steps, n_steps, csv, &err) !=
-                KPO_OK) {
-            for (size_t j = 0; j < n_runs; j++)
-                diag_run_free(&runs[j]);
-            free(steps);
-            return command_fail(err.message);
-        }
-        if (!csv) {
-            print_paper_check(inputs[k].path, &runs[k]);
-            printf("\n");
-        }
-    }
-    if (!csv && n_runs > 1) {
-        char labels[MAX_RUNS][LABEL_MAX];
-        runfile_innovation pooled[MAX_RUNS];
-        for (size_t k = 0; k < n_runs; k++) {
-            memcpy(labels[k], inputs[k].label, LABEL_MAX);
-            pooled[k] = runs[k].pooled; /* shallow: runs[k] still owns the arrays */
-        }
-        printf("side by side, each run pooled as its header says\n\n");
-        print_comparison("kurtosis (Pearson, Gaussian = 3)", labels, pooled, (int)n_runs, steps,
-                         n_steps, innov_stats_kurtosis, 0);
-        print_comparison("max |delta|", labels, pooled, (int)n_runs, steps, n_steps,
-                         stat_max_abs, 0);
-        print_comparison("clip fraction", labels, pooled, (int)n_runs, steps, n_steps,
-                         innov_stats_clip_fraction, 1);
-    }
-    for (size_t k = 0; k < n_runs; k++)
-        diag_run_free(&runs[k]);
+    status = print_table2(inputs, n_runs, pool, steps, n_steps, csv,
+                          cli_get(&spec, "minibatches") != NULL, &err);
     free(steps);
-    return 0;
+    return status == KPO_OK ? 0 : command_fail(err.message);
 }

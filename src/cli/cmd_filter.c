@@ -183,6 +183,20 @@ static int print_replay(const filter_config *cfg, const runfile_samples *samples
     return KPO_OK;
 }
 
+/* The first non-finite recorded log-ratio, named by response, step and token. */
+static int samples_check_finite(const runfile_samples *samples, const char *source,
+                                kpo_error *err)
+{
+    for (int64_t r = 0; r < samples->n_responses; r++)
+        for (int64_t i = samples->offsets[r]; i < samples->offsets[r + 1]; i++)
+            if (!isfinite(samples->values[i]))
+                return error_set(err, "%s: log-ratio of response %lld (step %lld), token %lld "
+                                      "is %g",
+                                 source, (long long)r, (long long)samples->step[r],
+                                 (long long)(i - samples->offsets[r]), samples->values[i]);
+    return KPO_OK;
+}
+
 int cmd_filter(int argc, char **argv)
 {
     const cli_option own_options[] = {
@@ -257,17 +271,10 @@ int cmd_filter(int argc, char **argv)
     snprintf(titled, sizeof titled, "%s [mini-batches %s]", source, selected);
     const char *header_source = input ? source : titled;
     /* Check every value before printing anything: no half-written output. */
-    for (int64_t r = 0; r < samples.n_responses; r++)
-        for (int64_t i = samples.offsets[r]; i < samples.offsets[r + 1]; i++)
-            if (!isfinite(samples.values[i])) {
-                char message[512];
-                snprintf(message, sizeof message,
-                         "%s: log-ratio of response %lld (step %lld), token %lld is %g",
-                         source, (long long)r, (long long)samples.step[r],
-                         (long long)(i - samples.offsets[r]), samples.values[i]);
-                runfile_samples_free(&samples);
-                return command_fail(message);
-            }
+    if (samples_check_finite(&samples, source, &err) != KPO_OK) {
+        runfile_samples_free(&samples);
+        return command_fail(err.message);
+    }
     int csv = cli_get(&spec, "csv") != NULL;
     if (official) {
         replay.per_token = cli_get(&spec, "per-token") != NULL;

@@ -52,6 +52,120 @@ static void print_official_summary(const float *official, int64_t length)
         printf("  finite through token %lld\n", (long long)length);
 }
 
+/* What the command line asks for, checked. */
+typedef struct gain_request {
+    double q, v, p0, kappa;
+    int64_t *tokens;    /* [n_tokens] positions to tabulate */
+    size_t n_tokens;
+    int64_t horizon;    /* the largest of them (and of the official length) */
+    int csv;
+    float *official;    /* [length] the official code's gains, NULL without --mode official */
+    int64_t length;
+} gain_request;
+
+static int read_request(const cli_command_spec *spec, gain_request *r, kpo_error *err)
+{
+    filter_config defaults;
+    filter_config_default(&defaults);
+    memset(r, 0, sizeof *r);
+    if (!cli_get(spec, "q") || !cli_get(spec, "v"))
+        return error_set(err, "kpo gain: --q and --v are required");
+    if (cli_get_double(spec, "q", 0, &r->q, err) != KPO_OK ||
+        cli_get_double(spec, "v", 0, &r->v, err) != KPO_OK ||
+        cli_get_double(spec, "p0", defaults.p0, &r->p0, err) != KPO_OK ||
+        cli_get_double(spec, "kappa", defaults.kappa, &r->kappa, err) != KPO_OK)
+        return KPO_ERR;
+    if (r->q < 0)
+        return error_set(err, "--q: process noise Q must be >= 0");
+    if (r->v <= 0)
+        return error_set(err, "--v: measurement noise V must be > 0");
+    if (r->p0 < 0)
+        return error_set(err, "--p0: initial variance must be >= 0");
+    if (r->kappa <= 0)
+        return error_set(err, "--kappa: must be > 0");
+    const char *token_text = cli_get(spec, "tokens");
+    if (parse_int64_list(token_text ? token_text : DEFAULT_TOKENS, "--tokens", &r->tokens,
+                         &r->n_tokens, err) != KPO_OK)
+        return KPO_ERR;
+    for (size_t k = 0; k < r->n_tokens; k++) {
+        if (r->tokens[k] < 1 || r->tokens[k] > 100000000)
+            return error_set(err, "--tokens: positions must be in [1, 1e8]");
+        if (r->tokens[k] > r->horizon)
+            r->horizon = r->tokens[k];
+    }
+    r->csv = cli_get(spec, "csv") != NULL;
+    return read_official(spec, &r->official, &r->length, &r->horizon, r->q, r->v, r->p0, err);
+}
+
+static void print_steady_state(const gain_request *r)
+{
+    const double ratio = r->q / r->v, k_inf = gain_steady(ratio);
+    const double prior_inf = gain_steady_prior_variance(r->q, r->v);
+    const double sigma_inf = sqrt(prior_inf + r->v);
+    printf("random-walk Kalman filter: Q = %g, V = %g (q = Q/V = %g), P0 = %g, kappa = %g\n",
+           r->q, r->v, ratio, r->p0, r->kappa);
+    printf("steady state:\n");
+    printf("  K_inf                      %.6g  (%.3f%%)\n", k_inf, 100 * k_inf);
+    if (k_inf > 0)
+        printf("  memory 1/K_inf             %.4g tokens\n", 1 / k_inf);
+    else
+        printf("  memory 1/K_inf             infinite (Q = 0: the filter stops learning)\n");
+    printf("  prior variance M = P_pred  %.6g\n", prior_inf);
+    printf("  posterior variance K_inf V %.6g\n", k_inf * r->v);
+    printf("  innovation sigma sqrt(M+V) %.6g\n", sigma_inf);
+    printf("  threshold, mode sigma      %.6g  (kappa * sigma_inf)\n", r->kappa * sigma_inf);
+    printf("  threshold, mode sqrtv      %.6g  (kappa * sqrt(V))\n", r->kappa * sqrt(r->v));
+    if (r->official)
+        print_official_summary(r->official, r->length);
+}
+
+/* One row of the transient table: token t's gain, sigma and thresholds. */
+static void print_transient_row(const gain_request *r, int64_t t, double gain, double sigma,
+                                double data_weight)
+{
+    if (r->csv)
+        printf("%lld,%.17g,%.17g,%.17g,%.17g,%.17g", (long long)t, gain, sigma, r->kappa * sigma,
+               r->kappa * sqrt(r->v), data_weight);
+    else
+        printf("%8lld %12.6g %10.6g %12.6g %12.6g", (long long)t, gain, sigma, r->kappa * sigma,
+               data_weight);
+    if (r->official && t <= r->length && isnan(r->official[t - 1]))
+        printf(r->csv ? ",nan" : "  %12s", "NaN"); /* not glibc's sign-carrying "-nan" */
+    else if (r->official && t <= r->length)
+        printf(r->csv ? ",%.9g" : "  %12.6g", (double)r->official[t - 1]);
+    else if (r->official)
+        printf(r->csv ? "," : "  %12s", "");
+    printf("\n");
+}
+
+/* One pass of the recursion to the largest requested position, printing
+ * the requested ones as it goes. */
+static void print_transient(const gain_request *r)
+{
+    if (!r->csv) {
+        printf("transient from P0 (sigma_t = sqrt(P_{t-1} + Q + V); data weight = "
+               "1 - prod(1 - K_j)):\n");
+        printf("%8s %12s %10s %12s %12s%s\n", "token", "K_t", "sigma_t", "threshold",
+               "data_weight", r->official ? "  K_t_official" : "");
+    } else {
+        printf("token,gain,sigma,threshold_sigma,threshold_sqrtv,data_weight%s\n",
+               r->official ? ",gain_official" : "");
+    }
+    const double ratio = r->q / r->v;
+    double k_prev = r->p0 / r->v, remaining = 1.0;
+    for (int64_t t = 1; t <= r->horizon; t++) {
+        double prior = k_prev + ratio;
+        double gain = prior / (prior + 1.0), sigma = sqrt(r->v * (prior + 1.0));
+        remaining *= 1.0 - gain;
+        k_prev = gain;
+        for (size_t k = 0; k < r->n_tokens; k++)
+            if (r->tokens[k] == t) {
+                print_transient_row(r, t, gain, sigma, 1 - remaining);
+                break;
+            }
+    }
+}
+
 int cmd_gain(int argc, char **argv)
 {
     /* p0 and kappa: the filter's defaults (filter/filter_params.c). */
@@ -72,7 +186,9 @@ int cmd_gain(int argc, char **argv)
         {"length", "T", "official: the padded length the gains are computed for (default 4096)",
          NULL},
     };
-    cli_command_spec spec = {"gain", "--q Q --v V [--p0 P0] [--kappa K] [--tokens LIST] [--csv] [--mode official]",
+    cli_command_spec spec = {"gain",
+                             "--q Q --v V [--p0 P0] [--kappa K] [--tokens LIST] [--csv] "
+                             "[--mode official]",
                              "Kalman gain K_t of the random-walk filter over the first tokens, "
                              "its steady state, memory, innovation sigma and saturation "
                              "thresholds.",
@@ -80,102 +196,15 @@ int cmd_gain(int argc, char **argv)
     int status = command_start_options(&spec, argc, argv);
     if (status >= 0)
         return status;
-
     kpo_error err;
-    double q, v, p0, kappa;
-    filter_config defaults;
-    filter_config_default(&defaults);
-    if (!cli_get(&spec, "q") || !cli_get(&spec, "v"))
-        return command_fail("kpo gain: --q and --v are required");
-    if (cli_get_double(&spec, "q", 0, &q, &err) != KPO_OK ||
-        cli_get_double(&spec, "v", 0, &v, &err) != KPO_OK ||
-        cli_get_double(&spec, "p0", defaults.p0, &p0, &err) != KPO_OK ||
-        cli_get_double(&spec, "kappa", defaults.kappa, &kappa, &err) != KPO_OK)
-        return command_fail(err.message);
-    if (q < 0)
-        return command_fail("--q: process noise Q must be >= 0");
-    if (v <= 0)
-        return command_fail("--v: measurement noise V must be > 0");
-    if (p0 < 0)
-        return command_fail("--p0: initial variance must be >= 0");
-    if (kappa <= 0)
-        return command_fail("--kappa: must be > 0");
-    int64_t *tokens = NULL;
-    size_t n_tokens = 0;
-    const char *token_text = cli_get(&spec, "tokens");
-    if (parse_int64_list(token_text ? token_text : DEFAULT_TOKENS, "--tokens", &tokens, &n_tokens,
-                         &err) != KPO_OK)
-        return command_fail(err.message);
-    int64_t horizon = 0;
-    for (size_t k = 0; k < n_tokens; k++) {
-        if (tokens[k] < 1 || tokens[k] > 100000000) {
-            free(tokens);
-            return command_fail("--tokens: positions must be in [1, 1e8]");
-        }
-        if (tokens[k] > horizon)
-            horizon = tokens[k];
+    gain_request r;
+    status = read_request(&spec, &r, &err);
+    if (status == KPO_OK) {
+        if (!r.csv)
+            print_steady_state(&r);
+        print_transient(&r);
     }
-
-    float *official = NULL;
-    int64_t length = 0;
-    if (read_official(&spec, &official, &length, &horizon, q, v, p0, &err) != KPO_OK) {
-        free(tokens);
-        return command_fail(err.message);
-    }
-    const double ratio = q / v, k_inf = gain_steady(ratio);
-    const double prior_inf = gain_steady_prior_variance(q, v), sigma_inf = sqrt(prior_inf + v);
-    const int csv = cli_get(&spec, "csv") != NULL;
-    if (!csv) {
-        printf("random-walk Kalman filter: Q = %g, V = %g (q = Q/V = %g), P0 = %g, kappa = %g\n",
-               q, v, ratio, p0, kappa);
-        printf("steady state:\n");
-        printf("  K_inf                      %.6g  (%.3f%%)\n", k_inf, 100 * k_inf);
-        if (k_inf > 0)
-            printf("  memory 1/K_inf             %.4g tokens\n", 1 / k_inf);
-        else
-            printf("  memory 1/K_inf             infinite (Q = 0: the filter stops learning)\n");
-        printf("  prior variance M = P_pred  %.6g\n", prior_inf);
-        printf("  posterior variance K_inf V %.6g\n", k_inf * v);
-        printf("  innovation sigma sqrt(M+V) %.6g\n", sigma_inf);
-        printf("  threshold, mode sigma      %.6g  (kappa * sigma_inf)\n", kappa * sigma_inf);
-        printf("  threshold, mode sqrtv      %.6g  (kappa * sqrt(V))\n", kappa * sqrt(v));
-        if (official)
-            print_official_summary(official, length);
-        printf("transient from P0 (sigma_t = sqrt(P_{t-1} + Q + V); data weight = "
-               "1 - prod(1 - K_j)):\n");
-        printf("%8s %12s %10s %12s %12s%s\n", "token", "K_t", "sigma_t", "threshold",
-               "data_weight", official ? "  K_t_official" : "");
-    } else {
-        printf("token,gain,sigma,threshold_sigma,threshold_sqrtv,data_weight%s\n",
-               official ? ",gain_official" : "");
-    }
-    /* One pass to the largest requested position, printing as it goes. */
-    double k_prev = p0 / v, remaining = 1.0;
-    for (int64_t t = 1; t <= horizon; t++) {
-        double prior = k_prev + ratio;
-        double gain = prior / (prior + 1.0), sigma = sqrt(v * (prior + 1.0));
-        remaining *= 1.0 - gain;
-        k_prev = gain;
-        for (size_t k = 0; k < n_tokens; k++) {
-            if (tokens[k] != t)
-                continue;
-            if (csv)
-                printf("%lld,%.17g,%.17g,%.17g,%.17g,%.17g", (long long)t, gain, sigma,
-                       kappa * sigma, kappa * sqrt(v), 1 - remaining);
-            else
-                printf("%8lld %12.6g %10.6g %12.6g %12.6g", (long long)t, gain, sigma,
-                       kappa * sigma, 1 - remaining);
-            if (official && t <= length && isnan(official[t - 1]))
-                printf(csv ? ",nan" : "  %12s", "NaN"); /* not glibc's sign-carrying "-nan" */
-            else if (official && t <= length)
-                printf(csv ? ",%.9g" : "  %12.6g", (double)official[t - 1]);
-            else if (official)
-                printf(csv ? "," : "  %12s", "");
-            printf("\n");
-            break;
-        }
-    }
-    free(tokens);
-    free(official);
-    return 0;
+    free(r.tokens);
+    free(r.official);
+    return status == KPO_OK ? 0 : command_fail(err.message);
 }

@@ -349,6 +349,88 @@ static int reduce_metrics(const learner_comm *comm, learner_metrics *lm, kpo_err
     return KPO_OK;
 }
 
+/* The batch in the order the mini-batches are cut from
+ * (docs/minibatch-order.md): balanced puts a reordered copy in *ordered;
+ * prompt order needs none. */
+static int order_for_minibatches(const rl_batch *batch, const learner_config *cfg,
+                                 const learner_comm *comm, rl_batch *ordered, kpo_error *err)
+{
+    if (cfg->minibatch_order != MINIBATCH_ORDER_BALANCED)
+        return KPO_OK;
+    int dp = cfg->balance_dp_size > 0 ? cfg->balance_dp_size : comm->size;
+    int64_t *perm = malloc((size_t)batch->n * sizeof *perm);
+    int ok = perm ? minibatch_order_of_batch(batch, cfg->minibatch_order, dp, cfg->minibatches,
+                                             perm, err)
+                  : error_set(err, "learner: out of memory");
+    if (ok == KPO_OK)
+        ok = minibatch_order_apply(batch, perm, ordered, err);
+    free(perm);
+    return ok == KPO_OK ? KPO_OK : error_prefix(err, "learner.minibatch_order = balanced: ");
+}
+
+/* Mini-batch k's global sizes, known to every learner. */
+static objective_normalizer minibatch_normalizer(const rl_batch *split, int k, int M)
+{
+    const int64_t first = (int64_t)k * split->n / M, end = (int64_t)(k + 1) * split->n / M;
+    objective_normalizer norm = {0, 0};
+    for (int64_t i = first; i < end; i++) {
+        int64_t r = split->seq_offsets[i + 1] - split->seq_offsets[i] - split->prompt_len[i];
+        norm.responses += r > 0;
+        norm.tokens += (double)r;
+    }
+    return norm;
+}
+
+/* One optimizer step on mini-batch k (this learner's share, its old
+ * log-probs): gradients, the all-reduce, then AdamW, or a counted skip
+ * when the loss or gradient norm is not finite (verl's actor skips too). */
+static int minibatch_update(model_backend *b, const learner_config *cfg, const learner_comm *comm,
+                            const rl_batch *share, const double *old, objective_normalizer norm,
+                            int k, learner_metrics *metrics, kpo_error *err)
+{
+    objective_metrics om;
+    objective_metrics_init(&om);
+    /* Samples from every mini-batch, not only the last: a replay of the
+     * stale ones alone (kpo filter --minibatches off-policy) needs them
+     * told apart from the on-policy first. The per-step total stays
+     * log_samples, split evenly; a share too small to fill its part
+     * leaves the rest to the next mini-batch. */
+    learner_config sample_cfg = *cfg;
+    sample_cfg.log_samples = cfg->log_samples * (k + 1) / cfg->minibatches;
+    const int64_t kept_before = metrics->n_samples;
+    int status = learner_gradients(b, &sample_cfg, share, old, norm, &om, &metrics->entropy_sum,
+                                   comm->rank == 0 ? metrics : NULL, err);
+    for (int64_t r = kept_before; r < metrics->n_samples; r++)
+        metrics->sample_minibatch[r] = k + 1;
+    double loss = om.loss, grad_norm = 0;
+    float *grads;
+    int64_t n_params;
+    model_backend_grads(b, &grads, &n_params);
+    if (status == KPO_OK)
+        status = comm->sum_floats(comm->context, grads, n_params, err);
+    if (status == KPO_OK)
+        status = comm->sum_doubles(comm->context, &loss, 1, err);
+    if (status == KPO_OK)
+        status = model_backend_grad_norm(b, &grad_norm, err);
+    if (status != KPO_OK)
+        return KPO_ERR;
+    if (!isfinite(loss) || !isfinite(grad_norm)) {
+        if (cfg->fail_nonfinite)
+            return error_set(err, "learner: mini-batch %d: loss %g, gradient norm %g "
+                                  "(learner.nonfinite_update = fail)", k + 1, loss, grad_norm);
+        metrics->skipped++; /* every learner sees the same sums: all skip together */
+        return KPO_OK;
+    }
+    objective_metrics_merge(&metrics->objective, &om);
+    metrics->minibatch_innovation[k] = om.innovation;
+    if (model_backend_optimizer_step(b, &grad_norm, err) != KPO_OK)
+        return KPO_ERR;
+    metrics->updates++;
+    metrics->grad_norm_sum += grad_norm;
+    metrics->grad_norm_max = fmax(metrics->grad_norm_max, grad_norm);
+    return KPO_OK;
+}
+
 int learner_step(model_backend *b, const learner_config *cfg, rl_batch *batch,
                  const learner_comm *comm, learner_metrics *metrics, kpo_error *err)
 {
@@ -366,22 +448,11 @@ int learner_step(model_backend *b, const learner_config *cfg, rl_batch *batch,
     if (advantage_grpo(batch->reward, batch->n / cfg->group_size, cfg->group_size,
                        cfg->norm_adv_by_std, cfg->adv_eps, batch->advantage, err) != KPO_OK)
         return KPO_ERR;
-
-    /* The order the mini-batches are cut from (docs/minibatch-order.md).
-     * The advantages above need contiguous groups and do not depend on the
+    /* The advantages above need contiguous groups and do not depend on the
      * order, so they come first; the caller's batch keeps prompt order. */
     rl_batch ordered = {0};
-    if (cfg->minibatch_order == MINIBATCH_ORDER_BALANCED) {
-        int dp = cfg->balance_dp_size > 0 ? cfg->balance_dp_size : comm->size;
-        int64_t *perm = malloc((size_t)batch->n * sizeof *perm);
-        int ok = perm ? minibatch_order_of_batch(batch, cfg->minibatch_order, dp, M, perm, err)
-                      : error_set(err, "learner: out of memory");
-        if (ok == KPO_OK)
-            ok = minibatch_order_apply(batch, perm, &ordered, err);
-        free(perm);
-        if (ok != KPO_OK)
-            return error_prefix(err, "learner.minibatch_order = balanced: ");
-    }
+    if (order_for_minibatches(batch, cfg, comm, &ordered, err) != KPO_OK)
+        return KPO_ERR;
     const rl_batch *split = cfg->minibatch_order == MINIBATCH_ORDER_BALANCED ? &ordered : batch;
 
     /* Old-policy log-probs of every share, before any update. */
@@ -396,68 +467,16 @@ int learner_step(model_backend *b, const learner_config *cfg, rl_batch *batch,
         if (status == KPO_OK) {
             int64_t R = rl_batch_response_tokens(&shares[k]);
             old[k] = malloc((size_t)(R > 0 ? R : 1) * sizeof **old);
-            status = old[k] ? learner_response_logprobs(b, &shares[k], cfg->micro_batch_tokens, old[k], NULL, err)
+            status = old[k] ? learner_response_logprobs(b, &shares[k], cfg->micro_batch_tokens,
+                                                        old[k], NULL, err)
                             : error_set(err, "learner: out of memory");
         }
     }
     double t1 = timer_now();
-
     for (int k = 0; k < M && status == KPO_OK; k++) {
-        /* The global mini-batch's sizes, known to every learner. */
-        int64_t mb_first = (int64_t)k * split->n / M, mb_end = (int64_t)(k + 1) * split->n / M;
-        objective_normalizer norm = {0, 0};
-        for (int64_t i = mb_first; i < mb_end; i++) {
-            int64_t r = split->seq_offsets[i + 1] - split->seq_offsets[i] - split->prompt_len[i];
-            norm.responses += r > 0;
-            norm.tokens += (double)r;
-        }
-        if (norm.tokens == 0)
-            continue;
-        objective_metrics om;
-        objective_metrics_init(&om);
-        /* Samples from every mini-batch, not only the last: a replay of the
-         * stale ones alone (kpo filter --minibatches off-policy) needs them
-         * told apart from the on-policy first. The per-step total stays
-         * log_samples, split evenly; a share too small to fill its part
-         * leaves the rest to the next mini-batch. */
-        int keep = comm->rank == 0;
-        learner_config sample_cfg = *cfg;
-        sample_cfg.log_samples = cfg->log_samples * (k + 1) / M;
-        const int64_t kept_before = metrics->n_samples;
-        status = learner_gradients(b, &sample_cfg, &shares[k], old[k], norm, &om,
-                                   &metrics->entropy_sum, keep ? metrics : NULL, err);
-        for (int64_t r = kept_before; r < metrics->n_samples; r++)
-            metrics->sample_minibatch[r] = k + 1;
-        double loss = om.loss, grad_norm = 0;
-        float *grads;
-        int64_t n_params;
-        model_backend_grads(b, &grads, &n_params);
-        if (status == KPO_OK)
-            status = comm->sum_floats(comm->context, grads, n_params, err);
-        if (status == KPO_OK)
-            status = comm->sum_doubles(comm->context, &loss, 1, err);
-        if (status == KPO_OK)
-            status = model_backend_grad_norm(b, &grad_norm, err);
-        if (status != KPO_OK)
-            break;
-        if (!isfinite(loss) || !isfinite(grad_norm)) {
-            if (cfg->fail_nonfinite) {
-                status = error_set(err, "learner: mini-batch %d: loss %g, gradient norm %g "
-                                        "(learner.nonfinite_update = fail)", k + 1, loss,
-                                   grad_norm);
-                break;
-            }
-            metrics->skipped++; /* every learner sees the same sums: all skip together */
-            continue;
-        }
-        objective_metrics_merge(&metrics->objective, &om);
-        metrics->minibatch_innovation[k] = om.innovation;
-        status = model_backend_optimizer_step(b, &grad_norm, err);
-        if (status != KPO_OK)
-            break;
-        metrics->updates++;
-        metrics->grad_norm_sum += grad_norm;
-        metrics->grad_norm_max = fmax(metrics->grad_norm_max, grad_norm);
+        const objective_normalizer norm = minibatch_normalizer(split, k, M);
+        if (norm.tokens > 0)
+            status = minibatch_update(b, cfg, comm, &shares[k], old[k], norm, k, metrics, err);
     }
     double t2 = timer_now();
     if (status == KPO_OK)
