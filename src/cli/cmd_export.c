@@ -302,12 +302,10 @@ int cmd_export(int argc, char **argv)
                              "tokenizer's files.",
                              CLI_OPTIONS(options)};
     const char *positional[1];
-    size_t n_positional;
-    int status = command_start(&spec, argc, argv, positional, 1, &n_positional);
+    int status = command_start_one(&spec, argc, argv, positional,
+                                   "kpo export: give one model directory (a checkpoint)");
     if (status >= 0)
         return status;
-    if (n_positional != 1)
-        return command_fail("kpo export: give one model directory (a checkpoint)");
     kpo_error err;
     export_settings s = {.model_dir = positional[0], .out = cli_get(&spec, "out"),
                          .tokenizer = cli_get(&spec, "tokenizer"), .dtype = SAFETENSORS_BF16};

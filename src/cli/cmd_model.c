@@ -84,12 +84,10 @@ static int model_list_main(int argc, char **argv)
                              "shape; validates it fully.",
                              CLI_OPTIONS(options)};
     const char *positional[1];
-    size_t n_positional;
-    int status = command_start(&spec, argc, argv, positional, 1, &n_positional);
+    int status = command_start_one(&spec, argc, argv, positional,
+                                   "kpo model list: give one checkpoint directory");
     if (status >= 0)
         return status;
-    if (n_positional != 1)
-        return command_fail("kpo model list: give one checkpoint directory");
     kpo_error err;
     model m;
     /* Loading checks every tensor against the config, so a listing that

@@ -12,7 +12,7 @@
 #include <mpi.h>
 
 #include "comm/comm_roles.h"
-#include "comm/comm_train.h"
+#include "comm/comm_world.h"
 #include "train/train_loop.h"
 #endif
 
@@ -86,7 +86,7 @@ int cmd_train(int argc, char **argv)
     return command_fail("kpo train: this build has no MPI (install libopenmpi-dev and rebuild)");
 #else
     int rank, size;
-    comm_init(&argc, &argv, &rank, &size);
+    comm_world_init(&argc, &argv, &rank, &size);
     config cfg = {0};
     train_settings s;
     kpo_error err;
@@ -94,7 +94,7 @@ int cmd_train(int argc, char **argv)
         if (rank == 0)
             fprintf(stderr, "kpo: %s\n", err.message);
         config_free(&cfg);
-        comm_finalize();
+        comm_world_finalize();
         return 1;
     }
     train_install_signal_handlers();
@@ -109,7 +109,7 @@ int cmd_train(int argc, char **argv)
                outcome.preempted ? "checkpointed and stopped (signal)" : "finished",
                (long long)outcome.last_step, s.out_dir);
     config_free(&cfg);
-    comm_finalize();
+    comm_world_finalize();
     return status == KPO_OK ? 0 : 1;
 #endif
 }

@@ -51,3 +51,15 @@ int command_start_options(const cli_command_spec *spec, int argc, char **argv)
     size_t n_positional;
     return command_start(spec, argc, argv, NULL, 0, &n_positional);
 }
+
+int command_start_one(const cli_command_spec *spec, int argc, char **argv, const char **arg,
+                      const char *missing)
+{
+    size_t n_positional;
+    int status = command_start(spec, argc, argv, arg, 1, &n_positional);
+    if (status >= 0)
+        return status;
+    if (n_positional != 1)
+        return command_fail(missing);
+    return -1;
+}

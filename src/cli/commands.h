@@ -48,8 +48,6 @@ int cmd_export(int argc, char **argv);
  * for bad input (2 for usage errors is not distinguished: one failure code). */
 int command_fail(const char *message);
 
-#endif
-
 /* Parses a subcommand's arguments. Returns -1 when the command should go
  * on; otherwise the exit status to return at once (0 after --help, 1 after
  * printing the error). */
@@ -57,3 +55,9 @@ int command_start(const cli_command_spec *spec, int argc, char **argv, const cha
                   size_t max_positional, size_t *n_positional);
 /* command_start for a command that takes no positional arguments. */
 int command_start_options(const cli_command_spec *spec, int argc, char **argv);
+/* command_start for a command that takes exactly one positional argument:
+ * stores it in *arg, or fails with `missing` when there is not exactly one. */
+int command_start_one(const cli_command_spec *spec, int argc, char **argv, const char **arg,
+                      const char *missing);
+
+#endif

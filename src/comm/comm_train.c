@@ -2,20 +2,6 @@
  * loop and the command keep no MPI call of their own. */
 #include "comm/comm_train.h"
 
-void comm_init(int *argc, char ***argv, int *rank, int *size)
-{
-    /* Every rank's first MPI call; the rank and size every later step needs. */
-    MPI_Init(argc, argv);
-    MPI_Comm_rank(MPI_COMM_WORLD, rank);
-    MPI_Comm_size(MPI_COMM_WORLD, size);
-}
-
-void comm_finalize(void)
-{
-    /* A rank's clean end, after its last collective. */
-    MPI_Finalize();
-}
-
 int comm_rank(MPI_Comm comm)
 {
     int rank; /* which rank reports and writes (rank 0 of world) */

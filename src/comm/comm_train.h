@@ -1,17 +1,12 @@
-/* The small collectives of `kpo train`'s loop and start-up: MPI's start
- * and end, a rank or size, a value from rank 0, element-wise sums and
- * maxima, and the stop flag every rank must agree on. */
+/* The small collectives of `kpo train`'s loop and start-up (MPI's start
+ * and end are comm_world.h's): a rank or size, a value from rank 0,
+ * element-wise sums and maxima, and the stop flag every rank must agree on. */
 #ifndef KPO_COMM_COMM_TRAIN_H
 #define KPO_COMM_COMM_TRAIN_H
 
 #include <stdint.h>
 
 #include <mpi.h>
-
-/* MPI_Init, then this rank and the world size (MPI_COMM_WORLD). */
-void comm_init(int *argc, char ***argv, int *rank, int *size);
-/* MPI_Finalize: the last MPI call of a rank that did not abort. */
-void comm_finalize(void);
 
 /* This process's rank in comm, and how many ranks comm has. */
 int comm_rank(MPI_Comm comm);

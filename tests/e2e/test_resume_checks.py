@@ -17,8 +17,8 @@ import pytest
 from safetensors_reader import read_tensors
 
 from conftest import KPO, MPI_ENV, run, write_config
+from kpo_run import records, steps_of
 
-TIMING = ("time_", "tokens_per_second")
 ISSUE_CHANGES = ["run.seed=7", "learner.objective=grpo", "optim.lr=0.5",
                  "rollout.group_size=2", "filter.mode=none"]
 
@@ -65,21 +65,6 @@ def xxh64(b, seed=0):
     h ^= h >> 29
     h = h * P3 & M64
     return h ^ (h >> 32)
-
-
-def steps_of(run_file):
-    with h5py.File(run_file, "r") as f:
-        return list(f["steps/step"][:])
-
-
-def records(run_file):
-    with h5py.File(run_file, "r") as f:
-        out = {"innovation/accumulator": f["innovation/accumulator"][:]}
-        for name, d in f["metrics"].items():
-            if not name.startswith(TIMING):
-                out[f"metrics/{name}"] = d[:]
-        out["samples/values"] = f["samples/values"][:]
-        return out
 
 
 def kpo_messages(result):

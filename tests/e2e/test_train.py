@@ -11,24 +11,7 @@ import pytest
 from safetensors_reader import read_tensors
 
 from conftest import KPO, MPI_ENV, run, write_config
-
-TIMING = ("time_", "tokens_per_second")
-
-
-def steps_of(run_file):
-    with h5py.File(run_file, "r") as f:
-        return list(f["steps/step"][:])
-
-
-def records(run_file):
-    """Every per-step record except wall-clock timings."""
-    with h5py.File(run_file, "r") as f:
-        out = {"innovation/accumulator": f["innovation/accumulator"][:]}
-        for name, d in f["metrics"].items():
-            if not name.startswith(TIMING):
-                out[f"metrics/{name}"] = d[:]
-        out["samples/values"] = f["samples/values"][:]
-        return out
+from kpo_run import records, steps_of
 
 
 @pytest.mark.parametrize("ranks,rollout_ranks", [(0, 0), (2, 0), (2, 1), (3, 1), (3, 2)])

@@ -2,13 +2,10 @@
 file read back with h5py, rank layouts compared, --device cuda failing
 cleanly without a GPU, and kpo stats on eval files checked against
 statistics computed here."""
-import json
 import math
-import os
 import re
 import shutil
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
@@ -16,22 +13,10 @@ import h5py
 import numpy as np
 import pytest
 
-KPO = os.environ.get("KPO_BIN", "kpo")
-MPI_ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-               OMP_NUM_THREADS="1")
+from eval_work import PROBLEMS, kpo, make_work
+
 K = 4
-# A random model never writes "Answer:", so the dapo reward's prediction is
-# "[INVALID]": problems whose gold is "[INVALID]" score k of k, the rest 0.
-PROBLEMS = [{"problem": f"What is {i} + {i}?", "answer": "[INVALID]" if i % 3 == 1 else str(2 * i)}
-            for i in range(7)]
 EXPECTED = [K if i % 3 == 1 else 0 for i in range(7)]
-
-
-def kpo(*args, check=True, launcher=()):
-    r = subprocess.run([*launcher, KPO, *map(str, args)], capture_output=True, env=MPI_ENV)
-    if check:
-        assert r.returncode == 0, r.stderr.decode()
-    return r
 
 
 def pass_at_k(n, c, k):
@@ -41,18 +26,7 @@ def pass_at_k(n, c, k):
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
-    d = tmp_path_factory.mktemp("eval")
-    config = {"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "vocab_size": 264,
-              "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-              "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8,
-              "max_position_embeddings": 512, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
-              "tie_word_embeddings": True, "torch_dtype": "float32"}
-    (d / "config.json").write_text(json.dumps(config))
-    kpo("model", "init", "--config", d / "config.json", "--out", d / "model", "--seed", 3)
-    with open(d / "small.jsonl", "w") as f:
-        for p in PROBLEMS:
-            f.write(json.dumps(p) + "\n")
-    return d
+    return make_work(tmp_path_factory.mktemp("eval"))
 
 
 def run_eval(work, out, *extra, launcher=(), check=True):

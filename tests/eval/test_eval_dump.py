@@ -5,46 +5,28 @@ leave no output behind."""
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import h5py
 import pytest
 
-KPO = os.environ.get("KPO_BIN", "kpo")
+import eval_work
+from eval_work import PROBLEMS
+
 ROOT = Path(os.environ.get("KPO_SOURCE_ROOT", Path(__file__).resolve().parents[2]))
-MPI_ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-               OMP_NUM_THREADS="1")
 K = 3
-PROBLEMS = [{"problem": f"What is {i} + {i}?", "answer": "[INVALID]" if i % 3 == 1 else str(2 * i)}
-            for i in range(7)]
 FIELDS = ["benchmark", "problem", "sample", "prompt", "response", "pred", "extracted", "gold",
           "reward", "correct", "stopped", "response_tokens"]
 
 
 def kpo(*args, launcher=(), check=True):
-    r = subprocess.run([*launcher, KPO, *map(str, args)], capture_output=True, env=MPI_ENV,
-                       timeout=300)
-    if check:
-        assert r.returncode == 0, r.stderr.decode()
-    return r
+    return eval_work.kpo(*args, launcher=launcher, check=check, timeout=300)
 
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
-    d = tmp_path_factory.mktemp("dump")
-    config = {"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "vocab_size": 264,
-              "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-              "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8,
-              "max_position_embeddings": 512, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
-              "tie_word_embeddings": True, "torch_dtype": "float32"}
-    (d / "config.json").write_text(json.dumps(config))
-    kpo("model", "init", "--config", d / "config.json", "--out", d / "model", "--seed", 3)
-    with open(d / "small.jsonl", "w") as f:
-        for p in PROBLEMS:
-            f.write(json.dumps(p) + "\n")
-    return d
+    return eval_work.make_work(tmp_path_factory.mktemp("dump"))
 
 
 def run_eval(work, out, dump, *extra, launcher=(), check=True):

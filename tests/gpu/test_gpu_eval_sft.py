@@ -20,13 +20,16 @@ tolerances, not bit for bit:
 import json
 import os
 import re
-import subprocess
+import sys
 
 import h5py
 import numpy as np
 import pytest
 
-KPO = os.environ.get("KPO_BIN", os.path.join(os.getcwd(), "build", "kpo"))
+# The kpo runner is the e2e suite's (one home).
+sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
+import kpo_run  # noqa: E402
+
 ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
        "OMP_WAIT_POLICY": "passive"}
 LOG_EVERY = 10
@@ -38,15 +41,8 @@ PROMPT = ["--prompt-template", "{problem}\\n", "--chat-template", "raw"]
 
 
 def run(args, ranks=0, timeout=300, check=True):
-    cmd = [KPO, *map(str, args)]
-    if ranks:
-        cmd = ["mpirun", "-np", str(ranks), "--oversubscribe", *cmd]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                            env={**os.environ, **ENV})
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n"
-                             f"{result.stdout}\n{result.stderr}")
-    return result
+    """kpo_run.run with this file's environment (threads left to OpenMP)."""
+    return kpo_run.run(args, ranks=ranks, timeout=timeout, check=check, base_env=ENV)
 
 
 @pytest.fixture(scope="module")

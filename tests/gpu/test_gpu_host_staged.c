@@ -22,6 +22,7 @@
 #if KPO_HAVE_CUDA
 #include <cuda_runtime_api.h>
 #endif
+#include "mpi_gpu_test.h"
 
 static int rank, size, usable, device = -1;
 static comm_host_staged *staged;
@@ -35,29 +36,11 @@ static void test_init_agrees(void **state)
         status = comm_host_staged_init(&staged, MPI_COMM_WORLD, &err);
     else
         assert_int_equal(comm_host_staged_init(&staged, MPI_COMM_WORLD, &err), KPO_ERR);
-    int lo = 0, hi = 0;
-    MPI_Allreduce(&status, &lo, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-    MPI_Allreduce(&status, &hi, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    assert_int_equal(lo, hi); /* every rank alike */
-    usable = status == KPO_OK;
-    if (!usable) {
-        assert_null(staged);
-        print_message("%s%s\n", strncmp(err.message, "no usable GPU", 13) ? "no usable GPU: " : "",
-                      err.message);
-        skip();
-    }
+    mpi_gpu_init_agreed(status, &usable, staged, err.message);
     print_message("host-staged communicator over %d rank(s), rank 0 on GPU %d\n", size, device);
 }
 
 #if KPO_HAVE_CUDA
-#define SKIP_UNLESS_USABLE()                                                   \
-    do {                                                                       \
-        if (!usable) {                                                         \
-            print_message("no usable GPU: see test_init_agrees\n");            \
-            skip();                                                            \
-        }                                                                      \
-    } while (0)
-
 /* Ranks on one node take GPU (local rank mod GPUs): the ids say exactly
  * which share, and the model-creation rounds are ranks per GPU. */
 static void test_device_ids_show_sharing(void **state)
@@ -153,37 +136,13 @@ static void test_learner_comm(void **state)
 {
     (void)state;
     SKIP_UNLESS_USABLE();
-    learner_comm lc = comm_learner_host_staged(staged);
-    assert_int_equal(lc.rank, rank);
-    assert_int_equal(lc.size, size);
-    kpo_error err;
-    float one = 1.0f, *dev;
-    assert_int_equal(cudaMalloc((void **)&dev, sizeof one), 0);
-    assert_int_equal(cudaMemcpy(dev, &one, sizeof one, cudaMemcpyHostToDevice), 0);
-    assert_int_equal(lc.sum_floats(lc.context, dev, 1, &err), KPO_OK);
-    assert_int_equal(cudaMemcpy(&one, dev, sizeof one, cudaMemcpyDeviceToHost), 0);
-    assert_true(one == (float)size);
-    cudaFree(dev);
-    double d[2] = {rank + 0.5, -rank};
-    assert_int_equal(lc.sum_doubles(lc.context, d, 2, &err), KPO_OK);
-    assert_true(d[0] == size * (size - 1) / 2.0 + 0.5 * size);
-    double m = rank;
-    assert_int_equal(lc.max_doubles(lc.context, &m, 1, &err), KPO_OK);
-    assert_true(m == size - 1);
-    innov_stats s;
-    innov_stats_init(&s);
-    innov_stats_add(&s, rank, 1.0, 0.5, INFINITY, 0);
-    assert_int_equal(lc.merge_stats(lc.context, &s, 1, &err), KPO_OK);
-    assert_true(s.count == size);
+    check_learner_comm(comm_learner_host_staged(staged), rank, size);
 }
 #endif
 
 int main(int argc, char **argv)
 {
-    MPI_Init(&argc, &argv);
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
-    if (rank != 0 && !freopen("/dev/null", "w", stdout))
+    if (mpi_gpu_test_start(&argc, &argv, &rank, &size))
         return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_init_agrees),
@@ -196,10 +155,5 @@ int main(int argc, char **argv)
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     comm_host_staged_free(staged);
-    int any_failed = 0, all_usable = 0;
-    MPI_Allreduce(&failed, &any_failed, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    MPI_Allreduce(&usable, &all_usable, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-    MPI_Finalize();
-    /* 77: meson's SKIP, so a run without GPUs says so in its summary */
-    return any_failed ? 1 : all_usable ? 0 : 77;
+    return mpi_gpu_test_finish(failed, usable);
 }

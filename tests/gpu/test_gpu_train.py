@@ -6,10 +6,9 @@ that share it move gradients and weights through host memory (run.gpu_comm
 run; run.gpu_comm = nccl on a shared GPU must refuse; with two GPUs or more
 the host path is compared with NCCL. Without a GPU every case skips, saying
 so."""
-import json
 import os
 import re
-import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,22 +16,15 @@ import h5py
 import numpy as np
 import pytest
 
-KPO = os.environ.get("KPO_BIN", os.path.join(os.getcwd(), "build", "kpo"))
+# The kpo runner and the tiny model are the e2e suite's (one home).
+sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
+import kpo_run  # noqa: E402
+
 SOURCE = Path(os.environ.get("KPO_SOURCE_ROOT", Path(__file__).resolve().parents[2]))
-MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-           "OMP_NUM_THREADS": "1"}
 
 
 def run(args, ranks=0, timeout=240, check=True):
-    cmd = [KPO, *map(str, args)]
-    if ranks:
-        cmd = ["mpirun", "-np", str(ranks), "--oversubscribe", *cmd]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                            env={**os.environ, **MPI_ENV})
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n"
-                             f"{result.stdout}\n{result.stderr}")
-    return result
+    return kpo_run.run(args, ranks=ranks, timeout=timeout, check=check)
 
 
 def gpus():
@@ -64,14 +56,7 @@ def nccl_built(gpu_count):
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory, gpu_count):
     """The tiny preset's shape with the byte tokenizer's vocabulary."""
-    base = tmp_path_factory.mktemp("model")
-    run(["model", "init", "--out", base / "preset", "--preset", "tiny"])
-    config = json.loads((base / "preset" / "config.json").read_text())
-    config["vocab_size"] = 264          # the byte tokenizer's 261 ids, rounded up
-    (base / "config.json").write_text(json.dumps(config))
-    run(["model", "init", "--out", base / "model", "--config", base / "config.json",
-         "--std", "0.2", "--seed", "3"])
-    return base / "model"
+    return kpo_run.tiny_model(tmp_path_factory.mktemp("model"))
 
 
 # Times and memory differ run to run; everything else is reproducible.

@@ -1,27 +1,18 @@
 """Fixtures for the reliability suite: kpo runners, a tiny model, and a
 real tiny run file and eval file to corrupt."""
-import json
 import os
 import shutil
-import subprocess
+import sys
 
 import pytest
 
-KPO = os.environ.get("KPO_BIN", os.path.join(os.getcwd(), "build", "kpo"))
-MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-           "OMP_NUM_THREADS": "1"}
+# The runner, tiny model and config writer are the e2e suite's (one home).
+sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
+import kpo_run  # noqa: E402
+from kpo_run import KPO, MPI_ENV, run  # noqa: E402,F401 (re-exported)
 
-
-def run(args, check=True, timeout=300, cwd=None):
-    """Runs kpo alone (no mpirun); raises on failure when check."""
-    env = {**os.environ, **MPI_ENV}
-    cmd = [KPO, *map(str, args)]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
-                            cwd=cwd)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n"
-                             f"{result.stdout}\n{result.stderr}")
-    return result
+# Smaller than the e2e suite's rollout: these runs only need files to corrupt.
+ROLLOUT = {"prompts_per_step": 2, "group_size": 2, "max_new_tokens": 6, "max_batch": 4}
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -33,37 +24,12 @@ def require_hdf5_and_mpi():
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
-    base = tmp_path_factory.mktemp("model")
-    run(["model", "init", "--out", base / "preset", "--preset", "tiny"])
-    config = json.loads((base / "preset" / "config.json").read_text())
-    config["vocab_size"] = 264          # the byte tokenizer's 261 ids, rounded up
-    (base / "config.json").write_text(json.dumps(config))
-    run(["model", "init", "--out", base / "model", "--config", base / "config.json",
-         "--std", "0.2", "--seed", "3"])
-    return base / "model"
+    return kpo_run.tiny_model(tmp_path_factory.mktemp("model"))
 
 
 def write_config(path, model_dir, out_dir, **sections):
     """A small, fast training config; sections override {section: {key: value}}."""
-    settings = {
-        "run": {"out": out_dir, "steps": 4, "checkpoint_every": 2, "log_samples": 4},
-        "model": {"path": model_dir, "tokenizer": "byte"},
-        "data": {"train": "arith", "arith_difficulty": 1, "arith_problems": 200,
-                 "prompt_template": "dapo", "chat_template": "raw"},
-        "rollout": {"prompts_per_step": 2, "group_size": 2, "max_new_tokens": 6,
-                    "max_batch": 4},
-        "learner": {"minibatches": 2},
-        "filter": {"q": 0.01, "mode": "sigma", "kappa": 3},
-        "optim": {"lr": 1e-3, "warmup_steps": 0},
-    }
-    for section, values in sections.items():
-        settings.setdefault(section, {}).update(values)
-    lines = []
-    for section, values in settings.items():
-        lines.append(f"[{section}]")
-        lines += [f"{k} = {v}" for k, v in values.items()]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return kpo_run.write_config(path, model_dir, out_dir, rollout_defaults=ROLLOUT, **sections)
 
 
 @pytest.fixture(scope="session")

@@ -40,6 +40,20 @@ def flip_first(path, value=FLIPPED):
     return mutate
 
 
+def rewrite(path, change):
+    """A mutation replacing dataset `path` by change(its contents)."""
+    return lambda f: replace(f, path, change(f[path][:]))
+
+
+def retyped(path, dtype):
+    return rewrite(path, lambda data: data.astype(dtype))
+
+
+def column(path):
+    """Dataset `path` as one column: 1-D becomes [n, 1]."""
+    return rewrite(path, lambda data: data.reshape(-1, 1))
+
+
 # (name, file kind, mutation, reader, dataset the error must name)
 # reader: diag, diag-minibatches, filter, stats, resume
 CASES = [
@@ -48,10 +62,10 @@ CASES = [
     ("steps_2d_wide_resume", "run", lambda f: wide(f, "steps/step", 20000, np.int64),
      "resume", "/steps/step"),
     ("steps_float", "run",
-     lambda f: replace(f, "steps/step", f["steps/step"][:].astype(np.float64)),
+     retyped("steps/step", np.float64),
      "diag", "/steps/step"),
     ("steps_int32", "run",
-     lambda f: replace(f, "steps/step", f["steps/step"][:].astype(np.int32)),
+     retyped("steps/step", np.int32),
      "diag", "/steps/step"),
     ("steps_string", "run",
      lambda f: replace(f, "steps/step", np.array([b"one", b"two", b"six", b"ten"])),
@@ -62,22 +76,20 @@ CASES = [
      lambda f: wide(f, "innovation/accumulator", 20000, np.float64),
      "diag", "/innovation/accumulator"),
     ("accumulator_narrow", "run",
-     lambda f: replace(f, "innovation/accumulator", f["innovation/accumulator"][:, :10]),
+     rewrite("innovation/accumulator", lambda data: data[:, :10]),
      "diag", "/innovation/accumulator"),
     ("accumulator_1d", "run",
-     lambda f: replace(f, "innovation/accumulator", f["innovation/accumulator"][:].ravel()),
+     rewrite("innovation/accumulator", np.ravel),
      "diag", "/innovation/accumulator"),
     ("accumulator_3d", "run",
      lambda f: replace(f, "innovation/accumulator",
                        f["innovation/accumulator"][:].reshape(rows(f, "steps/step"), 7, 11)),
      "diag", "/innovation/accumulator"),
     ("accumulator_int", "run",
-     lambda f: replace(f, "innovation/accumulator",
-                       f["innovation/accumulator"][:].astype(np.int64)),
+     retyped("innovation/accumulator", np.int64),
      "diag", "/innovation/accumulator"),
     ("minibatch_acc_narrow", "run",
-     lambda f: replace(f, "innovation/minibatch_accumulator",
-                       f["innovation/minibatch_accumulator"][:, :77]),
+     rewrite("innovation/minibatch_accumulator", lambda data: data[:, :77]),
      "diag-minibatches", "/innovation/minibatch_accumulator"),
     ("minibatch_acc_wide", "run",
      lambda f: wide(f, "innovation/minibatch_accumulator", 20000, np.float64),
@@ -88,41 +100,41 @@ CASES = [
     ("offsets_2d_wide", "run", lambda f: wide(f, "samples/offsets", 5000, np.int64),
      "filter", "/samples/offsets"),
     ("offsets_float", "run",
-     lambda f: replace(f, "samples/offsets", f["samples/offsets"][:].astype(np.float64)),
+     retyped("samples/offsets", np.float64),
      "filter", "/samples/offsets"),
     ("lengths_2d", "run",
-     lambda f: replace(f, "samples/lengths", f["samples/lengths"][:].reshape(-1, 1)),
+     column("samples/lengths"),
      "filter", "/samples/lengths"),
     ("lengths_short", "run",
-     lambda f: replace(f, "samples/lengths", f["samples/lengths"][:3]),
+     rewrite("samples/lengths", lambda data: data[:3]),
      "filter", "/samples/lengths"),
     ("lengths_flipped", "run", flip_first("samples/lengths"), "filter", "/samples/lengths"),
     ("offsets_flipped", "run", flip_first("samples/offsets"), "filter", "/samples/offsets"),
     ("sample_step_2d", "run", lambda f: wide(f, "samples/step", 5000, np.int64),
      "filter", "/samples/step"),
     ("sample_minibatch_float", "run",
-     lambda f: replace(f, "samples/minibatch", f["samples/minibatch"][:].astype(np.float64)),
+     retyped("samples/minibatch", np.float64),
      "filter", "/samples/minibatch"),
     ("sample_minibatch_flipped", "run", flip_first("samples/minibatch", -FLIPPED),
      "filter", "/samples/minibatch"),
     ("values_2d", "run",
-     lambda f: replace(f, "samples/values", f["samples/values"][:].reshape(-1, 1)),
+     column("samples/values"),
      "filter", "/samples/values"),
     ("values_int", "run",
-     lambda f: replace(f, "samples/values", f["samples/values"][:].astype(np.int64)),
+     retyped("samples/values", np.int64),
      "filter", "/samples/values"),
     ("correct_2d_wide", "eval", lambda f: wide(f, "bench/arith/correct", 5000, np.int64),
      "stats", "/bench/arith/correct"),
     ("correct_float", "eval",
-     lambda f: replace(f, "bench/arith/correct", f["bench/arith/correct"][:].astype(np.float64)),
+     retyped("bench/arith/correct", np.float64),
      "stats", "/bench/arith/correct"),
     ("samples_flipped", "eval", flip_first("bench/arith/samples"), "stats",
      "/bench/arith/samples"),
     ("samples_short", "eval",
-     lambda f: replace(f, "bench/arith/samples", f["bench/arith/samples"][:2]),
+     rewrite("bench/arith/samples", lambda data: data[:2]),
      "stats", "/bench/arith/samples"),
     ("samples_2d", "eval",
-     lambda f: replace(f, "bench/arith/samples", f["bench/arith/samples"][:].reshape(-1, 1)),
+     column("bench/arith/samples"),
      "stats", "/bench/arith/samples"),
     ("problem_index_2d", "eval",
      lambda f: wide(f, "bench/arith/problem_index", 5000, np.int64),

@@ -53,5 +53,6 @@ def test_corrupt_file_is_refused(tmp_path, tiny_run, case):
 def test_uncorrupted_files_read(tiny_run):
     """The generator's base files are good: every reader accepts them."""
     run(["diag", tiny_run / "run" / "run.h5", "--minibatches"])
+    run(["diag", tiny_run / "run" / "run.h5", "--pool", "all"])
     run(["filter", tiny_run / "run" / "run.h5", "--q", "0.01", "--v", "1"])
     run(["stats", tiny_run / "eval.h5", tiny_run / "eval.h5"])

@@ -9,11 +9,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 from conftest import run, write_config  # noqa: E402
-
-
-def steps_of(path):
-    with h5py.File(path, "r") as f:
-        return list(f["steps/step"][:])
+from kpo_run import steps_of  # noqa: E402 (conftest put tests/e2e on the path)
 
 
 def cut_rows(path, keep):
