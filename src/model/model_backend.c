@@ -292,6 +292,22 @@ void model_backend_decode_reset(model_backend *b)
         memset(b->cache.lengths, 0, (size_t)b->cache.n_slots * sizeof *b->cache.lengths);
 }
 
+int model_backend_decode_release(model_backend *b, int64_t n, const int64_t *slots,
+                                 kpo_error *err)
+{
+    if (!b->have_cache)
+        return error_set(err, "model backend: slot release before decode begin");
+    if (b->device == MODEL_DEVICE_CUDA)
+        return gpu_model_kv_cache_release(b->gpu, n, slots, err);
+    for (int64_t i = 0; i < n; i++) {
+        if (slots[i] < 0 || slots[i] >= b->cache.n_slots)
+            return error_set(err, "decode: slot %lld outside [0, %lld)", (long long)slots[i],
+                             (long long)b->cache.n_slots);
+        b->cache.lengths[slots[i]] = 0;
+    }
+    return KPO_OK;
+}
+
 int model_backend_decode_step(model_backend *b, int64_t n_seqs, const int64_t *slots,
                               const int64_t *n_new, const int32_t *tokens, kpo_error *err)
 {

@@ -125,6 +125,10 @@ int model_backend_decode_begin(model_backend *b, int64_t n_slots, int64_t max_le
                                kpo_error *err);
 /* Empties every slot (a new chunk of sequences). */
 void model_backend_decode_reset(model_backend *b);
+/* Empties slots[0..n) only: their sequences ended, and the next step may
+ * prefill new prompts there while the other slots keep decoding. */
+int model_backend_decode_release(model_backend *b, int64_t n, const int64_t *slots,
+                                 kpo_error *err);
 /* Appends n_new[i] tokens to slot slots[i] of each of n_seqs sequences
  * (tokens back to back) and computes each one's next-token logits. */
 int model_backend_decode_step(model_backend *b, int64_t n_seqs, const int64_t *slots,

@@ -24,6 +24,19 @@ typedef struct gpu_model gpu_model;
 enum { GPU_MODEL_LOGPROB_CHUNK = 1024 }; /* rows of fp32 logits at once, by default */
 #define GPU_MODEL_GEMM_WORKSPACE ((size_t)32 << 20) /* cuBLASLt's: 32 MiB, NVIDIA's Hopper advice */
 
+/* Which attention kernels the model runs (model.attention and
+ * model.decode_attention). The first of each is the default: the paths a
+ * GPU run has checked; the others are new and off until one has. */
+typedef enum gpu_attention_impl {
+    GPU_ATTENTION_KERNEL, /* kernels_attention.cu: own wmma FlashAttention-2-style tiles */
+    GPU_ATTENTION_CUDNN   /* cuDNN 9's fused attention (attention_cudnn.h), the kernel as fallback */
+} gpu_attention_impl;
+typedef enum gpu_decode_attention_impl {
+    GPU_DECODE_ATTENTION_BLOCK, /* one block per (query token, head) over the whole context */
+    GPU_DECODE_ATTENTION_SPLIT  /* flash-decoding: the context split over blocks per kv head, then
+                                   combined (kernels_attention_decode_split.cu) */
+} gpu_decode_attention_impl;
+
 typedef struct gpu_model_options {
     bool train;             /* fp32 master weights, gradients and AdamW state; false: a
                                rollout/eval copy with the bf16 weights alone */
@@ -31,6 +44,8 @@ typedef struct gpu_model_options {
     int64_t max_tokens;     /* the largest training micro-batch (tokens) the plan budgets */
     int64_t logprob_chunk;  /* rows whose fp32 logits exist at once; 0: GPU_MODEL_LOGPROB_CHUNK */
     adamw_config optim;     /* used when train */
+    gpu_attention_impl attention;               /* training forward and backward */
+    gpu_decode_attention_impl decode_attention; /* rollout and eval decode steps */
 } gpu_model_options;
 
 /* What the device memory goes to, in bytes (printed at start-up). */
@@ -124,6 +139,9 @@ int gpu_model_kv_cache_init(gpu_model *g, int64_t n_slots, int64_t max_len, kpo_
 void gpu_model_kv_cache_free(gpu_model *g);
 /* Slot lengths go to 0 (a new chunk of sequences). */
 void gpu_model_kv_cache_reset(gpu_model *g);
+/* Slots slots[0..n) go back to length 0 (their sequences ended; the next
+ * step may refill them with new prompts). Others keep what they hold. */
+int gpu_model_kv_cache_release(gpu_model *g, int64_t n, const int64_t *slots, kpo_error *err);
 
 /* Appends tokens to slots and computes the next-token logits (fp32, kept on
  * the device) after each sequence's last new token; logits_host

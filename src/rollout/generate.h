@@ -18,6 +18,12 @@
 #include "model/model_backend.h"
 #include "sampling/sampler.h"
 
+/* How responses share the KV-cache slots. */
+typedef enum rollout_schedule {
+    ROLLOUT_WAVES, /* max_batch responses to their ends, then the next max_batch */
+    ROLLOUT_REFILL /* a slot whose response ended is refilled with the next one at once */
+} rollout_schedule;
+
 typedef struct rollout_request {
     const int32_t *prompt_tokens;  /* [prompt_offsets[n_prompts]] prompts back to back */
     const int64_t *prompt_offsets; /* [n_prompts + 1] */
@@ -31,6 +37,7 @@ typedef struct rollout_request {
     uint64_t seed;
     int64_t step;                  /* names the RNG stream with the prompt and sample */
     int64_t max_batch;             /* sequences decoded together (KV-cache slots) */
+    rollout_schedule schedule;     /* the responses drawn are the same under either */
     int64_t sample_vocab;          /* only ids below this are sampled (the tokenizer's; the
                                       model's padding rows above it never are); 0: all */
 } rollout_request;

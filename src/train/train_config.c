@@ -58,6 +58,17 @@ static const param_def MODEL_PARAMS[] = {
     {.name = "tokenizer", .type = CONFIG_STRING, .default_value = "",
      .help = "byte, a tokenizer directory, or empty for the model's (kpo_model.json or its files)",
      AT(tokenizer)},
+    {.name = "attention", .type = CONFIG_CHOICE, .default_value = "kernel",
+     .choices = "kernel|cudnn", /* gpu_attention_impl's order */
+     .help = "device = cuda: training attention by kpo's own kernel, or cuDNN 9's fused "
+             "attention (new, unmeasured: falls back to the kernel where cuDNN is absent or "
+             "refuses the shape; docs/cuda.md)",
+     AT(attention)},
+    {.name = "decode_attention", .type = CONFIG_CHOICE, .default_value = "block",
+     .choices = "block|split", /* gpu_decode_attention_impl's order */
+     .help = "device = cuda: decode attention with a block per query and head, or split-KV "
+             "flash-decoding (new, unmeasured; docs/cuda.md)",
+     AT(decode_attention)},
 };
 
 static const int CHAT_TEMPLATE_VALUES[] = {CHAT_TEMPLATE_QWEN3, CHAT_TEMPLATE_QWEN3_THINKING,
@@ -104,6 +115,11 @@ static const param_def ROLLOUT_PARAMS[] = {
      .help = "response length cap", AT(max_new_tokens)},
     {.name = "max_batch", .type = CONFIG_INT, .default_value = "64", .min = 1, .max = 1e6,
      .help = "sequences decoded together per rank (KV-cache slots)", AT(max_batch)},
+    {.name = "schedule", .type = CONFIG_CHOICE, .default_value = "waves",
+     .choices = "waves|refill", /* rollout_schedule's order */
+     .help = "waves: max_batch responses decoded to their ends before the next ones start; "
+             "refill: a slot whose response ended takes the next prompt at once (same tokens)",
+     AT(schedule)},
     {.name = "reward", .type = CONFIG_CHOICE, .default_value = "dapo",
      .choices = "dapo|boxed|kpo|program", /* reward_kind's order */
      .help = "exact-match reward, or program: rollout.reward_program grades", AT(reward)},
@@ -292,7 +308,7 @@ static const char *const HARMLESS_KEYS[] = {
     "run.log_samples",   "run.dump_responses",  "run.gpu_comm",         "run.allow_config_change",
     "model.path",        "model.tokenizer",     "data.train",           "rollout.ranks",
     "rollout.max_batch", "rollout.reward_timeout", "learner.micro_batch_tokens",
-    "learner.recompute",
+    "learner.recompute", "model.attention",   "model.decode_attention", "rollout.schedule",
 };
 
 int train_config_harmless(const char *dotted)

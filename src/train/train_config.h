@@ -14,6 +14,7 @@
 #include "learner/learner_step.h"
 #include "model/model_backend.h"
 #include "model/optimizer_adamw.h"
+#include "rollout/generate.h"
 #include "rollout/reward.h"
 #include "sampling/sampler.h"
 
@@ -40,6 +41,8 @@ typedef struct train_settings {
     /* [model] */
     const char *model_path;
     const char *tokenizer;    /* "byte", a directory, or "" for the model's own */
+    gpu_attention_impl attention;               /* device = cuda: training attention */
+    gpu_decode_attention_impl decode_attention; /* device = cuda: decode-step attention */
     const char *stop;         /* rollout.stop: model | chat | ids/tokens (data/stop_tokens.h) */
     /* [data] */
     const char *train_data;   /* "arith" or a JSONL file */
@@ -55,6 +58,7 @@ typedef struct train_settings {
     sampler_config sampler;
     int64_t max_new_tokens;
     int64_t max_batch;
+    rollout_schedule schedule; /* waves of max_batch, or refill slots as responses end */
     reward_kind reward;
     int reward_binary;
     const char *reward_program; /* reward = program: the grader's command line */

@@ -105,6 +105,8 @@ static gpu_model_options gpu_options(const train_settings *s, const comm_roles *
     o.max_tokens = forward_tokens_bound(s, r, longest_prompt);
     o.logprob_chunk = 0; /* the model's default */
     o.optim = s->optim;
+    o.attention = s->attention;
+    o.decode_attention = s->decode_attention;
     return o;
 }
 

@@ -44,6 +44,7 @@ int train_rollout_step(model_backend *b, train_data *data, const train_settings 
                            .max_new_tokens = s->max_new_tokens, .stop_ids = data->stop.ids,
                            .n_stop = data->stop.n, .sampler = s->sampler, .seed = s->seed,
                            .step = step, .max_batch = s->max_batch,
+                           .schedule = s->schedule,
                            .sample_vocab = (int64_t)tokenizer_vocab_size(data->tok)};
     rollout_responses out;
     int status = rollout_generate(b, &req, &out, err);

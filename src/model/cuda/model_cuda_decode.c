@@ -134,6 +134,19 @@ void gpu_model_kv_cache_reset(gpu_model *g)
         memset(g->dec.lengths, 0, (size_t)g->dec.n_slots * sizeof *g->dec.lengths);
 }
 
+int gpu_model_kv_cache_release(gpu_model *g, int64_t n, const int64_t *slots, kpo_error *err)
+{
+    if (!g || !g->dec.lengths)
+        return error_set(err, "kv cache release: no KV cache");
+    for (int64_t i = 0; i < n; i++) {
+        if (slots[i] < 0 || slots[i] >= g->dec.n_slots)
+            return error_set(err, "kv cache release: slot %lld outside [0, %lld)",
+                             (long long)slots[i], (long long)g->dec.n_slots);
+        g->dec.lengths[slots[i]] = 0;
+    }
+    return KPO_OK;
+}
+
 static int reserve_seqs(gpu_model *g, int64_t n, kpo_error *err)
 {
     gpu_decode_state *d = &g->dec;

@@ -130,6 +130,13 @@ int gpu_model_kv_cache_init(gpu_model *g, int64_t n_slots, int64_t max_len, kpo_
 
 void gpu_model_kv_cache_free(gpu_model *g) { (void)g; }
 void gpu_model_kv_cache_reset(gpu_model *g) { (void)g; }
+int gpu_model_kv_cache_release(gpu_model *g, int64_t n, const int64_t *slots, kpo_error *err)
+{
+    (void)g;
+    (void)n;
+    (void)slots;
+    return no_cuda(err);
+}
 
 int gpu_model_decode_step(gpu_model *g, int64_t n_seqs, const int64_t *slots, const int64_t *n_new,
                           const int32_t *tokens, float *logits_host, kpo_error *err)
