@@ -23,6 +23,9 @@ typedef struct gpu_model gpu_model;
 /* Sizes the GPU model and its memory plan (cuda/model_cuda_plan.c) share. */
 enum { GPU_MODEL_LOGPROB_CHUNK = 1024 }; /* rows of fp32 logits at once, by default */
 #define GPU_MODEL_GEMM_WORKSPACE ((size_t)32 << 20) /* cuBLASLt's: 32 MiB, NVIDIA's Hopper advice */
+/* Device memory a rollout leaves free beside its KV cache (CUDA's own
+ * allocations, cuBLASLt's heuristics, fragmentation). */
+#define GPU_MODEL_DECODE_RESERVE ((size_t)256 << 20)
 
 /* Which attention kernels the model runs (model.attention and
  * model.decode_attention). The first of each is the default: the paths a
@@ -44,6 +47,12 @@ typedef struct gpu_model_options {
     int64_t max_tokens;     /* the largest training micro-batch (tokens) the plan budgets */
     int64_t logprob_chunk;  /* rows whose fp32 logits exist at once; 0: GPU_MODEL_LOGPROB_CHUNK */
     adamw_config optim;     /* used when train */
+    /* The rollout this model decodes (all 0: none), for the plan's KV
+     * cache: responses per step on this rank, the slots wanted
+     * (rollout.max_batch), each slot's positions (the longest prompt +
+     * max_new_tokens) and the longest prompt (a slot's prefill). */
+    int64_t decode_responses, decode_slots, decode_max_len, decode_prefill;
+    bool decode_refill;                         /* rollout.schedule = refill */
     gpu_attention_impl attention;               /* training forward and backward */
     gpu_decode_attention_impl decode_attention; /* rollout and eval decode steps */
 } gpu_model_options;
@@ -57,7 +66,29 @@ typedef struct gpu_memory_plan {
     size_t workspace;       /* cuBLASLt and the attention backward */
     size_t total;
     size_t device_free, device_total; /* cudaMemGetInfo before allocation */
+    /* The rollout's KV cache, sized from what the items above leave of
+     * device_free (or, with the device unknown, for every slot wanted):
+     * the rollout itself asks again at each step (gpu_model_kv_slots_fit). */
+    size_t kv_slot;          /* one slot: K and V of every layer, its logits and prefill share */
+    int64_t kv_slots;        /* slots that fit (at most options.decode_slots) */
+    size_t kv_cache;         /* kv_slots slots: gpu_decode_bytes(kv_slots) */
+    int64_t decode_waves;    /* schedule = waves: rounds of kv_slots for decode_responses */
 } gpu_memory_plan;
+
+/* Device bytes a rollout of n slots of max_len positions needs: the bf16
+ * K and V of every layer, the forward-only activations of a prefill of
+ * n * prefill_tokens tokens, and per sequence its fp32 logits row, last
+ * hidden row and step bookkeeping. What gpu_model_kv_slots_fit counts
+ * (it adds the decode kernels' workspaces) and the plan prints. */
+size_t gpu_decode_bytes(const model_config *c, int64_t n, int64_t max_len,
+                        int64_t prefill_tokens);
+/* The largest n <= wanted with gpu_decode_bytes(n) + extra(n) <= budget,
+ * extra(n) = extra_per_slot * n. */
+int64_t gpu_decode_slots_within(const model_config *c, int64_t wanted, int64_t max_len,
+                                int64_t prefill_tokens, size_t extra_per_slot, size_t budget);
+/* Fills the plan's kv_* items and decode_waves from p->total and
+ * p->device_free (0: unknown, every slot wanted is planned). */
+void gpu_memory_plan_kv(gpu_memory_plan *p, const model_config *c, const gpu_model_options *o);
 
 /* The plan for config c and options o without allocating anything
  * (device_free/device_total are 0; usable without a GPU). */

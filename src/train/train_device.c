@@ -107,6 +107,13 @@ static gpu_model_options gpu_options(const train_settings *s, const comm_roles *
     o.optim = s->optim;
     o.attention = s->attention;
     o.decode_attention = s->decode_attention;
+    if (r->is_rollout) {
+        o.decode_responses = s->prompts_per_step / r->rollout_size * s->learner.group_size;
+        o.decode_slots = o.decode_responses < s->max_batch ? o.decode_responses : s->max_batch;
+        o.decode_max_len = longest_prompt + s->max_new_tokens;
+        o.decode_prefill = longest_prompt;
+        o.decode_refill = s->schedule == ROLLOUT_REFILL;
+    }
     return o;
 }
 
@@ -197,19 +204,24 @@ static void print_transport(const char *label, MPI_Comm comm, const comm_gpu_cho
         printf("%s)\n", mode == COMM_GPU_HOST ? "run.gpu_comm = host" : "built without NCCL");
 }
 
-/* Learner rank 0 (world rank 0: in both communicators when they exist). */
+/* Learner rank 0 (world rank 0: in both communicators when they exist)
+ * prints the transports and its plan; the first rollout-only rank its plan. */
 static void print_setup(const train_device *d, const train_settings *s, const comm_roles *roles,
                         const comm_gpu_ids *ids, const comm_gpu_choice *learn,
                         const comm_gpu_choice *sync, const model *m, const gpu_model_options *o)
 {
-    if (roles->learner_rank != 0)
-        return;
-    printf("GPU communication (run.gpu_comm = %s):\n", comm_gpu_mode_name(s->gpu_comm));
-    print_transport("learners", roles->learners, learn, ids, s->gpu_comm);
-    print_transport("weight sync", roles->weight_sync, sync, ids, s->gpu_comm);
     const gpu_memory_plan *plan = gpu_model_memory_plan(d->backend.gpu);
-    if (plan) {
-        printf("GPU %d (learner rank 0): memory plan\n", d->gpu);
+    if (roles->learner_rank == 0) {
+        printf("GPU communication (run.gpu_comm = %s):\n", comm_gpu_mode_name(s->gpu_comm));
+        print_transport("learners", roles->learners, learn, ids, s->gpu_comm);
+        print_transport("weight sync", roles->weight_sync, sync, ids, s->gpu_comm);
+    }
+    /* Learner rank 0's plan, and with separate rollout ranks the first
+     * one's too: its KV cache is what decides the rollout's schedule. */
+    const int first_rollout_only = roles->rollout_rank == 0 && !roles->is_learner;
+    if (plan && (roles->learner_rank == 0 || first_rollout_only)) {
+        printf("GPU %d (%s rank 0): memory plan\n", d->gpu,
+               first_rollout_only ? "rollout" : "learner");
         gpu_memory_plan_print(plan, &m->config, o, stdout);
     }
     fflush(stdout);

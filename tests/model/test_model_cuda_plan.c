@@ -109,11 +109,67 @@ static void test_activations_linear(void **state)
     }
 }
 
+/* The paper's rollout at 4B on one rank: 32 prompts x 8 responses of up to
+ * 1024 + 4096 tokens. K and V take 2 x 36 layers x 8 kv heads x 128 x 2
+ * bytes = 147,456 bytes a position, 0.70 GiB a slot of 5120: all 256 slots
+ * are about 190 GB, more than an H200 has, so the plan gives the slots
+ * that fit beside the weights and says how the step is scheduled. */
+static void test_kv_cache_planned(void **state)
+{
+    (void)state;
+    const model_config c = qwen3_4b();
+    gpu_model_options o = train_options(256 * 1024, false);
+    o.train = false;
+    o.decode_responses = 256;
+    o.decode_slots = 256;
+    o.decode_max_len = 5120;
+    o.decode_prefill = 1024;
+    gpu_memory_plan p = gpu_model_plan(&c, &o);
+    const size_t kv_per_position = (size_t)2 * 36 * 8 * 128 * 2;
+    assert_int_equal(kv_per_position, 147456);
+    /* Device unknown: every slot wanted, K and V alone about 193 GB. */
+    assert_int_equal(p.kv_slots, 256);
+    assert_true(p.kv_cache >= 256 * 5120 * kv_per_position);
+    assert_true(p.kv_slot >= 5120 * kv_per_position);
+    assert_int_equal(p.kv_cache, gpu_decode_bytes(&c, 256, 5120, 1024));
+    assert_int_equal(p.decode_waves, 1);
+    gpu_memory_plan_print(&p, &c, &o, stdout);
+
+    /* An H200's 141 GB free: the slots that fit in what the rest leaves,
+     * and no more (one more slot would not). */
+    p.device_free = (size_t)141e9;
+    p.device_total = (size_t)143e9;
+    gpu_memory_plan_kv(&p, &c, &o);
+    const size_t left = p.device_free - p.total - GPU_MODEL_DECODE_RESERVE;
+    print_message("141 GB free: %lld slots (%.1f GB of %.1f GB left)\n", (long long)p.kv_slots,
+                  (double)p.kv_cache / 1e9, (double)left / 1e9);
+    assert_true(p.kv_slots > 100 && p.kv_slots < 256);
+    assert_true(gpu_decode_bytes(&c, p.kv_slots, 5120, 1024) <= left);
+    assert_true(gpu_decode_bytes(&c, p.kv_slots + 1, 5120, 1024) > left);
+    assert_int_equal(p.decode_waves, (256 + p.kv_slots - 1) / p.kv_slots);
+    gpu_memory_plan_print(&p, &c, &o, stdout);
+    o.decode_refill = true;
+    gpu_memory_plan_print(&p, &c, &o, stdout);
+
+    /* Nothing left: no slot, and the plan says so. */
+    p.device_free = p.total;
+    gpu_memory_plan_kv(&p, &c, &o);
+    assert_int_equal(p.kv_slots, 0);
+    assert_int_equal(p.kv_cache, 0);
+
+    /* No rollout on this model: no KV items. */
+    const gpu_model_options learner = train_options(5120, true);
+    const gpu_memory_plan q = gpu_model_plan(&c, &learner);
+    assert_int_equal(q.kv_slots, 0);
+    assert_int_equal(q.kv_cache, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_qwen3_4b_fits),
         cmocka_unit_test(test_activations_linear),
+        cmocka_unit_test(test_kv_cache_planned),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

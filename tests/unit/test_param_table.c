@@ -202,7 +202,7 @@ static void test_schema_sections(void **state)
             assert_false(strcmp(TRAIN_SCHEMA[j].section, TRAIN_SCHEMA[k].section) == 0 &&
                          strcmp(TRAIN_SCHEMA[j].name, TRAIN_SCHEMA[k].name) == 0);
     }
-    assert_int_equal(TRAIN_SCHEMA_LEN, 71);
+    assert_int_equal(TRAIN_SCHEMA_LEN, 74);
 }
 
 /* Every part's rows land in their fields; a choice stores the value its
@@ -219,7 +219,8 @@ static void test_train_settings_load(void **state)
         "learner.minibatch_order=balanced", "learner.nonfinite_update=fail",
         "learner.recompute=false", "learner.clip_high=0.5", "filter.kappa=4",
         "filter.mode=adaptive", "optim.lr_schedule=verl", "optim.warmup_ratio=0.5",
-        "optim.grad_clip=2", "run.steps=10",
+        "optim.grad_clip=2", "run.steps=10", "model.attention=cudnn",
+        "model.decode_attention=split", "rollout.schedule=refill",
     };
     config cfg;
     kpo_error err;
@@ -244,6 +245,9 @@ static void test_train_settings_load(void **state)
     assert_int_equal(s.learner.minibatch_order, MINIBATCH_ORDER_BALANCED);
     assert_int_equal(s.learner.fail_nonfinite, 1);
     assert_int_equal(s.recompute, 0);
+    assert_int_equal(s.attention, GPU_ATTENTION_CUDNN);
+    assert_int_equal(s.decode_attention, GPU_DECODE_ATTENTION_SPLIT);
+    assert_int_equal(s.schedule, ROLLOUT_REFILL);
     assert_int_equal(s.learner.log_samples, 8);
     assert_true(s.learner.objective.clip_high == 0.5 && s.learner.objective.clip_low == 3e-4);
     assert_int_equal(s.learner.objective.filter.mode, FILTER_MODE_ADAPTIVE);

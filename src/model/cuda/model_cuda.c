@@ -190,6 +190,7 @@ static int plan_for_device(gpu_model *g, kpo_error *err)
         return KPO_ERR;
     p->device_free = free_b;
     p->device_total = total_b;
+    gpu_memory_plan_kv(p, c, o); /* the KV cache gets what the rest leaves */
     if (p->total > free_b)
         return error_set(err,
                          "gpu model: the memory plan needs %.2f GiB (weights %.2f, optimizer "

@@ -7,7 +7,65 @@
 #include "model/cuda/model_cuda_acts.h"
 #include "model/model_cuda.h"
 
+#include <string.h>
+
 static const double GIB = 1024.0 * 1024.0 * 1024.0;
+
+/* Bytes of K and V for one slot of max_len positions, every layer. */
+static size_t kv_slot_bytes(const model_config *c, int64_t max_len)
+{
+    return (size_t)2 * (size_t)c->num_hidden_layers * (size_t)max_len *
+           (size_t)(c->num_key_value_heads * c->head_dim) * sizeof(uint16_t);
+}
+
+size_t gpu_decode_bytes(const model_config *c, int64_t n, int64_t max_len,
+                        int64_t prefill_tokens)
+{
+    gpu_acts counted;
+    memset(&counted, 0, sizeof counted);
+    const size_t acts = gpu_acts_layout(&counted, c, n * prefill_tokens, GPU_ACTS_FORWARD, NULL);
+    const size_t per_seq = (size_t)c->vocab_size * sizeof(float) +
+                           (size_t)c->hidden_size * sizeof(uint16_t) + 64;
+    return (size_t)n * (kv_slot_bytes(c, max_len) + per_seq) + acts;
+}
+
+int64_t gpu_decode_slots_within(const model_config *c, int64_t wanted, int64_t max_len,
+                                int64_t prefill_tokens, size_t extra_per_slot, size_t budget)
+{
+    if (wanted < 1 || max_len < 1 || prefill_tokens < 0)
+        return 0;
+    /* The need grows with n (the activation arena in steps of its
+     * alignment): the largest n within budget, by bisection. */
+    int64_t lo = 0, hi = wanted + 1;
+    while (hi - lo > 1) {
+        const int64_t mid = lo + (hi - lo) / 2;
+        if (gpu_decode_bytes(c, mid, max_len, prefill_tokens) + (size_t)mid * extra_per_slot <=
+            budget)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+void gpu_memory_plan_kv(gpu_memory_plan *p, const model_config *c, const gpu_model_options *o)
+{
+    p->kv_slot = p->kv_cache = 0;
+    p->kv_slots = p->decode_waves = 0;
+    if (o->decode_slots < 1 || o->decode_max_len < 1)
+        return;
+    p->kv_slot = gpu_decode_bytes(c, 1, o->decode_max_len, o->decode_prefill);
+    int64_t slots = o->decode_slots;
+    if (p->device_free > 0) {
+        const size_t taken = p->total + GPU_MODEL_DECODE_RESERVE;
+        const size_t left = p->device_free > taken ? p->device_free - taken : 0;
+        slots = gpu_decode_slots_within(c, slots, o->decode_max_len, o->decode_prefill, 0, left);
+    }
+    p->kv_slots = slots;
+    p->kv_cache = slots > 0 ? gpu_decode_bytes(c, slots, o->decode_max_len, o->decode_prefill)
+                            : 0;
+    p->decode_waves = slots > 0 ? (o->decode_responses + slots - 1) / slots : 0;
+}
 
 gpu_memory_plan gpu_model_plan(const model_config *c, const gpu_model_options *o)
 {
@@ -41,12 +99,40 @@ gpu_memory_plan gpu_model_plan(const model_config *c, const gpu_model_options *o
                                 c->head_dim);
     p.total = p.weights_bf16 + p.master_fp32 + p.grads_fp32 + p.adam_fp32 + p.activations +
               p.layer_scratch + p.logprob_scratch + p.workspace;
+    gpu_memory_plan_kv(&p, c, o);
     return p;
 }
 
 static void plan_line(FILE *out, const char *what, size_t bytes, const char *note)
 {
     fprintf(out, "  %-26s %9.3f GiB  %s\n", what, (double)bytes / GIB, note);
+}
+
+/* The rollout's KV cache and how the step's responses use it. */
+static void plan_print_kv(const gpu_memory_plan *p, const gpu_model_options *o, FILE *out)
+{
+    if (o->decode_slots < 1)
+        return;
+    char note[200];
+    snprintf(note, sizeof note, "%lld of %lld slots x %lld positions, %.3f GiB a slot%s",
+             (long long)p->kv_slots, (long long)o->decode_slots, (long long)o->decode_max_len,
+             (double)p->kv_slot / GIB,
+             p->device_free > 0 ? ", in what the total leaves" : " (device memory unknown)");
+    plan_line(out, "KV cache (bf16) + decode", p->kv_cache, note);
+    if (p->kv_slots < 1) {
+        fprintf(out, "  rollout: NOT ONE KV-cache slot fits: lower rollout.max_new_tokens or "
+                     "data.max_prompt_tokens, or use separate rollout ranks\n");
+        return;
+    }
+    if (o->decode_refill)
+        fprintf(out, "  rollout: %lld responses a step through %lld slots, each refilled as its "
+                     "response ends (rollout.schedule = refill)\n",
+                (long long)o->decode_responses, (long long)p->kv_slots);
+    else
+        fprintf(out, "  rollout: %lld responses a step in %lld wave(s) of up to %lld "
+                     "(rollout.schedule = waves; refill keeps every slot busy)\n",
+                (long long)o->decode_responses, (long long)p->decode_waves,
+                (long long)p->kv_slots);
 }
 
 void gpu_memory_plan_print(const gpu_memory_plan *p, const model_config *c,
@@ -82,4 +168,5 @@ void gpu_memory_plan_print(const gpu_memory_plan *p, const model_config *c,
     else
         fprintf(out, "  %-26s %9.3f GiB  (device memory unknown)\n", "total",
                 (double)p->total / GIB);
+    plan_print_kv(p, o, out);
 }
