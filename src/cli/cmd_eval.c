@@ -37,6 +37,9 @@ static cli_option OPTIONS[] = {
      NULL},
     {"seed", "N", "sampling seed (default 0)", NULL},
     {"max-batch", "N", "sequences decoded together (default 64)", NULL},
+    {"schedule", "waves|refill", "how responses share the KV-cache slots when a chunk has more "
+                                 "than fit (default waves; refill: same tokens, fewer steps)",
+     NULL},
     {"out", "EVAL.h5", "the eval file to write (required; never overwritten)", NULL},
     {"dump", "FILE.jsonl", "also write every response, one JSON line each, ordered by "
                            "(benchmark, problem, sample) (never overwritten)", NULL},
@@ -64,6 +67,19 @@ static int read_int(const char *name, long long fallback, long long low, long lo
         return KPO_ERR;
     if (*out < low || *out > high)
         return error_set(err, "--%s must be in [%lld, %lld], not %lld", name, low, high, *out);
+    return KPO_OK;
+}
+
+/* --schedule, as rollout.schedule spells it. */
+static int read_schedule(rollout_schedule *out, kpo_error *err)
+{
+    const char *text = cli_get(&SPEC, "schedule");
+    if (!text || strcmp(text, "waves") == 0)
+        *out = ROLLOUT_WAVES;
+    else if (strcmp(text, "refill") == 0)
+        *out = ROLLOUT_REFILL;
+    else
+        return error_set(err, "--schedule must be waves or refill, not '%s'", text);
     return KPO_OK;
 }
 
@@ -119,7 +135,8 @@ static int read_settings(int argc, char **argv, eval_settings *c, kpo_error *err
                                        .arith_seed = 0};
     if (!c->prompts.prompt_template)
         c->prompts.prompt_template = d->prompt_template.value;
-    if (sampler_config_validate(&c->sampling.sampler, err) != KPO_OK)
+    if (sampler_config_validate(&c->sampling.sampler, err) != KPO_OK ||
+        read_schedule(&c->sampling.schedule, err) != KPO_OK)
         return KPO_ERR;
     if (chat_template_parse(chat ? chat : d->chat_template.value, &c->prompts.chat, err) != KPO_OK)
         return chat ? KPO_ERR : error_prefix(err, "%s: ", d->chat_template.source);

@@ -99,6 +99,7 @@ static int count_chunk(model_backend *be, const tokenizer *tok, const eval_bench
                            .seed = s->seed,
                            .step = EVAL_STREAM_STEP,
                            .max_batch = s->max_batch,
+                           .schedule = s->schedule,
                            .sample_vocab = (int64_t)tokenizer_vocab_size(tok)};
     /* Accuracy is binary whatever the reward's scale, so dapo's -1 never
      * enters a count. */

@@ -12,6 +12,7 @@
 #include "data/stop_tokens.h"
 #include "eval/eval_bench.h"
 #include "model/model_backend.h"
+#include "rollout/generate.h"
 #include "rollout/reward.h"
 #include "sampling/sampler.h"
 #include "tokenizer/text_buf.h"
@@ -27,6 +28,7 @@ typedef struct eval_sampling {
     sampler_config sampler;
     int64_t max_new_tokens;
     int64_t max_batch;       /* sequences decoded together */
+    rollout_schedule schedule; /* how a chunk's responses share the slots (same tokens) */
     uint64_t seed;
     reward_kind reward;
     const char *reward_program; /* reward program: the grader's command line */

@@ -59,6 +59,10 @@ static size_t describe_settings(const eval_settings *c, char values[][64], evalf
      * from two devices are two measurements, not one repeated. */
     attrs[n++] = (evalfile_attr){"device", model_device_name(c->device)};
     attrs[n++] = (evalfile_attr){"dtype", eval_device_dtype(c->device)};
+    /* Like max_batch it should not change a draw, yet can in the last bits
+     * of the CPU's batched products (docs/train.md, "Rollout schedule"). */
+    attrs[n++] = (evalfile_attr){"schedule",
+                                 s->schedule == ROLLOUT_REFILL ? "refill" : "waves"};
     static const char *const names[] = {"k", "temperature", "top_p", "max_new_tokens", "seed",
                                         "max_batch", "arith_problems", "arith_difficulty"};
     snprintf(values[0], 64, "%lld", (long long)s->k);

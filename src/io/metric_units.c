@@ -19,6 +19,8 @@ const metric_unit METRIC_UNITS[] = {
     {"response_length_mean", "tokens", "mean response length", T | S},
     {"response_length_max", "tokens", "longest response", T},
     {"stopped_fraction", "fraction", "responses that ended with a stop token", T},
+    {"rollout_slot_occupancy", "fraction",
+     "mean fraction of KV-cache slots a rollout decode step fed", T},
     {"entropy_mean", "nats / token", "mean next-token entropy over the trained response tokens",
      T},
     {"loss", "objective", "the objective's loss summed over the mini-batches taken", T},

@@ -4,10 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Device memory left free when the KV cache is sized, beyond what
- * gpu_model_kv_slots_fit counts (cache, prefill activations, logits):
- * cuBLASLt or the allocator may want a little more later. */
-#define DECODE_RESERVE_BYTES ((size_t)256 << 20)
 
 int model_device_parse(const char *text, model_device *out, kpo_error *err)
 {
@@ -241,12 +237,14 @@ int model_backend_sync_to_host(model_backend *b, kpo_error *err)
 }
 
 int64_t model_backend_decode_slots(const model_backend *b, int64_t wanted, int64_t max_len,
-                                   int64_t prefill_tokens)
+                                   int64_t prefill_tokens, int64_t prefill_budget)
 {
     if (b->device == MODEL_DEVICE_CPU)
         return wanted;
-    int64_t fit = gpu_model_kv_slots_fit(b->gpu, max_len, prefill_tokens, DECODE_RESERVE_BYTES);
-    return fit < wanted ? fit : wanted;
+    /* GPU_MODEL_DECODE_RESERVE stays free beyond what is counted: cuBLASLt
+     * or the allocator may want a little more later. */
+    return gpu_model_kv_slots_fit(b->gpu, wanted, max_len, prefill_tokens, prefill_budget,
+                                  GPU_MODEL_DECODE_RESERVE);
 }
 
 static int cpu_decode_begin(model_backend *b, int64_t n_slots, int64_t max_len, kpo_error *err)

@@ -118,9 +118,10 @@ int model_backend_sync_to_host(model_backend *b, kpo_error *err);
 /* Batched decoding (model_kv_cache / model_decode_step on the CPU). How
  * many of `wanted` slots of max_len tokens to use: all on the CPU; on CUDA
  * no more than fit in the device memory free now, with the activations of
- * a prefill of prefill_tokens per slot. */
+ * the largest step: prompts of prefill_tokens, at most prefill_budget of
+ * them at once when > 0 (gpu_decode_bytes). */
 int64_t model_backend_decode_slots(const model_backend *b, int64_t wanted, int64_t max_len,
-                                   int64_t prefill_tokens);
+                                   int64_t prefill_tokens, int64_t prefill_budget);
 int model_backend_decode_begin(model_backend *b, int64_t n_slots, int64_t max_len,
                                kpo_error *err);
 /* Empties every slot (a new chunk of sequences). */

@@ -39,6 +39,10 @@ typedef enum gpu_decode_attention_impl {
     GPU_DECODE_ATTENTION_SPLIT  /* flash-decoding: the context split over blocks per kv head, then
                                    combined (kernels_attention_decode_split.cu) */
 } gpu_decode_attention_impl;
+typedef enum gpu_prefill_attention_impl {
+    GPU_PREFILL_ATTENTION_DECODE, /* prompts through the decode attention, a query at a time */
+    GPU_PREFILL_ATTENTION_FLASH   /* fresh prompts through the training forward's flash kernel */
+} gpu_prefill_attention_impl;
 
 typedef struct gpu_model_options {
     bool train;             /* fp32 master weights, gradients and AdamW state; false: a
@@ -52,9 +56,11 @@ typedef struct gpu_model_options {
      * (rollout.max_batch), each slot's positions (the longest prompt +
      * max_new_tokens) and the longest prompt (a slot's prefill). */
     int64_t decode_responses, decode_slots, decode_max_len, decode_prefill;
+    int64_t decode_prefill_budget;              /* rollout.prefill_tokens (0: no limit) */
     bool decode_refill;                         /* rollout.schedule = refill */
     gpu_attention_impl attention;               /* training forward and backward */
     gpu_decode_attention_impl decode_attention; /* rollout and eval decode steps */
+    gpu_prefill_attention_impl prefill_attention; /* decode steps' fresh prompts */
 } gpu_model_options;
 
 /* What the device memory goes to, in bytes (printed at start-up). */
@@ -69,23 +75,28 @@ typedef struct gpu_memory_plan {
     /* The rollout's KV cache, sized from what the items above leave of
      * device_free (or, with the device unknown, for every slot wanted):
      * the rollout itself asks again at each step (gpu_model_kv_slots_fit). */
-    size_t kv_slot;          /* one slot: K and V of every layer, its logits and prefill share */
+    size_t kv_slot;          /* one slot's K and V, every layer (gpu_decode_kv_bytes) */
     int64_t kv_slots;        /* slots that fit (at most options.decode_slots) */
     size_t kv_cache;         /* kv_slots slots: gpu_decode_bytes(kv_slots) */
     int64_t decode_waves;    /* schedule = waves: rounds of kv_slots for decode_responses */
 } gpu_memory_plan;
 
 /* Device bytes a rollout of n slots of max_len positions needs: the bf16
- * K and V of every layer, the forward-only activations of a prefill of
- * n * prefill_tokens tokens, and per sequence its fp32 logits row, last
- * hidden row and step bookkeeping. What gpu_model_kv_slots_fit counts
- * (it adds the decode kernels' workspaces) and the plan prints. */
+ * K and V of every layer, the forward-only activations of its largest
+ * step, and per sequence its fp32 logits row, last hidden row and step
+ * bookkeeping. The largest step feeds n prompts of prefill_tokens at once,
+ * or with a prefill budget (rollout.prefill_tokens > 0) at most
+ * max(budget, one prompt) prompt tokens plus a token of every other slot.
+ * What gpu_model_kv_slots_fit counts (adding the decode kernels'
+ * workspaces) and the plan prints. */
 size_t gpu_decode_bytes(const model_config *c, int64_t n, int64_t max_len,
-                        int64_t prefill_tokens);
-/* The largest n <= wanted with gpu_decode_bytes(n) + extra(n) <= budget,
- * extra(n) = extra_per_slot * n. */
+                        int64_t prefill_tokens, int64_t prefill_budget);
+/* The bf16 K and V of n_slots slots of max_len positions, every layer. */
+size_t gpu_decode_kv_bytes(const model_config *c, int64_t n_slots, int64_t max_len);
+/* The largest n <= wanted with gpu_decode_bytes(n) + extra <= bytes. */
 int64_t gpu_decode_slots_within(const model_config *c, int64_t wanted, int64_t max_len,
-                                int64_t prefill_tokens, size_t extra_per_slot, size_t budget);
+                                int64_t prefill_tokens, int64_t prefill_budget, size_t extra,
+                                size_t bytes);
 /* Fills the plan's kv_* items and decode_waves from p->total and
  * p->device_free (0: unknown, every slot wanted is planned). */
 void gpu_memory_plan_kv(gpu_memory_plan *p, const model_config *c, const gpu_model_options *o);
@@ -164,8 +175,8 @@ int64_t gpu_model_adamw_steps(const gpu_model *g);
  * free now, keeping `reserve` bytes back, counting with the cache the
  * activations of a prefill of prefill_tokens per slot (allocated at the
  * first step) and each sequence's logits. */
-int64_t gpu_model_kv_slots_fit(const gpu_model *g, int64_t max_len, int64_t prefill_tokens,
-                               size_t reserve);
+int64_t gpu_model_kv_slots_fit(const gpu_model *g, int64_t wanted, int64_t max_len,
+                               int64_t prefill_tokens, int64_t prefill_budget, size_t reserve);
 int gpu_model_kv_cache_init(gpu_model *g, int64_t n_slots, int64_t max_len, kpo_error *err);
 void gpu_model_kv_cache_free(gpu_model *g);
 /* Slot lengths go to 0 (a new chunk of sequences). */

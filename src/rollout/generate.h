@@ -38,6 +38,8 @@ typedef struct rollout_request {
     int64_t step;                  /* names the RNG stream with the prompt and sample */
     int64_t max_batch;             /* sequences decoded together (KV-cache slots) */
     rollout_schedule schedule;     /* the responses drawn are the same under either */
+    int64_t prefill_tokens;        /* most prompt tokens one step feeds (0: no limit); bounds
+                                      the activations a step needs beside the KV cache */
     int64_t sample_vocab;          /* only ids below this are sampled (the tokenizer's; the
                                       model's padding rows above it never are); 0: all */
 } rollout_request;
@@ -48,6 +50,11 @@ typedef struct rollout_responses {
     int32_t *tokens;   /* [offsets[n_responses]] sampled tokens, a final stop token included */
     int64_t *offsets;  /* [n_responses + 1] */
     uint8_t *stopped;  /* [n_responses] 1: ended with a stop token; 0: cut at max_new_tokens */
+    /* How full the KV-cache slots were: busy_slot_steps / (decode_steps * slots)
+     * is the mean fraction of slots a decode step fed (prefill steps included). */
+    int64_t slots;           /* KV-cache slots decoded with */
+    int64_t decode_steps;    /* model_backend_decode_step calls */
+    int64_t busy_slot_steps; /* sequences fed, summed over the steps */
 } rollout_responses;
 
 /* Decodes with the model behind b (KV-cache slots: max_batch, or on CUDA

@@ -69,6 +69,11 @@ static const param_def MODEL_PARAMS[] = {
      .help = "device = cuda: decode attention with a block per query and head, or split-KV "
              "flash-decoding (new, unmeasured; docs/cuda.md)",
      AT(decode_attention)},
+    {.name = "prefill_attention", .type = CONFIG_CHOICE, .default_value = "decode",
+     .choices = "decode|flash", /* gpu_prefill_attention_impl's order */
+     .help = "device = cuda: prompts entering the KV cache through the decode attention, or "
+             "through the training forward's flash kernel (new, unmeasured; docs/cuda.md)",
+     AT(prefill_attention)},
 };
 
 static const int CHAT_TEMPLATE_VALUES[] = {CHAT_TEMPLATE_QWEN3, CHAT_TEMPLATE_QWEN3_THINKING,
@@ -120,6 +125,10 @@ static const param_def ROLLOUT_PARAMS[] = {
      .help = "waves: max_batch responses decoded to their ends before the next ones start; "
              "refill: a slot whose response ended takes the next prompt at once (same tokens)",
      AT(schedule)},
+    {.name = "prefill_tokens", .type = CONFIG_INT, .default_value = "0", .min = 0, .max = 1e9,
+     .help = "most prompt tokens one decode step prefills (the rest wait a step; same tokens): "
+             "bounds the activations beside the KV cache; 0: every admitted prompt at once",
+     AT(prefill_tokens)},
     {.name = "reward", .type = CONFIG_CHOICE, .default_value = "dapo",
      .choices = "dapo|boxed|kpo|program", /* reward_kind's order */
      .help = "exact-match reward, or program: rollout.reward_program grades", AT(reward)},
@@ -309,6 +318,7 @@ static const char *const HARMLESS_KEYS[] = {
     "model.path",        "model.tokenizer",     "data.train",           "rollout.ranks",
     "rollout.max_batch", "rollout.reward_timeout", "learner.micro_batch_tokens",
     "learner.recompute", "model.attention",   "model.decode_attention", "rollout.schedule",
+    "model.prefill_attention", "rollout.prefill_tokens",
 };
 
 int train_config_harmless(const char *dotted)

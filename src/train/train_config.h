@@ -43,6 +43,7 @@ typedef struct train_settings {
     const char *tokenizer;    /* "byte", a directory, or "" for the model's own */
     gpu_attention_impl attention;               /* device = cuda: training attention */
     gpu_decode_attention_impl decode_attention; /* device = cuda: decode-step attention */
+    gpu_prefill_attention_impl prefill_attention; /* device = cuda: fresh prompts' attention */
     const char *stop;         /* rollout.stop: model | chat | ids/tokens (data/stop_tokens.h) */
     /* [data] */
     const char *train_data;   /* "arith" or a JSONL file */
@@ -59,6 +60,7 @@ typedef struct train_settings {
     int64_t max_new_tokens;
     int64_t max_batch;
     rollout_schedule schedule; /* waves of max_batch, or refill slots as responses end */
+    int64_t prefill_tokens;    /* most prompt tokens one decode step feeds (0: no limit) */
     reward_kind reward;
     int reward_binary;
     const char *reward_program; /* reward = program: the grader's command line */

@@ -69,30 +69,24 @@ static int open_transport(MPI_Comm comm, MPI_Comm world, const comm_gpu_ids *ids
     return status;
 }
 
-/* The largest packed batch this rank runs a forward on: a learner's
- * micro-batch (learner.micro_batch_tokens, but never less than one
- * sequence: the longest prompt plus max_new_tokens), or without
+/* The largest packed batch this rank runs a training forward on: a
+ * learner's micro-batch (learner.micro_batch_tokens, but never less than
+ * one sequence: the longest prompt plus max_new_tokens), or without
  * micro-batches its whole share of a mini-batch (for the old log-probs and
- * the update alike); a rollout rank's prefill of its KV-cache slots. */
+ * the update alike). 0 on a rollout-only rank: decode steps have their own
+ * activations, counted with the KV cache (the plan's decode_* items). */
 static int64_t forward_tokens_bound(const train_settings *s, const comm_roles *r,
                                     int64_t longest_prompt)
 {
+    if (!r->is_learner)
+        return 0;
     const int64_t G = s->learner.group_size, M = s->learner.minibatches;
-    int64_t bound = 0;
-    if (r->is_learner) {
-        int64_t minibatch = s->prompts_per_step / M * G;
-        int64_t share = (minibatch + r->learner_size - 1) / r->learner_size;
-        int64_t longest_sequence = longest_prompt + s->max_new_tokens;
-        int64_t budget = s->learner.micro_batch_tokens;
-        bound = budget <= 0 ? share * longest_sequence
-                            : budget > longest_sequence ? budget : longest_sequence;
-    }
-    if (r->is_rollout) {
-        int64_t responses = s->prompts_per_step / r->rollout_size * G;
-        int64_t prefill = (responses < s->max_batch ? responses : s->max_batch) * longest_prompt;
-        bound = prefill > bound ? prefill : bound;
-    }
-    return bound;
+    const int64_t minibatch = s->prompts_per_step / M * G;
+    const int64_t share = (minibatch + r->learner_size - 1) / r->learner_size;
+    const int64_t longest_sequence = longest_prompt + s->max_new_tokens;
+    const int64_t budget = s->learner.micro_batch_tokens;
+    return budget <= 0 ? share * longest_sequence
+                       : budget > longest_sequence ? budget : longest_sequence;
 }
 
 static gpu_model_options gpu_options(const train_settings *s, const comm_roles *r,
@@ -107,11 +101,13 @@ static gpu_model_options gpu_options(const train_settings *s, const comm_roles *
     o.optim = s->optim;
     o.attention = s->attention;
     o.decode_attention = s->decode_attention;
+    o.prefill_attention = s->prefill_attention;
     if (r->is_rollout) {
         o.decode_responses = s->prompts_per_step / r->rollout_size * s->learner.group_size;
         o.decode_slots = o.decode_responses < s->max_batch ? o.decode_responses : s->max_batch;
         o.decode_max_len = longest_prompt + s->max_new_tokens;
         o.decode_prefill = longest_prompt;
+        o.decode_prefill_budget = s->prefill_tokens;
         o.decode_refill = s->schedule == ROLLOUT_REFILL;
     }
     return o;

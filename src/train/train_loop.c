@@ -343,14 +343,17 @@ static void trainer_close(trainer *t)
  * over every rank. */
 static void reduce_rollout_stats(MPI_Comm world, rollout_stats *r)
 {
-    double sums[5] = {r->correct, r->responses, r->response_tokens, r->stopped, 0};
+    double sums[6] = {r->correct,  r->responses,  r->response_tokens,
+                      r->stopped,  r->slot_steps, r->busy_slot_steps};
     double maxes[2] = {r->response_length_max, r->seconds};
-    comm_sum_doubles(world, sums, 5);
+    comm_sum_doubles(world, sums, 6);
     comm_max_doubles(world, maxes, 2);
     r->correct = sums[0];
     r->responses = sums[1];
     r->response_tokens = sums[2];
     r->stopped = sums[3];
+    r->slot_steps = sums[4];
+    r->busy_slot_steps = sums[5];
     r->response_length_max = maxes[0];
     r->seconds = maxes[1];
 }
@@ -411,6 +414,7 @@ static int record_step(trainer *t, int64_t step, const rl_batch *batch, const ro
         {"response_length_mean", rs->response_tokens / rs->responses},
         {"response_length_max", rs->response_length_max},
         {"stopped_fraction", rs->stopped / rs->responses},
+        {"rollout_slot_occupancy", rs->busy_slot_steps / rs->slot_steps},
         {"entropy_mean", lm->entropy_sum / tokens},
         {"loss", o->loss},
         {"objective_clip_fraction", o->clipped_tokens / tokens},

@@ -16,6 +16,8 @@ typedef struct rollout_stats {
     double response_tokens;
     double response_length_max;
     double stopped;        /* responses that ended with a stop token */
+    double slot_steps;      /* KV-cache slots x decode steps: what the steps could have fed */
+    double busy_slot_steps; /* sequences the decode steps fed (rollout_responses) */
     double seconds;
 } rollout_stats;
 

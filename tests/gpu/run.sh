@@ -6,9 +6,9 @@
 # measured in this run. Full log: $OUT/gpu-run.log and the table
 # $OUT/gpu-table.txt when OUT is set (the device tool's output folder), else
 # in the build dir.
-# Budget: under 8 minutes on one H200, build included: each stage has its
+# Budget: under 9.5 minutes on one H200, build included: each stage has its
 # own timeout, clipped to a global deadline (KPO_GPU_RUN_SECONDS, default
-# 450 s); a stage that no longer fits is reported as not run, never hung.
+# 540 s); a stage that no longer fits is reported as not run, never hung.
 # Stages run in order of what a GPU session most needs: the suite's
 # verdicts, the real job, the model benchmarks, the kernels, the PyTorch
 # reference, the long-response job, the filter and NCCL, and memcheck last.
@@ -39,7 +39,7 @@ refs=$(mktemp)    # REF| lines of the PyTorch reference
 : >"$log"
 : >"$log_dir/gpu-table.txt"
 start=$(date +%s)
-deadline=$(( start + ${KPO_GPU_RUN_SECONDS:-450} ))
+deadline=$(( start + ${KPO_GPU_RUN_SECONDS:-540} ))
 jobs=${KPO_GPU_JOBS:-$(nproc 2>/dev/null || echo 4)}   # ninja's -j
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # A rank started without mpirun (kpo train, the gpu_train test) is an MPI
@@ -247,9 +247,16 @@ with h5py.File(path, "r") as f:
           f"{get('tokens_total'):.0f} tokens in all; GPU peak {get('gpu_memory_peak_gib'):.1f} GiB")
 EOF
 }
-train_stage() {  # TAG PROMPTS GROUP NEW_TOKENS SECONDS
+# The new rollout and attention paths (issues 14 and 15), off by default
+# until a run like this one has checked them: split-KV decode, prompts
+# through the flash kernel, refilled slots, cuDNN's attention in training.
+new_paths=(--set model.decode_attention=split --set model.prefill_attention=flash
+           --set rollout.schedule=refill --set model.attention=cudnn)
+train_stage() {  # TAG PROMPTS GROUP NEW_TOKENS SECONDS [--set KEY=VALUE ...]
   local tag=$1 prompts=$2 group=$3 new=$4 limit=$5
+  shift 5
   local name="kpo train 0.6b ${prompts}x${group} new ${new}"
+  [ $# -gt 0 ] && name="$name new paths"
   if ! model_stage; then not_run "train-$tag" "$model_why"; return; fi
   local out=$build/gpu-runs/$tag
   rm -rf "$out"
@@ -258,7 +265,7 @@ train_stage() {  # TAG PROMPTS GROUP NEW_TOKENS SECONDS
     --set "model.path=$train_model" --set "model.tokenizer=$data/qwen_tokenizer" \
     --set "data.train=$data/dapo_math_slice.jsonl" \
     --set "rollout.prompts_per_step=$prompts" --set "rollout.group_size=$group" \
-    --set "rollout.max_new_tokens=$new"
+    --set "rollout.max_new_tokens=$new" "$@"
   if [ -f "$out/run.h5" ] && runfile_rows "$name" "$out/run.h5" >"$build/rows.tmp" 2>>"$log"; then
     tee -a "$log" <"$build/rows.tmp" >>"$table"
   else  # no run file (or no h5py): the progress line has the step's time
@@ -269,6 +276,7 @@ train_stage() {  # TAG PROMPTS GROUP NEW_TOKENS SECONDS
       "$(sed -E 's/.* ([0-9.]+)s .*/\1/' <<<"$line")" "$line" >>"$table"
   fi
 }
+train_stage 32x8x1024-new 32 8 1024 120 "${new_paths[@]}"
 train_stage 32x8x1024 32 8 1024 150
 
 # The model (src/model/cuda) on random weights of the published shapes:
@@ -278,10 +286,20 @@ train_stage 32x8x1024 32 8 1024 150
 if [ -n "$gpu_why" ]; then
   not_run bench-model "$gpu_why"
 elif [ -x "$gb/bench_gpu_model" ]; then
+  # Decode: the block kernel (the default) and split-KV, at 128 cached
+  # tokens and at 4096 (4B at 256 x 4096 needs ~157 GB of KV: 128 there).
+  bench decode-4b 60 "$gb/bench_gpu_model" decode 4b --attention block,split 1 8 64 256
+  bench decode-4b-4096 60 "$gb/bench_gpu_model" decode 4b --attention block,split --context 4096 1 8 64 128
+  bench decode-0.6b 45 "$gb/bench_gpu_model" decode 0.6b --attention block,split 1 8 64 256
+  bench decode-0.6b-4096 60 "$gb/bench_gpu_model" decode 0.6b --attention block,split --context 4096 1 8 64 256
+  # Prefill: prompts into empty slots through the decode attention (the
+  # default) and through the flash kernel (model.prefill_attention = flash).
+  bench prefill-0.6b 45 "$gb/bench_gpu_model" prefill 0.6b --prefill decode,flash 16x1024 64x256
+  bench prefill-4b 60 "$gb/bench_gpu_model" prefill 4b --prefill decode,flash 16x1024 64x256
   bench train-4b 90 "$gb/bench_gpu_model" train 4b 1 5120 1
+  bench train-4b-cudnn 90 "$gb/bench_gpu_model" train 4b 1 5120 1 --attention cudnn
   bench train-0.6b 60 "$gb/bench_gpu_model" train 0.6b 8 1024 0
-  bench decode-4b 60 "$gb/bench_gpu_model" decode 4b 1 8 64 256
-  bench decode-0.6b 45 "$gb/bench_gpu_model" decode 0.6b 1 8 64 256
+  bench train-0.6b-cudnn 60 "$gb/bench_gpu_model" train 0.6b 8 1024 0 --attention cudnn
 else
   not_run bench-model "needs the full build"
 fi
@@ -307,7 +325,9 @@ else
   bench torch-reference 180 "$torch_python" "$root/bench/torch_reference.py" ${KPO_TORCH_REF_ARGS:-}
 fi
 
-# The real job with the paper's response length: 8 prompts x 8, 4096 tokens.
+# The real job with the paper's response length: 8 prompts x 8, 4096 tokens
+# (the issue's goal: rollout <= 25 s), new paths first.
+train_stage 8x8x4096-new 8 8 4096 120 "${new_paths[@]}"
 train_stage 8x8x4096 8 8 4096 150
 
 # The filter kernel against the CPU filter; NCCL (all-reduce, bf16
@@ -360,7 +380,10 @@ warns=$(grep -c -E 'component_repository_open|mca_base_component' "$log" || true
     }
     $1 == "STAGE" { printf "%-56s %-31s %s\n", "stage " $2, $3, $4; next }
     $1 == "ROW" {
-      r = ($2 in ref) ? ref[$2] : "-"; used[$2] = 1
+      # A variant (cudnn, split, flash, decode) is compared with the
+      # PyTorch row of its shape: the reference has one path per shape.
+      key = $2; sub(/^attention cudnn /, "attention ", key); sub(/ (split|flash|decode)$/, "", key)
+      r = (key in ref) ? ref[key] : "-"; used[key] = 1
       printf "%-56s %11s %11s %7s %-9s %s\n", $2, $3, r, ratio($3, r, $4), $4, $5
     }
     END {

@@ -5,7 +5,11 @@
  * the activations' roundings differ. Checked: log-probs and entropies of a
  * packed batch of 3 ragged sequences; every parameter's gradient; recompute
  * on vs off bit-identical; KV-cache decode (prefill + steps) vs the
- * forward's log-probs; one AdamW step vs the CPU step; weight upload and
+ * forward's log-probs; the split-KV decode attention against the block
+ * kernel at contexts long enough to split (logits and greedy tokens);
+ * fresh prompts through the flash kernel (prefill_attention = flash)
+ * against the decode attention and the CPU's decode, in pure and mixed
+ * steps (logits, log-probs, greedy tokens); one AdamW step vs the CPU step; weight upload and
  * download exact; the memory plan prints.
  *
  * Tolerance rule, per tensor: max_i |gpu_i - cpu_i| <= tol_max * max_i
@@ -320,6 +324,228 @@ static void check_decode(const variant *v, fixture *f)
         fail_msg("%s: decode outside tolerance", v->name);
 }
 
+/* Row r's argmax of logits [rows, V] (lowest id on ties). */
+static int32_t argmax_row(const float *logits, int64_t V, int64_t r)
+{
+    int32_t best = 0;
+    for (int64_t j = 1; j < V; j++)
+        if (logits[r * V + j] > logits[r * V + best])
+            best = (int32_t)j;
+    return best;
+}
+
+/* The split decode attention (decode_attention = split) against the block
+ * kernel through the whole model: a prefill of 500 and 300 tokens (one
+ * split per query: the direct path), then greedy steps fed the block
+ * model's tokens, whose contexts (~300-500 over 64-key splits) use several
+ * splits and the combine. Each step's logits within the output tolerance
+ * of the block's; the greedy token equal wherever the block's top two
+ * logits are further apart than that tolerance (closer, bf16 noise may
+ * decide either way, and the gap is printed). */
+static void check_decode_split_vs_block(const variant *v, fixture *f)
+{
+    enum { SEQS = 2, STEPS = 6, MAX_LEN = 512 };
+    print_message("%s: split decode attention vs block\n", v->name);
+    const int64_t V = v->vocab, slots[SEQS] = {2, 0}, prompt[SEQS] = {500, 300};
+    const int64_t ones[SEQS] = {1, 1};
+    gpu_model *g[2];
+    float *logits[2];
+    for (int k = 0; k < 2; k++) {
+        gpu_model_options o = options(0, 0);
+        o.decode_attention = k ? GPU_DECODE_ATTENTION_SPLIT : GPU_DECODE_ATTENTION_BLOCK;
+        CHECK_OK(gpu_model_create(&g[k], &f->m, &o, ERR));
+        CHECK_OK(gpu_model_kv_cache_init(g[k], SEQS + 1, MAX_LEN, ERR));
+        logits[k] = malloc((size_t)(SEQS * V) * sizeof *logits[k]);
+    }
+    int32_t *feed = malloc((size_t)(prompt[0] + prompt[1]) * sizeof *feed);
+    for (int64_t t = 0; t < prompt[0] + prompt[1]; t++)
+        feed[t] = (int32_t)((t * 7919 + 13) % V);
+    int ok = 1;
+    for (int step = 0; step <= STEPS; step++) {
+        for (int k = 0; k < 2; k++)
+            CHECK_OK(gpu_model_decode_step(g[k], SEQS, slots, step ? ones : prompt, feed,
+                                           logits[k], ERR));
+        char what[64];
+        snprintf(what, sizeof what, "step %d logits, split vs block", step);
+        ok &= compare(what, logits[1], logits[0], SEQS * V, OUT_TOL_PCT / 100.0,
+                      OUT_RMS_PCT / 100.0);
+        double scale = 0;
+        for (int64_t j = 0; j < SEQS * V; j++)
+            scale = fmax(scale, fabs(logits[0][j]));
+        for (int64_t r = 0; r < SEQS; r++) {
+            const int32_t b = argmax_row(logits[0], V, r), sp = argmax_row(logits[1], V, r);
+            const double gap = logits[0][r * V + b] - logits[0][r * V + sp];
+            if (sp != b)
+                print_message("  step %d row %lld: greedy %d (split) vs %d (block), block gap "
+                              "%.3g of max|logit| %.3g\n",
+                              step, (long long)r, sp, b, gap, scale);
+            ok &= sp == b || gap <= OUT_TOL_PCT / 100.0 * scale;
+            feed[r] = b; /* both models are fed the block model's greedy tokens */
+        }
+    }
+    for (int k = 0; k < 2; k++) {
+        gpu_model_kv_cache_free(g[k]);
+        gpu_model_destroy(g[k]);
+        free(logits[k]);
+    }
+    free(feed);
+    if (!ok)
+        fail_msg("%s: split decode attention differs from block", v->name);
+}
+
+/* The steps of check_prefill_flash: (slot, new tokens) per sequence, in
+ * this order; a slot's first step brings its prompt. Flash takes the
+ * leading run of fresh prompts (src/model/cuda/decode_step_plan.h). */
+enum { FLASH_SLOTS = 9, FLASH_MAX_LEN = 512, FLASH_FEED_MAX = 512 };
+typedef struct flash_step {
+    const char *what;
+    int n;
+    int64_t slot[FLASH_SLOTS], n_new[FLASH_SLOTS];
+} flash_step;
+static const flash_step FLASH_STEPS[] = {
+    {"5 fresh prompts (all flash)", 5, {3, 0, 5, 1, 6}, {1, 2, 17, 300, 64}},
+    {"fresh prompt after cached (all decode)", 3, {3, 0, 2}, {1, 1, 33}},
+    {"fresh prompt, then 1-token steps", 7, {4, 3, 0, 5, 1, 6, 2}, {70, 1, 1, 1, 1, 1, 1}},
+    {"2 fresh prompts (130, 1), then steps", 9, {7, 8, 4, 3, 0, 5, 1, 6, 2},
+     {130, 1, 1, 1, 1, 1, 1, 1, 1}},
+    {"1-token steps only", 9, {8, 7, 6, 5, 4, 3, 2, 1, 0}, {1, 1, 1, 1, 1, 1, 1, 1, 1}},
+};
+
+/* feed: the step's tokens, packed: a fresh slot's prompt (a fixed
+ * pattern), else the token chosen after its last step (next[slot]). */
+static void flash_step_feed(const flash_step *st, const int64_t *cached, const int32_t *next,
+                            int64_t V, int32_t *feed)
+{
+    int64_t t = 0;
+    for (int i = 0; i < st->n; i++) {
+        const int64_t slot = st->slot[i];
+        for (int64_t j = 0; j < st->n_new[i]; j++, t++)
+            feed[t] = cached[slot] ? next[slot] : (int32_t)((slot * 131 + j * 7919 + 13) % V);
+    }
+    assert_true(t <= FLASH_FEED_MAX);
+}
+
+/* out [rows, V] = log_softmax of each row of z, in double. */
+static void log_softmax_rows(const float *z, int64_t rows, int64_t V, float *out)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        double mx = -INFINITY, sum = 0;
+        for (int64_t j = 0; j < V; j++)
+            mx = fmax(mx, z[r * V + j]);
+        for (int64_t j = 0; j < V; j++)
+            sum += exp((double)z[r * V + j] - mx);
+        for (int64_t j = 0; j < V; j++)
+            out[r * V + j] = (float)((double)z[r * V + j] - mx - log(sum));
+    }
+}
+
+/* 1 when every row's argmax of got equals ref's, or ref's top two (ref's
+ * argmax vs got's) are within the output tolerance of max|ref| (bf16
+ * noise may then decide either way; the gap is printed). */
+static int greedy_agrees(const char *what, const float *got, const float *ref, int64_t rows,
+                         int64_t V)
+{
+    double scale = 0;
+    for (int64_t j = 0; j < rows * V; j++)
+        scale = fmax(scale, fabs(ref[j]));
+    int ok = 1;
+    for (int64_t r = 0; r < rows; r++) {
+        const int32_t b = argmax_row(ref, V, r), o = argmax_row(got, V, r);
+        const double gap = ref[r * V + b] - ref[r * V + o];
+        if (o != b)
+            print_message("  %s row %lld: greedy %d vs %d, gap %.3g of max|logit| %.3g\n", what,
+                          (long long)r, o, b, gap, scale);
+        ok &= o == b || gap <= OUT_TOL_PCT / 100.0 * scale;
+    }
+    return ok;
+}
+
+/* One step's checks: logits [rows, V] of prefill_attention = flash
+ * (logits[1]) within the output tolerance of decode's (logits[0]), greedy
+ * tokens as check_decode_split_vs_block's, and both paths' log-probs
+ * (logp: scratch) within it of the CPU decode's (logits[2]), as
+ * check_decode holds decode to the CPU. next[slot] := decode's greedy
+ * token (what both models and the CPU are fed next). */
+static int flash_step_check(const flash_step *st, int64_t V, float *const *logits,
+                            float *const *logp, int32_t *next)
+{
+    const int64_t rows = st->n;
+    const double tol = OUT_TOL_PCT / 100.0, rms = OUT_RMS_PCT / 100.0;
+    print_message("  step: %s\n", st->what);
+    int ok = compare("logits, flash vs decode", logits[1], logits[0], rows * V, tol, rms);
+    ok &= greedy_agrees("flash vs decode", logits[1], logits[0], rows, V);
+    for (int k = 0; k < 3; k++)
+        log_softmax_rows(logits[k], rows, V, logp[k]);
+    ok &= compare("log p, flash vs CPU decode", logp[1], logp[2], rows * V, tol, rms);
+    ok &= compare("log p, decode vs CPU decode", logp[0], logp[2], rows * V, tol, rms);
+    for (int64_t r = 0; r < rows; r++)
+        next[st->slot[r]] = argmax_row(logits[0], V, r);
+    return ok;
+}
+
+/* FLASH_STEPS through two GPU models that differ only in
+ * prefill_attention (decode, flash), both with decode attention impl for
+ * the sequences flash does not take, and through the CPU's decode. */
+static int check_prefill_flash_run(const variant *v, fixture *f, gpu_decode_attention_impl impl)
+{
+    const int64_t V = v->vocab;
+    gpu_model *g[2];
+    float *logits[3], *logp[3]; /* decode, flash, CPU: [FLASH_SLOTS, V] */
+    for (int k = 0; k < 2; k++) {
+        gpu_model_options o = options(0, 0);
+        o.decode_attention = impl;
+        o.prefill_attention = k ? GPU_PREFILL_ATTENTION_FLASH : GPU_PREFILL_ATTENTION_DECODE;
+        CHECK_OK(gpu_model_create(&g[k], &f->m, &o, ERR));
+        CHECK_OK(gpu_model_kv_cache_init(g[k], FLASH_SLOTS, FLASH_MAX_LEN, ERR));
+    }
+    model_kv_cache cache;
+    CHECK_OK(model_kv_cache_init(&cache, &f->m, FLASH_SLOTS, FLASH_MAX_LEN, ERR));
+    for (int k = 0; k < 3; k++) {
+        logits[k] = malloc((size_t)(FLASH_SLOTS * V) * sizeof *logits[k]);
+        logp[k] = malloc((size_t)(FLASH_SLOTS * V) * sizeof *logp[k]);
+    }
+    int32_t feed[FLASH_FEED_MAX], next[FLASH_SLOTS] = {0};
+    int64_t cached[FLASH_SLOTS] = {0};
+    int ok = 1;
+    for (size_t s = 0; s < sizeof FLASH_STEPS / sizeof FLASH_STEPS[0]; s++) {
+        const flash_step *st = &FLASH_STEPS[s];
+        flash_step_feed(st, cached, next, V, feed);
+        for (int k = 0; k < 2; k++)
+            CHECK_OK(gpu_model_decode_step(g[k], st->n, st->slot, st->n_new, feed, logits[k],
+                                           ERR));
+        CHECK_OK(model_decode_step(&f->m, &cache, st->n, st->slot, st->n_new, feed, logits[2],
+                                   ERR));
+        ok &= flash_step_check(st, V, logits, logp, next);
+        for (int i = 0; i < st->n; i++)
+            cached[st->slot[i]] += st->n_new[i];
+    }
+    for (int k = 0; k < 3; k++) {
+        free(logits[k]);
+        free(logp[k]);
+    }
+    model_kv_cache_free(&cache);
+    for (int k = 0; k < 2; k++) {
+        gpu_model_kv_cache_free(g[k]);
+        gpu_model_destroy(g[k]);
+    }
+    return ok;
+}
+
+/* prefill_attention = flash against decode, with either decode attention
+ * taking the sequences after the flash prefix. */
+static void check_prefill_flash(const variant *v, fixture *f)
+{
+    int ok = 1;
+    for (int split = 0; split <= 1; split++) {
+        print_message("%s: prefill attention flash vs decode (%s decode attention)\n", v->name,
+                      split ? "split" : "block");
+        ok &= check_prefill_flash_run(v, f, split ? GPU_DECODE_ATTENTION_SPLIT
+                                                  : GPU_DECODE_ATTENTION_BLOCK);
+    }
+    if (!ok)
+        fail_msg("%s: flash prefill differs from the decode path or the CPU", v->name);
+}
+
 /* One AdamW step from identical weights and gradients (the CPU's, copied
  * into the device's gradient buffer): expected bit-identical (one shared
  * update, no FMA), the gradient norm equal within double rounding. */
@@ -442,6 +668,8 @@ static void run_variant(int k)
     fixture_init(&f, &VARIANTS[k], 1234 + (uint64_t)k);
     check_train(&VARIANTS[k], &f);
     check_decode(&VARIANTS[k], &f);
+    check_decode_split_vs_block(&VARIANTS[k], &f);
+    check_prefill_flash(&VARIANTS[k], &f);
     check_adamw(&VARIANTS[k], &f);
     check_round_trip(&VARIANTS[k], &f);
     if (k == 0)

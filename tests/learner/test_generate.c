@@ -1,5 +1,7 @@
 /* Rollout generation on a tiny random Qwen3: greedy responses agree with
- * the training forward's argmax; sampled responses replay exactly. */
+ * the training forward's argmax; sampled responses replay exactly, under
+ * either slot schedule (waves, refill) and any number of slots; refill
+ * takes no more decode steps than waves and keeps the slots fuller. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -121,6 +123,169 @@ static void test_sampling_replays_whatever_the_batching(void **state)
     rollout_responses_free(&b);
 }
 
+/* Eight prompts of lengths 1 to 7, three samples each, with three stop
+ * tokens, so responses end at many different lengths. */
+static const int32_t MANY_PROMPTS[] = {1, 2,  3,  4,  5,  6,  8,  9,  10, 11, 12, 13,
+                                       14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25,
+                                       26, 27, 28};
+static const int64_t MANY_OFFSETS[] = {0, 3, 9, 10, 14, 19, 21, 23, 27};
+static const int64_t MANY_IDS[] = {17, 4, 99, 5, 6, 7, 8, 9};
+static const int32_t MANY_STOPS[] = {7, 13, 30};
+enum { MANY_N = 8 * 3, MANY_MAX_NEW = 16 };
+
+static rollout_request varied_request(double temperature, int64_t max_batch,
+                                      rollout_schedule schedule)
+{
+    return (rollout_request){.prompt_tokens = MANY_PROMPTS, .prompt_offsets = MANY_OFFSETS,
+                             .prompt_ids = MANY_IDS, .n_prompts = 8, .group_size = 3,
+                             .max_new_tokens = MANY_MAX_NEW, .stop_ids = MANY_STOPS,
+                             .n_stop = 3, .sampler = {temperature, 1.0}, .seed = 11,
+                             .step = 3, .max_batch = max_batch, .schedule = schedule};
+}
+
+static void assert_same_responses(const rollout_responses *a, const rollout_responses *b)
+{
+    assert_int_equal(a->n_responses, b->n_responses);
+    assert_memory_equal(a->offsets, b->offsets, (size_t)(a->n_responses + 1) * sizeof(int64_t));
+    assert_memory_equal(a->stopped, b->stopped, (size_t)a->n_responses);
+    assert_memory_equal(a->tokens, b->tokens, (size_t)a->offsets[a->n_responses] * sizeof(int32_t));
+}
+
+/* The lengths differ (else refill has nothing to refill) and some
+ * responses stopped while others ran to max_new_tokens. */
+static void assert_lengths_vary(const rollout_responses *r)
+{
+    int64_t shortest = MANY_MAX_NEW, stopped = 0;
+    for (int64_t i = 0; i < r->n_responses; i++) {
+        int64_t length = r->offsets[i + 1] - r->offsets[i];
+        shortest = length < shortest ? length : shortest;
+        stopped += r->stopped[i];
+    }
+    assert_true(shortest < MANY_MAX_NEW / 2);
+    assert_true(stopped > 0 && stopped < r->n_responses);
+}
+
+static const int64_t MAX_BATCHES[] = {1, 2, 3, MANY_N - 1, MANY_N, MANY_N + 5};
+
+/* Each response draws from its own stream, so which responses share a
+ * decode step, and when, changes nothing: every (schedule, max_batch)
+ * gives the responses of waves with one slot per response. */
+static void assert_every_schedule_draws_the_same(double temperature)
+{
+    rollout_responses reference;
+    rollout_request req = varied_request(temperature, MANY_N, ROLLOUT_WAVES);
+    assert_int_equal(generate(&req, &reference, NULL), KPO_OK);
+    assert_lengths_vary(&reference);
+    for (size_t k = 0; k < sizeof MAX_BATCHES / sizeof MAX_BATCHES[0]; k++)
+        for (int schedule = ROLLOUT_WAVES; schedule <= ROLLOUT_REFILL; schedule++) {
+            rollout_responses out;
+            req = varied_request(temperature, MAX_BATCHES[k], (rollout_schedule)schedule);
+            assert_int_equal(generate(&req, &out, NULL), KPO_OK);
+            assert_same_responses(&reference, &out);
+            rollout_responses_free(&out);
+        }
+    rollout_responses_free(&reference);
+}
+
+static void test_refill_draws_what_waves_draw_greedy(void **state)
+{
+    (void)state;
+    assert_every_schedule_draws_the_same(0.0);
+}
+
+static void test_refill_draws_what_waves_draw_sampled(void **state)
+{
+    (void)state;
+    assert_every_schedule_draws_the_same(1.0);
+}
+
+static double occupancy(const rollout_responses *r)
+{
+    return (double)r->busy_slot_steps / (double)(r->decode_steps * r->slots);
+}
+
+/* Waves decode each wave for as many steps as its longest response. */
+static int64_t wave_steps(const rollout_responses *r, int64_t slots)
+{
+    int64_t steps = 0;
+    for (int64_t first = 0; first < r->n_responses; first += slots) {
+        int64_t longest = 0;
+        for (int64_t i = first; i < first + slots && i < r->n_responses; i++) {
+            int64_t length = r->offsets[i + 1] - r->offsets[i];
+            longest = length > longest ? length : longest;
+        }
+        steps += longest;
+    }
+    return steps;
+}
+
+static void test_refill_keeps_slots_busier(void **state)
+{
+    (void)state;
+    for (size_t k = 0; k < sizeof MAX_BATCHES / sizeof MAX_BATCHES[0]; k++) {
+        const int64_t max_batch = MAX_BATCHES[k];
+        const int64_t slots = max_batch < MANY_N ? max_batch : MANY_N;
+        rollout_responses waves, refill;
+        rollout_request req = varied_request(1.0, max_batch, ROLLOUT_WAVES);
+        assert_int_equal(generate(&req, &waves, NULL), KPO_OK);
+        req.schedule = ROLLOUT_REFILL;
+        assert_int_equal(generate(&req, &refill, NULL), KPO_OK);
+        assert_int_equal(waves.slots, slots);
+        assert_int_equal(refill.slots, slots);
+        assert_int_equal(waves.decode_steps, wave_steps(&waves, slots));
+        /* A response of length L is fed in L steps (its prefill, then L - 1 tokens). */
+        assert_int_equal(waves.busy_slot_steps, waves.offsets[MANY_N]);
+        assert_int_equal(refill.busy_slot_steps, refill.offsets[MANY_N]);
+        assert_true(refill.decode_steps <= waves.decode_steps);
+        assert_true(occupancy(&refill) >= occupancy(&waves));
+        assert_true(occupancy(&refill) <= 1.0);
+        /* One slot, or one per response: nothing to refill, the same steps. */
+        if (slots == 1 || slots == MANY_N)
+            assert_int_equal(refill.decode_steps, waves.decode_steps);
+        else
+            assert_true(refill.decode_steps < waves.decode_steps);
+        print_message("max_batch %2lld: steps waves %3lld refill %3lld, occupancy waves %.3f "
+                      "refill %.3f\n",
+                      (long long)max_batch, (long long)waves.decode_steps,
+                      (long long)refill.decode_steps, occupancy(&waves), occupancy(&refill));
+        rollout_responses_free(&waves);
+        rollout_responses_free(&refill);
+    }
+}
+
+/* rollout.prefill_tokens: prompts beyond the step's budget wait for a
+ * later step, still fresh. The responses stay those of the reference;
+ * only the step count grows (a budget of 1 feeds one prompt a step). */
+static void test_prefill_budget_draws_the_same(void **state)
+{
+    (void)state;
+    static const int64_t BUDGETS[] = {1, 4, 9, 1000};
+    rollout_responses reference;
+    rollout_request req = varied_request(1.0, MANY_N, ROLLOUT_WAVES);
+    assert_int_equal(generate(&req, &reference, NULL), KPO_OK);
+    for (size_t k = 0; k < sizeof BUDGETS / sizeof BUDGETS[0]; k++)
+        for (int schedule = ROLLOUT_WAVES; schedule <= ROLLOUT_REFILL; schedule++) {
+            const int64_t max_batch[] = {3, MANY_N};
+            for (int m = 0; m < 2; m++) {
+                rollout_responses unbudgeted, out;
+                req = varied_request(1.0, max_batch[m], (rollout_schedule)schedule);
+                assert_int_equal(generate(&req, &unbudgeted, NULL), KPO_OK);
+                req.prefill_tokens = BUDGETS[k];
+                assert_int_equal(generate(&req, &out, NULL), KPO_OK);
+                assert_same_responses(&reference, &out);
+                /* Every response still fed once per token it holds. */
+                assert_int_equal(out.busy_slot_steps, out.offsets[MANY_N]);
+                if (BUDGETS[k] == 1 && max_batch[m] == MANY_N)
+                    assert_true(out.decode_steps > unbudgeted.decode_steps);
+                if (BUDGETS[k] == 1000)
+                    assert_int_equal(out.decode_steps, unbudgeted.decode_steps);
+                rollout_responses_free(&unbudgeted);
+                rollout_responses_free(&out);
+            }
+        }
+    rollout_responses_free(&reference);
+}
+
 static void test_rejects_bad_requests(void **state)
 {
     (void)state;
@@ -137,6 +302,10 @@ static void test_rejects_bad_requests(void **state)
     req.n_prompts = 1;
     assert_int_equal(generate(&req, &out, &err), KPO_ERR);
     assert_non_null(strstr(err.message, "400"));
+    req = request(1.0, 2);
+    req.schedule = (rollout_schedule)7;
+    assert_int_equal(generate(&req, &out, &err), KPO_ERR);
+    assert_non_null(strstr(err.message, "schedule"));
 }
 
 int main(void)
@@ -144,6 +313,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy_matches_training_forward),
         cmocka_unit_test(test_sampling_replays_whatever_the_batching),
+        cmocka_unit_test(test_refill_draws_what_waves_draw_greedy),
+        cmocka_unit_test(test_refill_draws_what_waves_draw_sampled),
+        cmocka_unit_test(test_prefill_budget_draws_the_same),
+        cmocka_unit_test(test_refill_keeps_slots_busier),
         cmocka_unit_test(test_rejects_bad_requests),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

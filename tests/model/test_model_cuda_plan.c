@@ -118,7 +118,9 @@ static void test_kv_cache_planned(void **state)
 {
     (void)state;
     const model_config c = qwen3_4b();
-    gpu_model_options o = train_options(256 * 1024, false);
+    /* A rollout-only rank: no training forward (max_tokens 0); its decode
+     * steps' activations are counted with the cache. */
+    gpu_model_options o = train_options(0, false);
     o.train = false;
     o.decode_responses = 256;
     o.decode_slots = 256;
@@ -130,8 +132,8 @@ static void test_kv_cache_planned(void **state)
     /* Device unknown: every slot wanted, K and V alone about 193 GB. */
     assert_int_equal(p.kv_slots, 256);
     assert_true(p.kv_cache >= 256 * 5120 * kv_per_position);
-    assert_true(p.kv_slot >= 5120 * kv_per_position);
-    assert_int_equal(p.kv_cache, gpu_decode_bytes(&c, 256, 5120, 1024));
+    assert_int_equal(p.kv_slot, 5120 * kv_per_position);
+    assert_int_equal(p.kv_cache, gpu_decode_bytes(&c, 256, 5120, 1024, 0));
     assert_int_equal(p.decode_waves, 1);
     gpu_memory_plan_print(&p, &c, &o, stdout);
 
@@ -143,13 +145,27 @@ static void test_kv_cache_planned(void **state)
     const size_t left = p.device_free - p.total - GPU_MODEL_DECODE_RESERVE;
     print_message("141 GB free: %lld slots (%.1f GB of %.1f GB left)\n", (long long)p.kv_slots,
                   (double)p.kv_cache / 1e9, (double)left / 1e9);
-    assert_true(p.kv_slots > 100 && p.kv_slots < 256);
-    assert_true(gpu_decode_bytes(&c, p.kv_slots, 5120, 1024) <= left);
-    assert_true(gpu_decode_bytes(&c, p.kv_slots + 1, 5120, 1024) > left);
+    assert_true(p.kv_slots > 120 && p.kv_slots < 256);
+    assert_true(gpu_decode_bytes(&c, p.kv_slots, 5120, 1024, 0) <= left);
+    assert_true(gpu_decode_bytes(&c, p.kv_slots + 1, 5120, 1024, 0) > left);
     assert_int_equal(p.decode_waves, (256 + p.kv_slots - 1) / p.kv_slots);
     gpu_memory_plan_print(&p, &c, &o, stdout);
     o.decode_refill = true;
     gpu_memory_plan_print(&p, &c, &o, stdout);
+
+    /* rollout.prefill_tokens = 16384: a step's activations no longer grow
+     * with the slots, so more of them fit in the same memory. */
+    gpu_model_options budgeted = o;
+    budgeted.decode_prefill_budget = 16384;
+    gpu_memory_plan pb = p;
+    gpu_memory_plan_kv(&pb, &c, &budgeted);
+    gpu_memory_plan_print(&pb, &c, &budgeted, stdout);
+    assert_true(pb.kv_slots > p.kv_slots);
+    assert_true(gpu_decode_bytes(&c, pb.kv_slots, 5120, 1024, 16384) <= left);
+    assert_true(gpu_decode_bytes(&c, pb.kv_slots + 1, 5120, 1024, 16384) > left);
+    /* A budget below one prompt still feeds that prompt (whole). */
+    assert_int_equal(gpu_decode_bytes(&c, 4, 5120, 1024, 1),
+                     gpu_decode_bytes(&c, 4, 5120, 1024, 1024));
 
     /* Nothing left: no slot, and the plan says so. */
     p.device_free = p.total;

@@ -733,7 +733,7 @@ extern "C" int gpu_attention_backward(const gpu_attention_shape *s, const uint16
     return att_launch_backward<32, 0>(s, bq, bk, bv, bdo, lse, delta, bdq, bdk, bdv, st, err);
 }
 
-static int decode_check_shape(const gpu_decode_shape *s, const char *what, kpo_error *err)
+extern "C" int gpu_decode_check_shape(const gpu_decode_shape *s, const char *what, kpo_error *err)
 {
     if (!s)
         return error_set(err, "%s: no shape", what);
@@ -762,19 +762,28 @@ static int decode_check_shape(const gpu_decode_shape *s, const char *what, kpo_e
     return KPO_OK;
 }
 
+extern "C" int gpu_decode_check_call(const gpu_decode_shape *s, const char *what,
+                                     const void *const *ptrs, const char *const *names, int n,
+                                     kpo_error *err)
+{
+    if (gpu_decode_check_shape(s, what, err) != KPO_OK)
+        return KPO_ERR;
+    if (s->n_queries == 0)
+        return KPO_OK;
+    return att_check_pointers(what, ptrs, names, n, err);
+}
+
 extern "C" int gpu_kv_cache_write(const gpu_decode_shape *s, const uint16_t *k_new,
                                   const uint16_t *v_new, uint16_t *k_cache, uint16_t *v_cache,
                                   void *stream, kpo_error *err)
 {
     const char *what = "gpu_kv_cache_write";
-    if (decode_check_shape(s, what, err) != KPO_OK)
+    const void *ptrs[] = {k_new, v_new, k_cache, v_cache};
+    const char *names[] = {"k_new", "v_new", "k_cache", "v_cache"};
+    if (gpu_decode_check_call(s, what, ptrs, names, 4, err) != KPO_OK)
         return KPO_ERR;
     if (s->n_queries == 0)
         return KPO_OK;
-    const void *ptrs[] = {k_new, v_new, k_cache, v_cache};
-    const char *names[] = {"k_new", "v_new", "k_cache", "v_cache"};
-    if (att_check_pointers(what, ptrs, names, 4, err) != KPO_OK)
-        return KPO_ERR;
     const int row_chunks = s->kv_heads * s->head_dim / 8; /* 16-byte chunks per token */
     const int threads = row_chunks < KERNELS_THREADS ? (row_chunks + 31) / 32 * 32 : KERNELS_THREADS;
     kv_cache_write_kernel<<<(unsigned)s->n_queries, threads, 0, (cudaStream_t)stream>>>(
@@ -789,14 +798,12 @@ extern "C" int gpu_attention_decode(const gpu_decode_shape *s, const uint16_t *q
                                     uint16_t *out, void *stream, kpo_error *err)
 {
     const char *what = "gpu_attention_decode";
-    if (decode_check_shape(s, what, err) != KPO_OK)
+    const void *ptrs[] = {q, k_cache, v_cache, out};
+    const char *names[] = {"q", "k_cache", "v_cache", "out"};
+    if (gpu_decode_check_call(s, what, ptrs, names, 4, err) != KPO_OK)
         return KPO_ERR;
     if (s->n_queries == 0)
         return KPO_OK;
-    const void *ptrs[] = {q, k_cache, v_cache, out};
-    const char *names[] = {"q", "k_cache", "v_cache", "out"};
-    if (att_check_pointers(what, ptrs, names, 4, err) != KPO_OK)
-        return KPO_ERR;
     const dim3 grid((unsigned)s->n_queries, (unsigned)s->heads);
     attention_decode_kernel<<<grid, DECODE_WARPS * 32, 0, (cudaStream_t)stream>>>(
         s->n_seqs, s->query_offsets, s->slots, s->start_positions, s->n_slots, s->max_len,

@@ -80,6 +80,19 @@ typedef struct gpu_decode_shape {
     int heads, kv_heads, head_dim;
 } gpu_decode_shape;
 
+/* KPO_OK when s describes a decode call the kernels support: 0 <=
+ * n_queries < 2^31, the head configuration as gpu_attention_check_shape's,
+ * and when there are queries: n_seqs >= 1, query_offsets, slots and
+ * start_positions present, n_slots and max_len positive, 1 <= max_new <=
+ * n_queries, 1 <= max_context <= max_len. Host-only. */
+int gpu_decode_check_shape(const gpu_decode_shape *s, const char *what, kpo_error *err);
+
+/* What every decode entry point checks first: the shape, then, when there
+ * are queries, the n tensors ptrs (named names: present and 16-byte
+ * aligned). Host-only. */
+int gpu_decode_check_call(const gpu_decode_shape *s, const char *what, const void *const *ptrs,
+                          const char *const *names, int n, kpo_error *err);
+
 /* Writes the new tokens' k_new, v_new [n_queries, kv_heads, head_dim]
  * (normed and rotated, as the forward makes them) into their slots. */
 int gpu_kv_cache_write(const gpu_decode_shape *s, const uint16_t *k_new, const uint16_t *v_new,

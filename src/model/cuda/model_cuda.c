@@ -7,6 +7,7 @@
 #include <cuda_runtime_api.h>
 
 #include "core/cuda_check.h"
+#include "kpo_config.h"
 #include "model/cuda/kernels_adamw.h"
 #include "model/cuda/kernels_attention.h"
 #include "model/cuda/kernels_convert.h"
@@ -181,6 +182,14 @@ static int plan_for_device(gpu_model *g, kpo_error *err)
                                         .kv_heads = (int)c->num_key_value_heads,
                                         .head_dim = (int)c->head_dim};
         p->workspace += gpu_attention_backward_workspace(&as);
+#if KPO_HAVE_CUDNN
+        /* cuDNN's backward buffers (dQ accumulator, softmax sum, GQA's
+         * per-head dK/dV) are known now; its plans' own workspace only once
+         * built, so that part is reserved lazily and not counted. */
+        if (o->attention == GPU_ATTENTION_CUDNN)
+            p->workspace += attention_cudnn_bwd_layout_of(T, as.heads, as.kv_heads, as.head_dim)
+                                .bytes;
+#endif
     }
     p->total = p->weights_bf16 + p->master_fp32 + p->grads_fp32 + p->adam_fp32 +
                p->activations + p->layer_scratch + p->logprob_scratch + p->workspace;
@@ -287,6 +296,7 @@ void gpu_model_destroy(gpu_model *g)
     gpu_buffer_free(&g->acts_arena);
     free(g->acts_layers);
     gpu_buffer_free(&g->attn_ws);
+    attention_cudnn_destroy(g->cudnn);
     gpu_buffer_free(&g->logprob_ws);
     gpu_rope_table_free(&g->rope);
     gpu_embed_index_free(&g->embed_index);

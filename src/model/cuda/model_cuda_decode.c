@@ -8,6 +8,8 @@
 #include <cuda_runtime_api.h>
 
 #include "core/cuda_check.h"
+#include "model/cuda/decode_step_plan.h"
+#include "model/cuda/kernels_attention_decode_split.h"
 #include "model/cuda/kernels_embed.h"
 #include "model/cuda/kernels_norm.h"
 #include "model/cuda/kernels_residual.h"
@@ -15,51 +17,40 @@
 #include "model/cuda/model_cuda_internal.h"
 
 
-/* Bytes of K and V for one slot of max_len positions, every layer. */
-static size_t slot_bytes(const model_config *c, int64_t max_len)
-{
-    return (size_t)2 * (size_t)c->num_hidden_layers * (size_t)max_len *
-           (size_t)(c->num_key_value_heads * c->head_dim) * sizeof(uint16_t);
-}
-
-/* Device bytes decoding with n slots needs besides what exists now: the
- * cache, the forward-only activations of a prefill of n * prefill_tokens
- * tokens (allocated at the first step, after the cache), and per sequence
- * the fp32 logits row, its last hidden row and the sampler's scratch. */
-static size_t decode_bytes(const gpu_model *g, int64_t n, int64_t max_len, int64_t prefill_tokens)
+/* The split decode attention's workspace at its largest for contexts up
+ * to max_len (0 with the block kernel, which needs none). */
+static size_t split_workspace_bytes(const gpu_model *g, int64_t max_len)
 {
     const model_config *c = &g->shape.config;
-    gpu_acts counted;
-    memset(&counted, 0, sizeof counted);
-    const size_t acts = gpu_acts_layout(&counted, c, n * prefill_tokens, GPU_ACTS_FORWARD, NULL);
-    const size_t per_seq = (size_t)c->vocab_size * sizeof(float) +
-                           (size_t)c->hidden_size * sizeof(uint16_t) + 64;
-    return (size_t)n * (slot_bytes(c, max_len) + per_seq) + acts + gpu_sample_workspace(n, c->vocab_size);
+    if (g->opt.decode_attention != GPU_DECODE_ATTENTION_SPLIT)
+        return 0;
+    return gpu_attention_decode_split_workspace_max((int)c->num_attention_heads,
+                                                    (int)c->num_key_value_heads, (int)c->head_dim,
+                                                    max_len, 0);
 }
 
-int64_t gpu_model_kv_slots_fit(const gpu_model *g, int64_t max_len, int64_t prefill_tokens,
-                               size_t reserve)
+/* Device bytes decoding needs besides what exists now: per slot its cache
+ * and step buffers, the activations of the largest step (allocated at the
+ * first step, after the cache) (gpu_decode_bytes), and whatever the
+ * sampler and the split attention take for up to `wanted` sequences. */
+int64_t gpu_model_kv_slots_fit(const gpu_model *g, int64_t wanted, int64_t max_len,
+                               int64_t prefill_tokens, int64_t prefill_budget, size_t reserve)
 {
     size_t free_b = 0, total_b = 0;
-    if (!g || max_len < 1 || prefill_tokens < 0 ||
+    if (!g || wanted < 1 || max_len < 1 || prefill_tokens < 0 ||
         cudaMemGetInfo(&free_b, &total_b) != cudaSuccess || free_b <= reserve)
         return 0;
-    const size_t budget = free_b - reserve;
-    /* decode_bytes grows with n: the largest n within budget, by bisection. */
-    int64_t lo = 0, hi = (int64_t)(budget / slot_bytes(&g->shape.config, max_len)) + 1;
-    while (hi - lo > 1) {
-        const int64_t mid = lo + (hi - lo) / 2;
-        if (decode_bytes(g, mid, max_len, prefill_tokens) <= budget)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    return lo;
+    const model_config *c = &g->shape.config;
+    const size_t extra = gpu_sample_workspace(wanted, c->vocab_size) +
+                         split_workspace_bytes(g, max_len);
+    return gpu_decode_slots_within(c, wanted, max_len, prefill_tokens, prefill_budget, extra,
+                                   free_b - reserve);
 }
 
 static void free_seq_buffers(gpu_decode_state *d)
 {
     gpu_free(d->query_offsets);
+    gpu_free(d->rest_offsets);
     gpu_free(d->slots);
     gpu_free(d->start_positions);
     gpu_free(d->last_rows);
@@ -67,7 +58,7 @@ static void free_seq_buffers(gpu_decode_state *d)
     gpu_free(d->logits);
     gpu_free(d->streams);
     gpu_free(d->sampled);
-    d->query_offsets = d->slots = d->start_positions = NULL;
+    d->query_offsets = d->rest_offsets = d->slots = d->start_positions = NULL;
     d->last_rows = d->sampled = NULL;
     d->last = NULL;
     d->logits = NULL;
@@ -89,6 +80,7 @@ void gpu_model_kv_cache_free(gpu_model *g)
     gpu_buffer_free(&d->acts_arena);
     free(d->acts_layers);
     gpu_buffer_free(&d->sample_ws);
+    gpu_buffer_free(&d->split_ws);
     free_seq_buffers(d);
     memset(d, 0, sizeof *d);
 }
@@ -102,7 +94,7 @@ int gpu_model_kv_cache_init(gpu_model *g, int64_t n_slots, int64_t max_len, kpo_
     if (n_slots < 1 || max_len < 1)
         return error_set(err, "kv cache: need at least one slot and one position");
     gpu_decode_state *d = &g->dec;
-    const size_t half = slot_bytes(c, max_len) / 2 * (size_t)n_slots;
+    const size_t half = gpu_decode_kv_bytes(c, n_slots, max_len) / 2;
     char what[128];
     snprintf(what, sizeof what, "the KV cache's K (%lld slots x %lld positions)",
              (long long)n_slots, (long long)max_len);
@@ -157,6 +149,7 @@ static int reserve_seqs(gpu_model *g, int64_t n, kpo_error *err)
     const model_config *c = &g->shape.config;
     const size_t un = (size_t)n;
     if (gpu_alloc((void **)&d->query_offsets, (un + 1) * 8, "decode query offsets", err) ||
+        gpu_alloc((void **)&d->rest_offsets, (un + 1) * 8, "decode rest offsets", err) ||
         gpu_alloc((void **)&d->slots, un * 8, "decode slots", err) ||
         gpu_alloc((void **)&d->start_positions, un * 8, "decode start positions", err) ||
         gpu_alloc((void **)&d->last_rows, un * 4, "decode last rows", err) ||
@@ -174,20 +167,21 @@ static int reserve_seqs(gpu_model *g, int64_t n, kpo_error *err)
     return KPO_OK;
 }
 
-/* Host-side step description: positions, offsets, last rows (uploaded). */
+/* Host-side step description: positions, offsets, last rows (uploaded),
+ * and how its attention divides (plan; with a flash prefix and sequences
+ * after it, their rebased offsets go up too). */
 static int upload_step(gpu_model *g, int64_t n_seqs, const int64_t *slots, const int64_t *n_new,
-                       const int32_t *tokens, int64_t T, int64_t *max_new, int64_t *max_context,
-                       kpo_error *err)
+                       const int32_t *tokens, int64_t T, decode_step_plan *plan, kpo_error *err)
 {
     gpu_decode_state *d = &g->dec;
     int32_t *positions = malloc((size_t)T * sizeof *positions);
     int64_t *offsets = malloc((size_t)(n_seqs + 1) * sizeof *offsets);
+    int64_t *rest = malloc((size_t)(n_seqs + 1) * sizeof *rest);
     int64_t *starts = malloc((size_t)n_seqs * sizeof *starts);
     int32_t *last = malloc((size_t)n_seqs * sizeof *last);
     int rc = KPO_OK;
-    if (!positions || !offsets || !starts || !last)
+    if (!positions || !offsets || !rest || !starts || !last)
         rc = error_set(err, "decode: out of host memory for %lld tokens", (long long)T);
-    *max_new = *max_context = 0;
     for (int64_t i = 0, t = 0; rc == KPO_OK && i < n_seqs; i++) {
         offsets[i] = t;
         starts[i] = d->lengths[slots[i]];
@@ -195,11 +189,10 @@ static int upload_step(gpu_model *g, int64_t n_seqs, const int64_t *slots, const
             positions[t] = (int32_t)(starts[i] + j);
         last[i] = (int32_t)(t - 1);
         offsets[i + 1] = t;
-        if (n_new[i] > *max_new)
-            *max_new = n_new[i];
-        if (starts[i] + n_new[i] > *max_context)
-            *max_context = starts[i] + n_new[i];
     }
+    if (rc == KPO_OK)
+        *plan = decode_step_plan_make(n_seqs, starts, n_new,
+                                      g->opt.prefill_attention == GPU_PREFILL_ATTENTION_FLASH);
     const gpu_acts *a = &d->acts;
     if (rc == KPO_OK)
         rc = gpu_upload(g, a->positions, positions, (size_t)T * 4, "decode: positions", err);
@@ -208,6 +201,11 @@ static int upload_step(gpu_model *g, int64_t n_seqs, const int64_t *slots, const
     if (rc == KPO_OK)
         rc = gpu_upload(g, d->query_offsets, offsets, (size_t)(n_seqs + 1) * 8,
                         "decode: query offsets", err);
+    if (rc == KPO_OK && plan->n_fresh > 0 && plan->n_fresh < n_seqs) {
+        decode_step_rest_offsets(plan, n_seqs, offsets, rest);
+        rc = gpu_upload(g, d->rest_offsets, rest, (size_t)(n_seqs - plan->n_fresh + 1) * 8,
+                        "decode: rest offsets", err);
+    }
     if (rc == KPO_OK)
         rc = gpu_upload(g, d->slots, slots, (size_t)n_seqs * 8, "decode: slots", err);
     if (rc == KPO_OK)
@@ -217,9 +215,69 @@ static int upload_step(gpu_model *g, int64_t n_seqs, const int64_t *slots, const
         rc = gpu_upload(g, d->last_rows, last, (size_t)n_seqs * 4, "decode: last rows", err);
     free(positions);
     free(offsets);
+    free(rest);
     free(starts);
     free(last);
     return rc;
+}
+
+/* One step's attention, the same in every layer (decode_step_plan.h): the
+ * leading fresh prompts through the training forward's flash kernel
+ * (prefill_attention = flash), the other sequences through the decode
+ * attention (block or split). */
+typedef struct step_attention {
+    gpu_attention_shape fresh; /* sequences [0, n_fresh), query rows [0, fresh tokens);
+                                  n_seqs 0: none */
+    gpu_decode_shape rest;     /* the others, query rows from fresh.n_tokens on, offsets
+                                  rebased to 0; n_seqs 0: none */
+} step_attention;
+
+/* all: the whole step (what the KV-cache write takes); rest_offsets:
+ * device, uploaded by upload_step when the plan has a fresh prefix. */
+static step_attention step_attention_make(const gpu_decode_shape *all, const decode_step_plan *p,
+                                          const int64_t *rest_offsets)
+{
+    step_attention sa;
+    memset(&sa, 0, sizeof sa);
+    sa.fresh = (gpu_attention_shape){.n_tokens = p->fresh_tokens, .n_seqs = p->n_fresh,
+                                     .seq_offsets = all->query_offsets,
+                                     .max_seq_len = p->fresh_max_len, .heads = all->heads,
+                                     .kv_heads = all->kv_heads, .head_dim = all->head_dim};
+    sa.rest = *all;
+    sa.rest.n_queries = all->n_queries - p->fresh_tokens;
+    sa.rest.n_seqs = all->n_seqs - p->n_fresh;
+    if (p->n_fresh > 0) {
+        sa.rest.query_offsets = rest_offsets;
+        sa.rest.slots = all->slots + p->n_fresh;
+        sa.rest.start_positions = all->start_positions + p->n_fresh;
+    }
+    sa.rest.max_new = p->rest_max_new;
+    sa.rest.max_context = p->rest_max_context;
+    return sa;
+}
+
+/* la->attn [T, heads, head_dim] from la->q and the layer's cache kc, vc
+ * (after gpu_kv_cache_write stored the step's new tokens there). */
+static int step_attention_run(gpu_model *g, const step_attention *sa, gpu_layer_acts *la,
+                              const uint16_t *kc, const uint16_t *vc, kpo_error *err)
+{
+    gpu_decode_state *d = &g->dec;
+    void *s = g->stream;
+    /* A fresh prompt's context is its own new tokens: la->k, la->v [T,
+     * kv_heads, head_dim] hold exactly what the cache write stored. The lse
+     * [fresh tokens, heads] is not needed: the forward layout's lse buffer
+     * ([T, heads] fp32) takes it as scratch. */
+    if (sa->fresh.n_seqs > 0)
+        TRY(gpu_attention_forward(&sa->fresh, la->q, la->k, la->v, la->attn, la->lse, s, err));
+    if (sa->rest.n_seqs == 0)
+        return KPO_OK;
+    const int64_t row0 = sa->fresh.n_tokens * (int64_t)sa->rest.heads * sa->rest.head_dim;
+    const uint16_t *q = la->q + row0;
+    uint16_t *out = la->attn + row0;
+    if (g->opt.decode_attention == GPU_DECODE_ATTENTION_SPLIT)
+        return gpu_attention_decode_split(&sa->rest, q, kc, vc, out, d->split_ws.ptr,
+                                          d->split_ws.bytes, s, err);
+    return gpu_attention_decode(&sa->rest, q, kc, vc, out, s, err);
 }
 
 int gpu_model_decode_step(gpu_model *g, int64_t n_seqs, const int64_t *slots,
@@ -232,7 +290,7 @@ int gpu_model_decode_step(gpu_model *g, int64_t n_seqs, const int64_t *slots,
         return error_set(err, "decode: no sequences");
     if (!slots || !n_new || !tokens)
         return error_set(err, "decode: missing argument");
-    int64_t T = 0, max_new = 0, max_context = 0;
+    int64_t T = 0;
     TRY(model_decode_check(g->shape.config.vocab_size, g->dec.n_slots, g->dec.max_len,
                            g->dec.lengths, n_seqs, slots, n_new, tokens, &T, err));
     gpu_decode_state *d = &g->dec;
@@ -242,25 +300,30 @@ int gpu_model_decode_step(gpu_model *g, int64_t n_seqs, const int64_t *slots,
     TRY(gpu_acts_reserve(g, &d->acts, &d->acts_layers, &d->acts_arena, T, GPU_ACTS_FORWARD,
                          "the decode activations", err));
     TRY(reserve_seqs(g, n_seqs, err));
-    TRY(upload_step(g, n_seqs, slots, n_new, tokens, T, &max_new, &max_context, err));
+    decode_step_plan plan;
+    TRY(upload_step(g, n_seqs, slots, n_new, tokens, T, &plan, err));
     gpu_acts *a = &d->acts;
     gpu_layer_acts *la = &a->layers[0]; /* FORWARD mode: every layer shares these */
     const gpu_decode_shape ds = {.n_queries = T, .n_seqs = n_seqs,
                                  .query_offsets = d->query_offsets, .slots = d->slots,
                                  .start_positions = d->start_positions, .n_slots = d->n_slots,
-                                 .max_len = d->max_len, .max_new = max_new,
-                                 .max_context = max_context,
+                                 .max_len = d->max_len, .max_new = plan.max_new,
+                                 .max_context = plan.max_context,
                                  .heads = (int)c->num_attention_heads,
                                  .kv_heads = (int)c->num_key_value_heads,
                                  .head_dim = (int)c->head_dim};
     void *s = g->stream;
     const int64_t layer_stride = d->n_slots * d->max_len * kvd;
+    const step_attention sa = step_attention_make(&ds, &plan, d->rest_offsets);
+    if (g->opt.decode_attention == GPU_DECODE_ATTENTION_SPLIT && sa.rest.n_seqs > 0)
+        TRY(gpu_buffer_reserve(&d->split_ws, gpu_attention_decode_split_workspace(&sa.rest, 0),
+                               "the split decode attention's workspace", err));
     TRY(gpu_embed_forward(T, h, a->tokens, gpu_w(g, g->embed), la->x, s, err));
     for (int64_t l = 0; l < c->num_hidden_layers; l++) {
         uint16_t *kc = d->k_cache + l * layer_stride, *vc = d->v_cache + l * layer_stride;
         TRY(gpu_layer_forward_qkv(g, l, T, &d->rope, a->positions, la, a->qkv, err));
         TRY(gpu_kv_cache_write(&ds, la->k, la->v, kc, vc, s, err));
-        TRY(gpu_attention_decode(&ds, la->q, kc, vc, la->attn, s, err));
+        TRY(step_attention_run(g, &sa, la, kc, vc, err));
         TRY(gpu_layer_forward_rest(g, l, T, la, la->x, err));
     }
     /* Only each sequence's last new token needs the vocabulary. */

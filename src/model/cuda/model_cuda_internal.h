@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "model/cuda/attention_cudnn.h"
 #include "model/cuda/gemm_lt.h"
 #include "model/cuda/kernels_attention.h"
 #include "model/cuda/kernels_embed.h"
@@ -54,6 +55,9 @@ typedef struct gpu_decode_state {
     /* Per-sequence buffers, grown to the most sequences a step has had. */
     int64_t seq_capacity;
     int64_t *query_offsets;   /* device [seq_capacity + 1] */
+    int64_t *rest_offsets;    /* device [seq_capacity + 1]: query_offsets of the sequences
+                                 after a step's flash prefill, rebased to 0
+                                 (prefill_attention = flash; decode_step_plan.h) */
     int64_t *slots;           /* device [seq_capacity] */
     int64_t *start_positions; /* device [seq_capacity] */
     int32_t *last_rows;       /* device [seq_capacity] each sequence's last new token */
@@ -63,6 +67,9 @@ typedef struct gpu_decode_state {
     gpu_sample_stream *streams; /* device [seq_capacity] */
     int32_t *sampled;         /* device [seq_capacity] */
     gpu_buffer sample_ws;
+    /* Split-KV decode attention's fp32 partials (decode_attention = split;
+     * kernels_attention_decode_split.h), grown to the largest step's. */
+    gpu_buffer split_ws;
 } gpu_decode_state;
 
 struct gpu_model {
@@ -89,6 +96,8 @@ struct gpu_model {
     gpu_layer_acts *acts_layers; /* host [layers] */
     gpu_buffer acts_arena;
     gpu_buffer attn_ws;    /* attention backward workspace */
+    attention_cudnn *cudnn; /* model.attention = cudnn: handle + plan cache, made at the first
+                               batch; NULL (and opt.attention = kernel) once cuDNN refused */
     gpu_buffer logprob_ws; /* the logits chunk and its gradient */
     gpu_rope_table rope;   /* grown to the longest training sequence */
     gpu_embed_index embed_index;
@@ -135,5 +144,15 @@ int gpu_layer_forward_rest(gpu_model *g, int64_t l, int64_t T, gpu_layer_acts *a
 int gpu_layer_backward(gpu_model *g, int64_t l, int64_t T, const gpu_attention_shape *shape,
                        gpu_layer_acts *a, gpu_grad_scratch *grad, uint16_t *qkv,
                        kpo_error *err);
+
+/* The training batch's attention through g->opt.attention
+ * (model_cuda_layer.c): cuDNN while it works, else the kernels. The first
+ * cuDNN failure prints one line to stderr and turns the model to the
+ * kernels for good (either backward can follow either forward: same lse).
+ * _prepare: once per batch, from the host sequence offsets. */
+void gpu_attention_prepare(gpu_model *g, const gpu_attention_shape *s,
+                           const int64_t *host_seq_offsets);
+int gpu_attention_run_forward(gpu_model *g, const gpu_attention_shape *s, gpu_layer_acts *a,
+                              kpo_error *err);
 
 #endif

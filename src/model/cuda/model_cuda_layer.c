@@ -2,6 +2,8 @@
  * (model_layer.c, model_backward.c) with bf16 activations as HF rounds
  * them. Attention itself is the caller's (training: packed causal; decode:
  * over the KV cache), between gpu_layer_forward_qkv and _rest. */
+#include <stdio.h>
+
 #include "model/cuda/kernels_norm.h"
 #include "model/cuda/kernels_residual.h"
 #include "model/cuda/kernels_swiglu.h"
@@ -91,6 +93,77 @@ int gpu_layer_forward_rest(gpu_model *g, int64_t l, int64_t T, gpu_layer_acts *a
     return KPO_OK;
 }
 
+/* ---- Training attention: cuDNN or the kernels (model.attention) ---- */
+
+/* cuDNN refused: say why once, run the kernels from now on. Nothing of
+ * cuDNN's is needed after: its forward leaves out and lse exactly as the
+ * kernel's would (same layout and meaning), so the kernel backward can
+ * follow it. */
+static void cudnn_give_up(gpu_model *g, const kpo_error *why)
+{
+    fprintf(stderr, "kpo: model.attention = cudnn: %s; using the attention kernel from now on\n",
+            why->message);
+    g->opt.attention = GPU_ATTENTION_KERNEL;
+    attention_cudnn_destroy(g->cudnn);
+    g->cudnn = NULL;
+}
+
+void gpu_attention_prepare(gpu_model *g, const gpu_attention_shape *s,
+                           const int64_t *host_seq_offsets)
+{
+    if (g->opt.attention != GPU_ATTENTION_CUDNN)
+        return;
+    kpo_error why;
+    if ((!g->cudnn && attention_cudnn_create(&g->cudnn, &why) != KPO_OK) ||
+        attention_cudnn_set_batch(g->cudnn, s, host_seq_offsets, g->stream, &why) != KPO_OK)
+        cudnn_give_up(g, &why);
+}
+
+/* The plan's workspace, reserved in the model's attention workspace (it
+ * grows to the largest batch seen; the memory plan cannot count it, as
+ * only a built plan knows its size). */
+static int cudnn_workspace(gpu_model *g, const gpu_attention_shape *s, bool backward,
+                           size_t *bytes, kpo_error *err)
+{
+    TRY(attention_cudnn_workspace(g->cudnn, s, backward, bytes, err));
+    return gpu_buffer_reserve(&g->attn_ws, *bytes, "the cuDNN attention workspace", err);
+}
+
+int gpu_attention_run_forward(gpu_model *g, const gpu_attention_shape *s, gpu_layer_acts *a,
+                              kpo_error *err)
+{
+    if (g->opt.attention == GPU_ATTENTION_CUDNN) {
+        kpo_error why;
+        size_t ws = 0;
+        if (cudnn_workspace(g, s, false, &ws, &why) == KPO_OK &&
+            attention_cudnn_forward(g->cudnn, s, a->q, a->k, a->v, a->attn, a->lse,
+                                    g->attn_ws.ptr, ws, g->stream, &why) == KPO_OK)
+            return KPO_OK;
+        cudnn_give_up(g, &why);
+    }
+    return gpu_attention_forward(s, a->q, a->k, a->v, a->attn, a->lse, g->stream, err);
+}
+
+static int attention_backward(gpu_model *g, const gpu_attention_shape *s, gpu_layer_acts *a,
+                              gpu_grad_scratch *d, kpo_error *err)
+{
+    if (g->opt.attention == GPU_ATTENTION_CUDNN) {
+        kpo_error why;
+        size_t ws = 0;
+        if (cudnn_workspace(g, s, true, &ws, &why) == KPO_OK &&
+            attention_cudnn_backward(g->cudnn, s, a->q, a->k, a->v, a->attn, d->dattn, a->lse,
+                                     d->dq, d->dk, d->dv, g->attn_ws.ptr, ws, g->stream,
+                                     &why) == KPO_OK)
+            return KPO_OK;
+        cudnn_give_up(g, &why);
+    }
+    gpu_buffer *ws = &g->attn_ws;
+    TRY(gpu_buffer_reserve(ws, gpu_attention_backward_workspace(s),
+                           "the attention backward workspace", err));
+    return gpu_attention_backward(s, a->q, a->k, a->v, a->attn, d->dattn, a->lse, d->dq, d->dk,
+                                  d->dv, ws->ptr, g->stream, err);
+}
+
 /* d(q_raw) | d(k_raw) | d(v) -> weight gradients of q/k/v_proj and
  * d(xn) (written). */
 static int qkv_backward(gpu_model *g, const gpu_layer_offsets *o, int64_t T,
@@ -167,11 +240,7 @@ int gpu_layer_backward(gpu_model *g, int64_t l, int64_t T, const gpu_attention_s
     TRY(gemm_lt_linear_dw(g->gemm, T, qd, h, d->dres, a->attn, gpu_g(g, o->o_proj), s, err));
     TRY(gemm_lt_linear_dx(g->gemm, T, qd, h, d->dres, gpu_w(g, o->o_proj), d->dattn, 0.0f, s,
                           err));
-    gpu_buffer *ws = &g->attn_ws;
-    TRY(gpu_buffer_reserve(ws, gpu_attention_backward_workspace(shape),
-                           "the attention backward workspace", err));
-    TRY(gpu_attention_backward(shape, a->q, a->k, a->v, a->attn, d->dattn, a->lse, d->dq, d->dk,
-                               d->dv, ws->ptr, s, err));
+    TRY(attention_backward(g, shape, a, d, err));
     TRY(gpu_rope_apply(&g->rope, T, nq, g->acts.positions, d->dq, 1, s, err));
     TRY(gpu_rope_apply(&g->rope, T, nkv, g->acts.positions, d->dk, 1, s, err));
     /* d(q_raw), d(k_raw) in place over dq, dk: the norm backward sums dw

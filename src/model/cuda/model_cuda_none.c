@@ -115,10 +115,12 @@ int gpu_model_adamw_step(gpu_model *g, double *grad_norm, kpo_error *err)
 
 int64_t gpu_model_adamw_steps(const gpu_model *g) { (void)g; return 0; }
 
-int64_t gpu_model_kv_slots_fit(const gpu_model *g, int64_t max_len, int64_t prefill_tokens,
+int64_t gpu_model_kv_slots_fit(const gpu_model *g, int64_t wanted, int64_t max_len,
+                               int64_t prefill_tokens, int64_t prefill_budget,
                                size_t reserve)
 {
-    (void)g, (void)max_len, (void)prefill_tokens, (void)reserve;
+    (void)g, (void)wanted, (void)max_len, (void)prefill_tokens, (void)prefill_budget;
+    (void)reserve;
     return 0;
 }
 

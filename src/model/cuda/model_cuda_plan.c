@@ -11,26 +11,37 @@
 
 static const double GIB = 1024.0 * 1024.0 * 1024.0;
 
-/* Bytes of K and V for one slot of max_len positions, every layer. */
-static size_t kv_slot_bytes(const model_config *c, int64_t max_len)
+size_t gpu_decode_kv_bytes(const model_config *c, int64_t n_slots, int64_t max_len)
 {
-    return (size_t)2 * (size_t)c->num_hidden_layers * (size_t)max_len *
+    return (size_t)2 * (size_t)c->num_hidden_layers * (size_t)n_slots * (size_t)max_len *
            (size_t)(c->num_key_value_heads * c->head_dim) * sizeof(uint16_t);
 }
 
+/* The most tokens one decode step of n slots feeds (gpu_decode_bytes). */
+static int64_t decode_step_tokens(int64_t n, int64_t prefill_tokens, int64_t prefill_budget)
+{
+    const int64_t all = n * prefill_tokens;
+    if (prefill_budget <= 0)
+        return all;
+    const int64_t prompts = prefill_budget > prefill_tokens ? prefill_budget : prefill_tokens;
+    return prompts + n < all ? prompts + n : all;
+}
+
 size_t gpu_decode_bytes(const model_config *c, int64_t n, int64_t max_len,
-                        int64_t prefill_tokens)
+                        int64_t prefill_tokens, int64_t prefill_budget)
 {
     gpu_acts counted;
     memset(&counted, 0, sizeof counted);
-    const size_t acts = gpu_acts_layout(&counted, c, n * prefill_tokens, GPU_ACTS_FORWARD, NULL);
+    const int64_t step = decode_step_tokens(n, prefill_tokens, prefill_budget);
+    const size_t acts = gpu_acts_layout(&counted, c, step, GPU_ACTS_FORWARD, NULL);
     const size_t per_seq = (size_t)c->vocab_size * sizeof(float) +
                            (size_t)c->hidden_size * sizeof(uint16_t) + 64;
-    return (size_t)n * (kv_slot_bytes(c, max_len) + per_seq) + acts;
+    return gpu_decode_kv_bytes(c, n, max_len) + (size_t)n * per_seq + acts;
 }
 
 int64_t gpu_decode_slots_within(const model_config *c, int64_t wanted, int64_t max_len,
-                                int64_t prefill_tokens, size_t extra_per_slot, size_t budget)
+                                int64_t prefill_tokens, int64_t prefill_budget, size_t extra,
+                                size_t bytes)
 {
     if (wanted < 1 || max_len < 1 || prefill_tokens < 0)
         return 0;
@@ -39,8 +50,7 @@ int64_t gpu_decode_slots_within(const model_config *c, int64_t wanted, int64_t m
     int64_t lo = 0, hi = wanted + 1;
     while (hi - lo > 1) {
         const int64_t mid = lo + (hi - lo) / 2;
-        if (gpu_decode_bytes(c, mid, max_len, prefill_tokens) + (size_t)mid * extra_per_slot <=
-            budget)
+        if (gpu_decode_bytes(c, mid, max_len, prefill_tokens, prefill_budget) + extra <= bytes)
             lo = mid;
         else
             hi = mid;
@@ -54,16 +64,17 @@ void gpu_memory_plan_kv(gpu_memory_plan *p, const model_config *c, const gpu_mod
     p->kv_slots = p->decode_waves = 0;
     if (o->decode_slots < 1 || o->decode_max_len < 1)
         return;
-    p->kv_slot = gpu_decode_bytes(c, 1, o->decode_max_len, o->decode_prefill);
+    const int64_t len = o->decode_max_len, prompt = o->decode_prefill;
+    const int64_t budget = o->decode_prefill_budget;
+    p->kv_slot = gpu_decode_kv_bytes(c, 1, len);
     int64_t slots = o->decode_slots;
     if (p->device_free > 0) {
         const size_t taken = p->total + GPU_MODEL_DECODE_RESERVE;
         const size_t left = p->device_free > taken ? p->device_free - taken : 0;
-        slots = gpu_decode_slots_within(c, slots, o->decode_max_len, o->decode_prefill, 0, left);
+        slots = gpu_decode_slots_within(c, slots, len, prompt, budget, 0, left);
     }
     p->kv_slots = slots;
-    p->kv_cache = slots > 0 ? gpu_decode_bytes(c, slots, o->decode_max_len, o->decode_prefill)
-                            : 0;
+    p->kv_cache = slots > 0 ? gpu_decode_bytes(c, slots, len, prompt, budget) : 0;
     p->decode_waves = slots > 0 ? (o->decode_responses + slots - 1) / slots : 0;
 }
 
@@ -114,11 +125,17 @@ static void plan_print_kv(const gpu_memory_plan *p, const gpu_model_options *o, 
     if (o->decode_slots < 1)
         return;
     char note[200];
-    snprintf(note, sizeof note, "%lld of %lld slots x %lld positions, %.3f GiB a slot%s",
+    snprintf(note, sizeof note, "%lld of %lld slots x %lld positions (K, V %.3f GiB a slot)%s",
              (long long)p->kv_slots, (long long)o->decode_slots, (long long)o->decode_max_len,
              (double)p->kv_slot / GIB,
              p->device_free > 0 ? ", in what the total leaves" : " (device memory unknown)");
     plan_line(out, "KV cache (bf16) + decode", p->kv_cache, note);
+    if (o->decode_prefill_budget > 0)
+        fprintf(out, "  %-26s %13s  at most %lld prompt tokens a step (rollout.prefill_tokens)\n",
+                "", "", (long long)o->decode_prefill_budget);
+    else
+        fprintf(out, "  %-26s %13s  every slot's prompt in one step (rollout.prefill_tokens = 0)\n",
+                "", "");
     if (p->kv_slots < 1) {
         fprintf(out, "  rollout: NOT ONE KV-cache slot fits: lower rollout.max_new_tokens or "
                      "data.max_prompt_tokens, or use separate rollout ranks\n");

@@ -111,7 +111,7 @@ static int layer_forward(gpu_model *g, int64_t l, uint16_t *x_out, kpo_error *er
     gpu_layer_acts *a = &acts->layers[l];
     const gpu_attention_shape shape = attention_shape(g);
     TRY(gpu_layer_forward_qkv(g, l, g->n_tokens, &g->rope, acts->positions, a, acts->qkv, err));
-    TRY(gpu_attention_forward(&shape, a->q, a->k, a->v, a->attn, a->lse, g->stream, err));
+    TRY(gpu_attention_run_forward(g, &shape, a, err));
     return gpu_layer_forward_rest(g, l, g->n_tokens, a, x_out, err);
 }
 
@@ -132,6 +132,9 @@ static int forward_run(gpu_model *g, const model_batch *batch, const int32_t *ta
     g->n_tokens = T;
     g->n_seqs = batch->n_seqs;
     TRY(upload_batch(g, batch, targets, err));
+    /* cuDNN's per-batch arrays come from the host offsets (model.attention). */
+    const gpu_attention_shape shape = attention_shape(g);
+    gpu_attention_prepare(g, &shape, batch->seq_offsets);
     gpu_acts *a = &g->acts;
     void *s = g->stream;
     TRY(gpu_embed_forward(T, h, a->tokens, gpu_w(g, g->embed), a->layers[0].x, s, err));
