@@ -19,7 +19,14 @@ Sections (in this order; --sections picks some):
   attention  F.scaled_dot_product_attention, causal, 32 query / 8 kv heads,
              head_dim 128, 1 x 4096 and 8 x 512 tokens, forward and backward;
              TFLOP/s with bench_gpu_kernels' formulas (forward 4 * T^2/2 * d *
-             heads per sequence, backward 2.5x)
+             heads per sequence, backward 2.5x). Then a ragged pack of 5
+             sequences, 5120+3000+1500+600+20 tokens, causal inside each: the
+             strongest public variable-length attention found at run time
+             (torch.nn.attention.varlen.varlen_attn, else flash-attn's
+             flash_attn_varlen_func) on the packed [tokens, heads, d] layout
+             with cumulative sequence lengths, else a per-sequence SDPA loop
+             (which also gets a row tagged [per-sequence sdpa] when a varlen
+             path ran); the note names the path
   logprob    the head 4096 x 2560 -> 151,936: fp32 log-softmax, target
              log-prob and entropy (forward), and their backward (the entropy
              term included, as bench_gpu_logprob), us/token
@@ -32,7 +39,23 @@ Sections (in this order; --sections picks some):
   decode     HF generate with its KV cache, bf16 weights, sampling at T = 1,
              top_p = 1: 128-token prompts, 64 new tokens, batches 1 8 64 256,
              0.6B and 4B; tokens/s of the 63 steps after the first
-             ((t(64) - t(1)) / 63: prefill excluded, as bench_gpu_model)
+             ((t(64) - t(1)) / 63: prefill excluded, as bench_gpu_model).
+             Then long contexts ("... seqs ctx 4096"): 4096 random tokens per
+             sequence put once into HF's DynamicCache (chunked forwards, not
+             timed), 2 warm-up steps, then 16 timed single-token forwards with
+             that cache, sampling at T = 1 from the last logits; tokens/s =
+             b * 16 / time. Batches 1 8 64 256 at 0.6B, 1 8 64 128 at 4B, the
+             largest first; a smaller batch reuses the first b sequences of
+             the previous cache cut back to 4096 tokens where the cache allows
+             (else a fresh prefill); a batch whose cache (2 * layers * kv heads
+             * head_dim * 2 bytes * b * tokens) is over 60 % of the free GPU
+             memory is skipped with a line saying so
+  prefill    b prompts of len tokens into an empty KV cache in one HF forward
+             (use_cache=True, SDPA, logits of the last position only where
+             the model takes logits_to_keep), 16 x 1024 and 64 x 256, 0.6B and
+             4B; tokens/s = b * len / time, median of 3 after a warm-up. Its
+             rows "prefill <shape> <b>x<len>" match kpo's "... flash" and
+             "... decode" rows (run.sh drops that suffix to join)
 
 Without transformers the model sections fall back to a minimal Qwen3 written
 here in plain PyTorch (same shapes and arithmetic, no HF code), and every
@@ -42,8 +65,10 @@ such row says so; "transformers missing" is printed once.
     python3 bench/torch_reference.py --device cpu --tiny   # smoke check anywhere
 """
 import argparse
+import inspect
 import math
 import os
+import statistics
 import sys
 import time
 
@@ -165,7 +190,7 @@ def sdpa(q, k, v):
     return (s.softmax(-1) @ v.float()).to(q.dtype), "math (no sdpa in this torch)"
 
 
-def bench_attention(a):
+def bench_attention_dense(a):
     dev, dt = a.device, torch.bfloat16 if a.device.type == "cuda" else torch.float32
     heads, kv_heads, d = (4, 2, 16) if a.tiny else (32, 8, 128)
     cases = [(1, 128), (2, 64)] if a.tiny else [(1, 4096), (8, 512)]
@@ -206,6 +231,120 @@ def bench_attention(a):
                      f"{' (default dispatch)' if not tag else ''}")
             out = None
 
+
+
+def varlen_paths(dev):
+    """[(name, fn(q, k, v, cu, max_len))]: the public variable-length attentions
+    this torch has, on the packed [tokens, heads, d] layout, causal inside each
+    sequence (cu: int32 cumulative lengths), strongest first (CUDA only)."""
+    paths = []
+    if dev.type != "cuda":
+        return paths
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+        params = inspect.signature(varlen_attn).parameters
+        kw = dict(is_causal=True) if "is_causal" in params else dict(window_size=(-1, 0))
+        if "enable_gqa" in params:
+            kw["enable_gqa"] = True
+        paths.append(("torch.nn.attention.varlen.varlen_attn",
+                      lambda q, k, v, cu, n: varlen_attn(q, k, v, cu, cu, n, n, **kw)))
+    except ImportError:
+        pass
+    try:
+        import flash_attn
+        from flash_attn import flash_attn_varlen_func
+        paths.append((f"flash_attn_varlen_func (flash-attn {flash_attn.__version__})",
+                      lambda q, k, v, cu, n: flash_attn_varlen_func(q, k, v, cu, cu, n, n, causal=True)))
+    except ImportError:
+        pass
+    return paths
+
+
+def time_fwd_bwd(dev, fwd, inputs, dout, warm, reps):
+    """Seconds per forward call, and per backward of one kept forward."""
+    t_f = time_calls(dev, fwd, warm, reps)
+    out = fwd()
+    t_b = time_calls(dev, lambda: torch.autograd.grad(out, inputs, dout, retain_graph=True), warm, reps)
+    return t_f, t_b
+
+
+def ragged_packed(a, lens, heads, kv_heads, d, fn, warm, reps):
+    """(forward s, backward s, how) of fn on one packed batch; k/v repeated to
+    the query heads when fn takes no GQA."""
+    dev, dt = a.device, torch.bfloat16
+    T = sum(lens)
+    q = randn((T, heads, d), dev, dt, 0.5, True)
+    k = randn((T, kv_heads, d), dev, dt, 0.5, True)
+    v = randn((T, kv_heads, d), dev, dt, 0.5, True)
+    dout = randn((T, heads, d), dev, dt)
+    cu = torch.tensor([0] + list(lens), dtype=torch.int32, device=dev).cumsum(0).to(torch.int32)
+    rep = heads // kv_heads
+    try:
+        fn(q, k, v, cu, max(lens))
+        how = "packed, GQA"
+        call = lambda: fn(q, k, v, cu, max(lens))  # noqa: E731
+    except Exception:  # no GQA in this path: the heads spelt out
+        call = lambda: fn(q, k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1), cu, max(lens))  # noqa: E731
+        how = "packed, k/v repeated to the query heads"
+    return time_fwd_bwd(dev, call, (q, k, v), dout, warm, reps) + (how,)
+
+
+def ragged_loop(a, lens, heads, kv_heads, d, warm, reps):
+    """(forward s, backward s, how) of F.scaled_dot_product_attention called
+    once per sequence, each [1, heads, len, d]."""
+    dev, dt = a.device, torch.bfloat16 if a.device.type == "cuda" else torch.float32
+    qs = [randn((1, heads, n, d), dev, dt, 0.5, True) for n in lens]
+    ks = [randn((1, kv_heads, n, d), dev, dt, 0.5, True) for n in lens]
+    vs = [randn((1, kv_heads, n, d), dev, dt, 0.5, True) for n in lens]
+    douts = [randn((1, heads, n, d), dev, dt) for n in lens]
+    path = sdpa(qs[0], ks[0], vs[0])[1]
+    fwd = lambda: [sdpa(q, k, v)[0] for q, k, v in zip(qs, ks, vs)]  # noqa: E731
+    return time_fwd_bwd(dev, fwd, qs + ks + vs, douts, warm, reps) + (f"per-sequence SDPA loop (torch {path})",)
+
+
+def bench_attention_ragged(a):
+    lens = [96, 40, 7] if a.tiny else [5120, 3000, 1500, 600, 20]
+    heads, kv_heads, d = (4, 2, 16) if a.tiny else (32, 8, 128)
+    warm, reps = (1, 2) if a.tiny else (3, 10)
+    fwd_flops = sum(4.0 * (n * n / 2) * d * heads for n in lens)
+    key = f"ragged {'+'.join(map(str, lens))} tokens, {heads}/{kv_heads} heads, d {d}"
+    tag = ""
+    for name, fn in varlen_paths(a.device):
+        try:
+            t_f, t_b, how = ragged_packed(a, lens, heads, kv_heads, d, fn, warm, reps)
+        except Exception as e:  # this torch, GPU or flash-attn build can't
+            print(f"attention {key}: {name} not available: {str(e).splitlines()[0][:160]}", flush=True)
+            continue
+        emit_ragged(key, "", t_f, t_b, fwd_flops, f"{name}, {how}, cumulative sequence lengths")
+        tag = " [per-sequence sdpa]"  # the loop below then gets its own row
+        break
+    t_f, t_b, how = ragged_loop(a, lens, heads, kv_heads, d, warm, reps)
+    emit_ragged(key, tag, t_f, t_b, fwd_flops, how + (", no varlen attention in this torch" if not tag else ""))
+
+
+def emit_ragged(key, tag, t_f, t_b, fwd_flops, how):
+    for name, s, flops in (("forward", t_f, fwd_flops), ("backward", t_b, 2.5 * fwd_flops)):
+        emit(f"attention {name} {key}{tag}", flops / s / 1e12, "TFLOP/s", f"{s * 1e3:.3f} ms per call; {how}")
+
+
+def bench_attention(a):
+    run_parts(a, bench_attention_dense, bench_attention_ragged)
+
+
+def run_parts(a, *parts):
+    """Each part of a section runs even when an earlier one failed; the
+    section then fails with the last error."""
+    error = None
+    for part in parts:
+        try:
+            part(a)
+            continue
+        except Exception as e:
+            error = e
+            print(f"torch reference part {part.__name__} FAILED: {type(e).__name__}: {e}", flush=True)
+        free(a.device)
+    if error is not None:
+        raise error
 
 def logprob_terms(h, w, targets):
     """fp32 log p(target) and entropy from bf16 logits, as a PyTorch RL
@@ -320,7 +459,9 @@ class MiniQwen3(nn.Module):
         e = torch.cat((f, f), -1)
         return e.cos().to(dtype), e.sin().to(dtype)
 
-    def forward(self, ids, caches=None, pos0=0):
+    def forward(self, ids, caches=None, pos0=0, head="all"):
+        """Logits of every position (head "all"), of the last ("last"), or
+        none ("none": the normed hidden states)."""
         x = self.embed_tokens(ids)
         cos, sin = self.rope(pos0, ids.shape[1], ids.device, x.dtype)
         for i, layer in enumerate(self.layers):
@@ -329,7 +470,8 @@ class MiniQwen3(nn.Module):
                 x = torch.utils.checkpoint.checkpoint(layer, x, cos, sin, cache, use_reentrant=False)
             else:
                 x = layer(x, cos, sin, cache)
-        return F.linear(self.norm(x), self.embed_tokens.weight)
+        x = self.norm(x[:, -1:] if head == "last" else x)
+        return x if head == "none" else F.linear(x, self.embed_tokens.weight)
 
 
 def load_transformers():
@@ -440,12 +582,17 @@ def bench_train_one(a, name, seqs, length, recompute):
          f"{flops / best / 1e12:.1f} TFLOP/s of model FLOPs vs {a.peak:.0f} peak")
 
 
-def bench_decode_one(a, name, batches, prompt, new):
-    dev = a.device
-    dt = torch.bfloat16 if dev.type == "cuda" else torch.float32
-    c = shape(name)
+def bench_decode_one(a, name, batches, prompt, new, long_batches, ctx, steps):
+    dt = torch.bfloat16 if a.device.type == "cuda" else torch.float32
     model, desc = make_model(a, name, dt)
     model.eval()
+    run_parts(a, lambda a: bench_decode_short(a, model, desc, name, batches, prompt, new),
+              lambda a: bench_decode_long(a, model, desc, name, long_batches, ctx, steps))
+
+
+def bench_decode_short(a, model, desc, name, batches, prompt, new):
+    dev = a.device
+    c = shape(name)
 
     def generate(ids, n_new):
         if isinstance(model, MiniQwen3):
@@ -479,6 +626,119 @@ def bench_decode_one(a, name, batches, prompt, new):
                  f"{prompt}-token prompts, {how}")
 
 
+def cache_len(cache):
+    """Tokens in a KV cache: HF's Cache, or MiniQwen3's / a legacy list of (k, v)."""
+    if hasattr(cache, "get_seq_length"):
+        return cache.get_seq_length()
+    return cache[0][0].shape[2]
+
+
+def kv_bytes(c, b, tokens, dt):
+    return 2 * c["num_hidden_layers"] * c["num_key_value_heads"] * c["head_dim"] * \
+        torch.finfo(dt).bits // 8 * b * tokens
+
+
+def prefill_cache(model, ids, chunk_tokens=32768):
+    """A KV cache holding ids [b, n], filled by forwards of about chunk_tokens
+    tokens without logits: HF's decoder in chunks of positions into its
+    DynamicCache; MiniQwen3 in groups of sequences, joined on the batch axis."""
+    b, n = ids.shape
+    if isinstance(model, MiniQwen3):
+        g = max(1, chunk_tokens // n)
+        groups = []
+        for i in range(0, b, g):
+            groups.append([[] for _ in model.layers])
+            model(ids[i:i + g], groups[-1], 0, head="none")
+        return [[torch.cat([gr[l][j] for gr in groups]) for j in (0, 1)] for l in range(len(model.layers))]
+    step, cache = max(1, min(n, chunk_tokens // b)), None
+    for i in range(0, n, step):
+        cache = model.base_model(input_ids=ids[:, i:i + step], past_key_values=cache,
+                                 use_cache=True).past_key_values
+    return cache
+
+
+def shrink_cache(cache, b, ctx):
+    """The first b sequences of cache, cut back to ctx tokens (in place, layer
+    by layer); None where this cache can't be cut."""
+    if isinstance(cache, list):  # MiniQwen3's
+        for kv in cache:
+            kv[:] = [t[:b, :, :ctx].contiguous() for t in kv]
+        return cache
+    try:
+        cache.crop(ctx)
+        cache.batch_select_indices(torch.arange(b, device=cache_device(cache)))
+    except Exception as e:  # an HF cache without these
+        print(f"KV cache not reusable ({type(e).__name__}: {e}); a fresh prefill instead", flush=True)
+        return None
+    return cache if cache_len(cache) == ctx else None
+
+
+def cache_device(cache):
+    for layer in getattr(cache, "layers", []):  # transformers >= 4.56
+        if getattr(layer, "keys", None) is not None:
+            return layer.keys.device
+    return cache.key_cache[0].device
+
+
+def decode_steps(model, x, cache, n):
+    """n single-token forwards from the tokens x [b, 1] with cache, each
+    sampling the next token at T = 1 from the last logits; (x, cache)."""
+    for _ in range(n):
+        if isinstance(model, MiniQwen3):
+            logits = model(x, cache, cache_len(cache))[:, -1]
+        else:
+            out = model(input_ids=x, past_key_values=cache, use_cache=True)
+            logits, cache = out.logits[:, -1], out.past_key_values
+        x = torch.multinomial(logits.float().softmax(-1), 1)
+    return x, cache
+
+
+def bench_decode_long(a, model, desc, name, batches, ctx, steps):
+    """Decode steps at ctx cached tokens per sequence, the largest batch first;
+    held keeps the last cache (the only reference to it) for the next batch."""
+    held = {}
+    with torch.no_grad():
+        for b in sorted(batches, reverse=True):
+            try:
+                decode_long_one(a, model, desc, name, b, ctx, steps, held)
+                continue
+            except RuntimeError as e:  # out of memory, most likely: the next batch is smaller
+                msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+            held.clear()
+            free(a.device)
+            print(f"decode {name} {b} seqs ctx {ctx}: FAILED: {msg}", flush=True)
+
+
+def decode_long_one(a, model, desc, name, b, ctx, steps, held):
+    dev, c, warm = a.device, shape(name), 2
+    cache, made = held.pop("cache", None), held.pop("made", None)
+    if cache is not None:
+        cache = shrink_cache(cache, b, ctx)
+    if cache is None:
+        free(dev)
+        need = kv_bytes(c, b, ctx + warm + steps, next(model.parameters()).dtype)
+        free_bytes = torch.cuda.mem_get_info(dev)[0] if dev.type == "cuda" else math.inf
+        if need > 0.6 * free_bytes:
+            print(f"decode {name} {b} seqs ctx {ctx}: skipped: its KV cache needs {need / 2**30:.1f} GiB, "
+                  f"over 60 % of the {free_bytes / 2**30:.1f} GiB free", flush=True)
+            return
+        ids = torch.randint(0, c["vocab_size"], (b, ctx), device=dev)
+        with Timer(dev) as tp:
+            cache = prefill_cache(model, ids)
+        made = (b, tp.seconds)
+    how = f"a {made[0]}-sequence prefill ({made[1]:.2f} s, not timed)"
+    how = how if made[0] == b else f"the first {b} sequences of {how}, cut back to {ctx} tokens"
+    x = torch.randint(0, c["vocab_size"], (b, 1), device=dev)
+    x, cache = decode_steps(model, x, cache, warm)
+    with Timer(dev) as t:
+        x, cache = decode_steps(model, x, cache, steps)
+    held.update(cache=cache, made=made)
+    kind = "list of k/v tensors" if isinstance(cache, list) else type(cache).__name__
+    emit(f"decode {name} {b} seqs ctx {ctx}", b * steps / t.seconds, "tokens/s",
+         f"{desc}, {kind}, {ctx} random tokens cached per sequence by {how}, {warm} warm-up steps, "
+         f"{steps} single-token forwards in {t.seconds:.3f} s, T = 1 sampling")
+
+
 def free(dev):
     import gc
     gc.collect()
@@ -497,15 +757,55 @@ def bench_train(a):
 
 
 def bench_decode(a):
-    cases = [("tiny", [1, 2], 8, 4)] if a.tiny else \
-        [(name, [1, 8, 64, 256], 128, 64) for name in ("0.6b", "4b")]
+    cases = [("tiny", [1, 2], 8, 4, [1, 2], 32, 4)] if a.tiny else \
+        [("0.6b", [1, 8, 64, 256], 128, 64, [1, 8, 64, 256], 4096, 16),
+         ("4b", [1, 8, 64, 256], 128, 64, [1, 8, 64, 128], 4096, 16)]
     for case in cases:
         bench_decode_one(a, *case)
         free(a.device)
 
 
+
+def prefill_call(model):
+    """(fn(ids): one forward putting ids into a new KV cache, what it keeps)."""
+    if isinstance(model, MiniQwen3):
+        return (lambda ids: model(ids, [[] for _ in model.layers], 0, head="last")), \
+            "a new list of k/v tensors, logits of the last position"
+    params = inspect.signature(model.forward).parameters
+    key = next((k for k in ("logits_to_keep", "num_logits_to_keep") if k in params), None)
+    kw = {key: 1} if key else {}  # as generate's prefill: the last position's logits only
+    return (lambda ids: model(input_ids=ids, use_cache=True, **kw)), \
+        f"a new DynamicCache, logits of {'the last position' if kw else 'every position'}"
+
+
+def bench_prefill_one(a, name, shapes):
+    dev = a.device
+    model, desc = make_model(a, name, torch.bfloat16 if dev.type == "cuda" else torch.float32)
+    model.eval()
+    fwd, keeps = prefill_call(model)
+    reps = 2 if a.tiny else 3
+    with torch.no_grad():
+        for b, n in shapes:
+            ids = torch.randint(0, shape(name)["vocab_size"], (b, n), device=dev)
+            times = []
+            for _ in range(reps + 1):  # the first warms up
+                with Timer(dev) as t:
+                    fwd(ids)
+                times.append(t.seconds)
+            s = statistics.median(times[1:])
+            emit(f"prefill {name} {b}x{n}", b * n / s, "tokens/s",
+                 f"median of {reps} ({s * 1e3:.1f} ms) after a warm-up; {desc}, one forward with "
+                 f"use_cache=True into {keeps}")
+
+
+def bench_prefill(a):
+    cases = [("tiny", [(2, 16)])] if a.tiny else [(n, [(16, 1024), (64, 256)]) for n in ("0.6b", "4b")]
+    for name, shapes in cases:
+        bench_prefill_one(a, name, shapes)
+        free(a.device)
+
 SECTIONS = {"gemm": bench_gemm, "attention": bench_attention, "logprob": bench_logprob,
-            "train": bench_train, "decode": bench_decode}
+            "train": bench_train, "decode": bench_decode, "prefill": bench_prefill}
 
 
 def main(argv=None):
@@ -530,7 +830,7 @@ def main(argv=None):
     if a.device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    a.transformers = load_transformers() if {"train", "decode"} & set(wanted) else None
+    a.transformers = load_transformers() if {"train", "decode", "prefill"} & set(wanted) else None
     dev_name = torch.cuda.get_device_name(a.device) if a.device.type == "cuda" else "cpu"
     cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
     info("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", cudnn,

@@ -48,6 +48,9 @@ typedef struct gpu_model_options {
     bool train;             /* fp32 master weights, gradients and AdamW state; false: a
                                rollout/eval copy with the bf16 weights alone */
     bool recompute;         /* keep only each layer's input and redo the layer in backward */
+    bool recompute_auto;    /* train: recompute only where the plan without it does not fit,
+                               or would take KV-cache slots from the rollout (the create
+                               decides; recompute then says what it chose) */
     int64_t max_tokens;     /* the largest training micro-batch (tokens) the plan budgets */
     int64_t logprob_chunk;  /* rows whose fp32 logits exist at once; 0: GPU_MODEL_LOGPROB_CHUNK */
     adamw_config optim;     /* used when train */
@@ -61,6 +64,9 @@ typedef struct gpu_model_options {
     gpu_attention_impl attention;               /* training forward and backward */
     gpu_decode_attention_impl decode_attention; /* rollout and eval decode steps */
     gpu_prefill_attention_impl prefill_attention; /* decode steps' fresh prompts */
+    bool decode_graphs; /* replay each pure decode step (one token per sequence) as a CUDA
+                           graph (model.decode_graphs); turned off for good at the first
+                           capture that fails */
 } gpu_model_options;
 
 /* What the device memory goes to, in bytes (printed at start-up). */
@@ -97,6 +103,12 @@ size_t gpu_decode_kv_bytes(const model_config *c, int64_t n_slots, int64_t max_l
 int64_t gpu_decode_slots_within(const model_config *c, int64_t wanted, int64_t max_len,
                                 int64_t prefill_tokens, int64_t prefill_budget, size_t extra,
                                 size_t bytes);
+/* learner.recompute = auto's rule, from the plans with and without
+ * recomputation on the same device: without, when it fits (with
+ * GPU_MODEL_DECODE_RESERVE to spare) and leaves a rollout on the same
+ * model as many KV-cache slots (recomputation costs a second forward of
+ * every layer; the rollout is the larger part of a step). */
+bool gpu_memory_plan_skip_recompute(const gpu_memory_plan *with, const gpu_memory_plan *without);
 /* Fills the plan's kv_* items and decode_waves from p->total and
  * p->device_free (0: unknown, every slot wanted is planned). */
 void gpu_memory_plan_kv(gpu_memory_plan *p, const model_config *c, const gpu_model_options *o);

@@ -74,6 +74,10 @@ static const param_def MODEL_PARAMS[] = {
      .help = "device = cuda: prompts entering the KV cache through the decode attention, or "
              "through the training forward's flash kernel (new, unmeasured; docs/cuda.md)",
      AT(prefill_attention)},
+    {.name = "decode_graphs", .type = CONFIG_BOOL, .default_value = "false",
+     .help = "device = cuda: replay each pure decode step (one token per sequence) as a CUDA "
+             "graph: fewer launches (new, unmeasured; docs/cuda.md)",
+     AT(decode_graphs)},
 };
 
 static const int CHAT_TEMPLATE_VALUES[] = {CHAT_TEMPLATE_QWEN3, CHAT_TEMPLATE_QWEN3_THINKING,
@@ -143,10 +147,17 @@ static const param_def ROLLOUT_PARAMS[] = {
      AT(reward_binary)},
 };
 
+/* learner.recompute's values, in its choices' order (train_recompute). */
+static const int RECOMPUTE_VALUES[] = {TRAIN_RECOMPUTE_ON, TRAIN_RECOMPUTE_OFF,
+                                       TRAIN_RECOMPUTE_AUTO};
+
 /* [learner] keys of the trainer rather than the objective. */
 static const param_def TRAINER_LEARNER_PARAMS[] = {
-    {.name = "recompute", .type = CONFIG_BOOL, .default_value = "true",
-     .help = "device = cuda: keep each layer's input only and redo the layer in backward",
+    {.name = "recompute", .type = CONFIG_CHOICE, .default_value = "true",
+     .choices = "true|false|auto", .values = RECOMPUTE_VALUES,
+     .help = "device = cuda: keep each layer's input only and redo the layer in backward; "
+             "auto: only where the memory plan without it does not fit (or would take KV-cache "
+             "slots from the rollout)",
      AT(recompute)},
 };
 
@@ -318,7 +329,7 @@ static const char *const HARMLESS_KEYS[] = {
     "model.path",        "model.tokenizer",     "data.train",           "rollout.ranks",
     "rollout.max_batch", "rollout.reward_timeout", "learner.micro_batch_tokens",
     "learner.recompute", "model.attention",   "model.decode_attention", "rollout.schedule",
-    "model.prefill_attention", "rollout.prefill_tokens",
+    "model.prefill_attention", "rollout.prefill_tokens", "model.decode_graphs",
 };
 
 int train_config_harmless(const char *dotted)

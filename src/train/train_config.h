@@ -27,6 +27,13 @@ size_t train_schema_len(void);
 #define TRAIN_SCHEMA train_schema()
 #define TRAIN_SCHEMA_LEN train_schema_len()
 
+/* learner.recompute. */
+typedef enum train_recompute {
+    TRAIN_RECOMPUTE_OFF,
+    TRAIN_RECOMPUTE_ON,
+    TRAIN_RECOMPUTE_AUTO /* the memory plan decides (gpu_model_options.recompute_auto) */
+} train_recompute;
+
 typedef struct train_settings {
     /* [run] */
     const char *out_dir;
@@ -44,6 +51,7 @@ typedef struct train_settings {
     gpu_attention_impl attention;               /* device = cuda: training attention */
     gpu_decode_attention_impl decode_attention; /* device = cuda: decode-step attention */
     gpu_prefill_attention_impl prefill_attention; /* device = cuda: fresh prompts' attention */
+    int decode_graphs;        /* device = cuda: pure decode steps replayed as CUDA graphs */
     const char *stop;         /* rollout.stop: model | chat | ids/tokens (data/stop_tokens.h) */
     /* [data] */
     const char *train_data;   /* "arith" or a JSONL file */
@@ -67,7 +75,7 @@ typedef struct train_settings {
     double reward_timeout;      /* reward = program: seconds per answer */
     /* [learner], [filter] */
     learner_config learner;
-    int recompute;            /* GPU model: recompute each layer in backward */
+    train_recompute recompute; /* GPU model: recompute each layer in backward */
     /* [optim] */
     adamw_config optim;
 } train_settings;

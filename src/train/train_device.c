@@ -95,13 +95,15 @@ static gpu_model_options gpu_options(const train_settings *s, const comm_roles *
     gpu_model_options o;
     memset(&o, 0, sizeof o);
     o.train = r->is_learner;
-    o.recompute = s->recompute;
+    o.recompute = s->recompute != TRAIN_RECOMPUTE_OFF;
+    o.recompute_auto = s->recompute == TRAIN_RECOMPUTE_AUTO;
     o.max_tokens = forward_tokens_bound(s, r, longest_prompt);
     o.logprob_chunk = 0; /* the model's default */
     o.optim = s->optim;
     o.attention = s->attention;
     o.decode_attention = s->decode_attention;
     o.prefill_attention = s->prefill_attention;
+    o.decode_graphs = s->decode_graphs;
     if (r->is_rollout) {
         o.decode_responses = s->prompts_per_step / r->rollout_size * s->learner.group_size;
         o.decode_slots = o.decode_responses < s->max_batch ? o.decode_responses : s->max_batch;

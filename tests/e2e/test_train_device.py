@@ -72,6 +72,7 @@ def test_device_cpu_is_the_default(tmp_path, tiny_model):
 def test_help_config_documents_the_keys():
     text = run(["train", "--help-config"]).stdout
     assert re.search(r"^\s+device\s+choice\s+default cpu", text, re.MULTILINE), text
-    assert re.search(r"^\s+recompute\s+bool\s+default true", text, re.MULTILINE), text
+    assert re.search(r"^\s+recompute\s+choice\s+default true\s.*\(true\|false\|auto\)", text,
+                     re.MULTILINE), text
     assert re.search(r"^\s+gpu_comm\s+choice\s+default auto\s.*\(auto\|nccl\|host\)", text,
                      re.MULTILINE), text

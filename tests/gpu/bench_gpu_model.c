@@ -9,17 +9,20 @@
  *       sequences of LEN tokens: tokens/s and MFU. --attention sets
  *       gpu_model_options.attention (default kernel).
  *   bench_gpu_model decode 0.6b|4b [--attention block|split[,...]]
- *                          [--context N[,...]] BATCH...
- *       for each decode attention (default block), context (default 128)
- *       and batch: BATCH sequences with N cached tokens, then 64 steps of
- *       sample + decode: tokens/s against the HBM-bandwidth bound. Up to
+ *                          [--context N[,...]] [--graphs off|on[,...]] BATCH...
+ *       for each decode attention (default block), CUDA graphs setting
+ *       (model.decode_graphs, default off), context (default 128) and
+ *       batch: BATCH sequences with N cached tokens, then 64 steps of
+ *       sample + decode: tokens/s against the HBM-bandwidth bound. With
+ *       graphs, two untimed decode steps first (the warm-up and the
+ *       capture), so the timed ones replay the graph. Up to
  *       512 tokens the context is a real prefill; longer ones are written
  *       into the cache directly (a prefill that long through the decode
  *       kernels would take minutes; a step reads every cached row
  *       whatever its values). A batch whose cache does not fit the free
  *       memory is skipped with a message. Row names add " ctx N" when N is
- *       not 128 and " split" for the split kernel, so the default rows
- *       keep the names the PyTorch reference joins on.
+ *       not 128, " split" for the split kernel and " graphs" with graphs,
+ *       so the default rows keep the names the PyTorch reference joins on.
  *   bench_gpu_model prefill 0.6b|4b [--prefill decode|flash[,...]]
  *                           [--attention block|split] BATCHxLEN...
  *       for each prefill attention (default decode,flash) and size: one
@@ -63,17 +66,19 @@ typedef struct bench_args {
     const char *attention; /* train: kernel|cudnn; decode: block|split[,...] */
     const char *context;   /* decode: N[,...] */
     const char *prefill;   /* prefill: decode|flash[,...] */
+    const char *graphs;    /* decode: off|on[,...] */
     int n;                 /* positional arguments */
     char *pos[64];
 } bench_args;
 
 static int parse_args(int argc, char **argv, bench_args *a)
 {
-    a->attention = NULL, a->context = NULL, a->prefill = NULL, a->n = 0;
+    a->attention = NULL, a->context = NULL, a->prefill = NULL, a->graphs = NULL, a->n = 0;
     for (int k = 0; k < argc; k++) {
         const char **opt = strcmp(argv[k], "--attention") == 0 ? &a->attention
                            : strcmp(argv[k], "--context") == 0 ? &a->context
                            : strcmp(argv[k], "--prefill") == 0 ? &a->prefill
+                           : strcmp(argv[k], "--graphs") == 0  ? &a->graphs
                                                                : NULL;
         if (opt) {
             if (k + 1 >= argc)
@@ -269,27 +274,62 @@ static int fill_cache_directly(gpu_model *g, int64_t batch, int64_t cached)
     return 0;
 }
 
-/* Row name: the default (block, 128 cached tokens) keeps the name the
- * PyTorch reference's rows join on. */
+/* Row name: the default (block, 128 cached tokens, no graphs) keeps the
+ * name the PyTorch reference's rows join on. */
 static void decode_row_name(char *what, size_t n, const char *shape, int64_t batch,
-                            int64_t context, gpu_decode_attention_impl impl)
+                            int64_t context, gpu_decode_attention_impl impl, bool graphs)
 {
     char ctx[32] = "";
     if (context != 128)
         snprintf(ctx, sizeof ctx, " ctx %lld", (long long)context);
-    snprintf(what, n, "decode %s %lld seqs%s%s", shape, (long long)batch, ctx,
-             impl == GPU_DECODE_ATTENTION_SPLIT ? " split" : "");
+    snprintf(what, n, "decode %s %lld seqs%s%s%s", shape, (long long)batch, ctx,
+             impl == GPU_DECODE_ATTENTION_SPLIT ? " split" : "", graphs ? " graphs" : "");
 }
 
+/* The untimed decode steps before the timed ones: with graphs the first
+ * pure step runs directly (the warm-up), the second captures the graph. */
+static int decode_untimed_steps(bool graphs) { return graphs ? 2 : 0; }
+
+/* With graphs: how many were captured, or that they were given up (then
+ * the row's steps, or some, ran directly). */
+static void decode_graphs_note(const gpu_model *g, bool graphs, char *out, size_t n)
+{
+    if (!graphs)
+        out[0] = 0;
+    else if (g->opt.decode_graphs)
+        snprintf(out, n, "; %lld graph(s) captured", (long long)g->dec.graph_captures);
+    else
+        snprintf(out, n, "; graphs FAILED (see stderr): ran directly");
+}
+
+/* One sample + pure decode step of the batch (draws advanced). */
+static int decode_one_step(gpu_model *g, gpu_sample_request *req, int64_t batch,
+                           const int64_t *slots, int64_t *n_new, uint64_t *draws, int32_t *feed)
+{
+    kpo_error err;
+    if (gpu_model_sample(g, req, batch, feed, &err) != KPO_OK)
+        return fail("sample", &err);
+    for (int64_t i = 0; i < batch; i++) {
+        n_new[i] = 1;
+        draws[i]++;
+    }
+    if (gpu_model_decode_step(g, batch, slots, n_new, feed, NULL, &err) != KPO_OK)
+        return fail("decode step", &err);
+    return 0;
+}
+
+/* graphs: the model was made with decode_graphs (which a failed capture
+ * turns off: the row keeps its name, its note says so). */
 static int bench_decode_batch(gpu_model *g, const char *shape, const model_config *c, int64_t batch,
-                              int64_t context, gpu_decode_attention_impl impl, double bw)
+                              int64_t context, gpu_decode_attention_impl impl, bool graphs,
+                              double bw)
 {
     enum { STEPS = 64, REAL_PREFILL_MAX = 512 };
     kpo_error err;
-    char what[128], note[256];
-    decode_row_name(what, sizeof what, shape, batch, context, impl);
+    char what[128], note[320], graphs_note[96];
+    decode_row_name(what, sizeof what, shape, batch, context, impl, graphs);
     const int real = context <= REAL_PREFILL_MAX;
-    const int64_t max_len = context + STEPS + 1;
+    const int64_t max_len = context + STEPS + 1 + decode_untimed_steps(graphs);
     const int64_t fit = gpu_model_kv_slots_fit(g, batch, max_len, real ? context : 1, 0, 0);
     if (fit < batch) {
         printf("%s: skipped: %lld slots of %lld positions fit the free memory\n", what,
@@ -322,20 +362,17 @@ static int bench_decode_batch(gpu_model *g, const char *shape, const model_confi
     }
     if (gpu_model_decode_step(g, batch, slots, n_new, feed, NULL, &err) != KPO_OK)
         return fail("prefill", &err);
+    for (int s = 0, untimed = decode_untimed_steps(graphs); s < untimed; s++)
+        if (decode_one_step(g, &req, batch, slots, n_new, draws, feed))
+            return 1;
     cudaDeviceSynchronize();
     double t0 = now_seconds();
-    for (int s = 0; s < STEPS; s++) {
-        if (gpu_model_sample(g, &req, batch, feed, &err) != KPO_OK)
-            return fail("sample", &err);
-        for (int64_t i = 0; i < batch; i++) {
-            n_new[i] = 1;
-            draws[i]++;
-        }
-        if (gpu_model_decode_step(g, batch, slots, n_new, feed, NULL, &err) != KPO_OK)
-            return fail("decode step", &err);
-    }
+    for (int s = 0; s < STEPS; s++)
+        if (decode_one_step(g, &req, batch, slots, n_new, draws, feed))
+            return 1;
     cudaDeviceSynchronize();
     double seconds = now_seconds() - t0;
+    decode_graphs_note(g, graphs, graphs_note, sizeof graphs_note);
     /* Per step every bf16 weight is read once (the tied embedding as the
      * head), and every slot's cached K and V (mean context over the run). */
     double weight_bytes = 2.0 * (double)model_config_param_count(c);
@@ -346,9 +383,10 @@ static int bench_decode_batch(gpu_model *g, const char *shape, const model_confi
     double rate = (double)(batch * STEPS) / seconds;
     snprintf(note, sizeof note,
              "%.0f%% of the HBM bound %.4g tok/s (%.2f GB/step: %.2f weights + %.2f KV, at %.0f "
-             "GB/s)%s",
+             "GB/s)%s%s",
              100.0 * rate / bound, bound, (weight_bytes + kv_bytes) / 1e9, weight_bytes / 1e9,
-             kv_bytes / 1e9, bw / 1e9, real ? "" : "; context written into the cache directly");
+             kv_bytes / 1e9, bw / 1e9, real ? "" : "; context written into the cache directly",
+             graphs_note);
     row(what, rate, "tokens/s", note);
     gpu_model_kv_cache_free(g);
     free(slots), free(n_new), free(feed), free(ids), free(draws);
@@ -365,13 +403,21 @@ static int decode_impl_parse(const char *name)
     return -1;
 }
 
-/* Every context x batch with one decode attention, on a fresh GPU model. */
+/* "off" (0) or "on" (1); -1 otherwise. */
+static int graphs_parse(const char *name)
+{
+    return strcmp(name, "off") == 0 ? 0 : strcmp(name, "on") == 0 ? 1 : -1;
+}
+
+/* Every context x batch with one decode attention and graphs setting, on
+ * a fresh GPU model. */
 static int bench_decode_impl(const model *m, const char *shape, gpu_decode_attention_impl impl,
-                             const char *contexts, int n_batch, char **batches, double bw)
+                             bool graphs, const char *contexts, int n_batch, char **batches,
+                             double bw)
 {
     gpu_model_options o = {.train = false, .recompute = false, .max_tokens = 0,
                            .logprob_chunk = 0, .optim = adamw_config_default(),
-                           .decode_attention = impl};
+                           .decode_attention = impl, .decode_graphs = graphs};
     gpu_model *g;
     kpo_error err;
     if (gpu_model_create(&g, m, &o, &err) != KPO_OK)
@@ -387,22 +433,51 @@ static int bench_decode_impl(const model *m, const char *shape, gpu_decode_atten
             status = 2;
         }
         for (int k = 0; k < n_batch && status == 0; k++)
-            status = bench_decode_batch(g, shape, &m->config, atoll(batches[k]), context, impl, bw);
+            status = bench_decode_batch(g, shape, &m->config, atoll(batches[k]), context, impl,
+                                        graphs, bw);
     }
     gpu_model_destroy(g);
     return status;
 }
 
-static int bench_decode(const char *shape, const char *attentions, const char *contexts,
-                        int n_batch, char **batches)
+/* 1 when every comma-separated item of list parses (parse(item) >= 0);
+ * else 0, naming the bad item after option. */
+static int list_valid(const char *list, int (*parse)(const char *), const char *option,
+                      const char *expected)
+{
+    char copy[256];
+    snprintf(copy, sizeof copy, "%s", list);
+    for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+        if (parse(tok) < 0) {
+            fprintf(stderr, "bench_gpu_model: %s %s: %s\n", option, tok, expected);
+            return 0;
+        }
+    return 1;
+}
+
+/* Every graphs setting (off|on[,...]) of one decode attention. */
+static int bench_decode_graphs(const model *m, const char *shape, gpu_decode_attention_impl impl,
+                               const char *graphs, const char *contexts, int n_batch,
+                               char **batches, double bw)
 {
     char list[256];
-    snprintf(list, sizeof list, "%s", attentions ? attentions : "block");
-    for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
-        if (decode_impl_parse(tok) < 0) {
-            fprintf(stderr, "bench_gpu_model: --attention %s: block or split\n", tok);
-            return 2;
-        }
+    snprintf(list, sizeof list, "%s", graphs);
+    int status = 0;
+    for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok && status == 0;
+         tok = strtok_r(NULL, ",", &save))
+        status = bench_decode_impl(m, shape, impl, graphs_parse(tok) == 1, contexts, n_batch,
+                                   batches, bw);
+    return status;
+}
+
+static int bench_decode(const char *shape, const char *attentions, const char *contexts,
+                        const char *graphs, int n_batch, char **batches)
+{
+    char list[256];
+    if (!list_valid(attentions ? attentions : "block", decode_impl_parse, "--attention",
+                    "block or split") ||
+        !list_valid(graphs ? graphs : "off", graphs_parse, "--graphs", "off or on"))
+        return 2;
     model m;
     if (make_model(shape, &m))
         return 1;
@@ -414,8 +489,9 @@ static int bench_decode(const char *shape, const char *attentions, const char *c
     int status = 0;
     for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok && status == 0;
          tok = strtok_r(NULL, ",", &save))
-        status = bench_decode_impl(&m, shape, (gpu_decode_attention_impl)decode_impl_parse(tok),
-                                   contexts ? contexts : "128", n_batch, batches, bw);
+        status = bench_decode_graphs(&m, shape, (gpu_decode_attention_impl)decode_impl_parse(tok),
+                                     graphs ? graphs : "off", contexts ? contexts : "128",
+                                     n_batch, batches, bw);
     model_free(&m);
     return status;
 }
@@ -600,7 +676,7 @@ int main(int argc, char **argv)
             return bench_train(a.pos[0], atoll(a.pos[1]), atoll(a.pos[2]),
                                a.n > 3 ? atoi(a.pos[3]) : 1, a.attention);
         if (strcmp(what, "decode") == 0 && a.n >= 2)
-            return bench_decode(a.pos[0], a.attention, a.context, a.n - 1, a.pos + 1);
+            return bench_decode(a.pos[0], a.attention, a.context, a.graphs, a.n - 1, a.pos + 1);
         if (strcmp(what, "prefill") == 0 && a.n >= 2)
             return bench_prefill(a.pos[0], a.prefill, a.attention, a.n - 1, a.pos + 1);
     }
@@ -615,7 +691,7 @@ int main(int argc, char **argv)
     fprintf(stderr, "usage: bench_gpu_model train 0.6b|4b SEQS LEN [recompute 0|1] "
                     "[--attention kernel|cudnn]\n"
                     "       bench_gpu_model decode 0.6b|4b [--attention block|split[,...]] "
-                    "[--context N[,...]] BATCH...\n"
+                    "[--context N[,...]] [--graphs off|on[,...]] BATCH...\n"
                     "       bench_gpu_model prefill 0.6b|4b [--prefill decode|flash[,...]] "
                     "[--attention block|split] BATCHxLEN...\n");
     return 2;

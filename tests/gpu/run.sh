@@ -14,6 +14,7 @@
 # reference, the long-response job, the filter and NCCL, and memcheck last.
 #
 #   tests/gpu/run.sh [build-dir]        (default: build-gpu in the repo root)
+#   KPO_GPU_ONLY="gpu-suite,train-*-new" tests/gpu/run.sh   (only those stages)
 #
 # Carried next to the working tree (prepared HERE, docs/cuda.md):
 #   .gpu-debs/   tests/gpu/fetch-debs.sh: the project's C libraries (cmocka,
@@ -52,9 +53,26 @@ header=()         # lines for the table's head: what this run ran on
 say() { echo "== $*" | tee -a "$log"; }
 # not_run NAME WHY: a stage skipped for a reason other than time.
 not_run() { say "$1: not run ($2)"; printf 'STAGE|%s|NOT RUN (%s)|-\n' "$1" "$2" >>"$table"; }
+# selected NAME: whether KPO_GPU_ONLY (comma-separated shell patterns, e.g.
+# "gpu-suite,train-*-new,decode-*") lets stage NAME run; the build always
+# runs. Unset: every stage.
+selected() {
+  local pattern
+  [ -z "${KPO_GPU_ONLY:-}" ] && return 0
+  case $1 in configure*|build|fallback-build|model-init*) return 0 ;; esac
+  for pattern in ${KPO_GPU_ONLY//,/ }; do
+    # shellcheck disable=SC2254
+    case $1 in $pattern) return 0 ;; esac
+  done
+  return 1
+}
 # stage NAME SECONDS CMD...: run with a timeout, log everything, note the outcome.
 stage() {
   local name=$1 limit=$2; shift 2
+  if ! selected "$name"; then
+    printf 'STAGE|%s|NOT RUN (not in KPO_GPU_ONLY)|-\n' "$name" >>"$table"
+    return 125
+  fi
   local left=$(( deadline - $(date +%s) ))
   if [ "$left" -lt 15 ]; then
     say "$name: not run, ${left}s left of the budget"
@@ -249,9 +267,11 @@ EOF
 }
 # The new rollout and attention paths (issues 14 and 15), off by default
 # until a run like this one has checked them: split-KV decode, prompts
-# through the flash kernel, refilled slots, cuDNN's attention in training.
+# through the flash kernel, decode steps as CUDA graphs, refilled slots,
+# cuDNN's attention in training, recomputation only where memory needs it.
 new_paths=(--set model.decode_attention=split --set model.prefill_attention=flash
-           --set rollout.schedule=refill --set model.attention=cudnn)
+           --set model.decode_graphs=true --set rollout.schedule=refill
+           --set model.attention=cudnn --set learner.recompute=auto)
 train_stage() {  # TAG PROMPTS GROUP NEW_TOKENS SECONDS [--set KEY=VALUE ...]
   local tag=$1 prompts=$2 group=$3 new=$4 limit=$5
   shift 5
@@ -292,12 +312,18 @@ elif [ -x "$gb/bench_gpu_model" ]; then
   bench decode-4b-4096 60 "$gb/bench_gpu_model" decode 4b --attention block,split --context 4096 1 8 64 128
   bench decode-0.6b 45 "$gb/bench_gpu_model" decode 0.6b --attention block,split 1 8 64 256
   bench decode-0.6b-4096 60 "$gb/bench_gpu_model" decode 0.6b --attention block,split --context 4096 1 8 64 256
+  # The same steps replayed as CUDA graphs (model.decode_graphs).
+  bench decode-0.6b-graphs 45 "$gb/bench_gpu_model" decode 0.6b --attention block,split --graphs on 1 8 64 256
+  bench decode-4b-graphs 60 "$gb/bench_gpu_model" decode 4b --attention block,split --graphs on 1 8 64 256
+  bench decode-0.6b-4096-graphs 60 "$gb/bench_gpu_model" decode 0.6b --attention block,split --graphs on --context 4096 1 8 64 256
   # Prefill: prompts into empty slots through the decode attention (the
   # default) and through the flash kernel (model.prefill_attention = flash).
   bench prefill-0.6b 45 "$gb/bench_gpu_model" prefill 0.6b --prefill decode,flash 16x1024 64x256
   bench prefill-4b 60 "$gb/bench_gpu_model" prefill 4b --prefill decode,flash 16x1024 64x256
   bench train-4b 90 "$gb/bench_gpu_model" train 4b 1 5120 1
   bench train-4b-cudnn 90 "$gb/bench_gpu_model" train 4b 1 5120 1 --attention cudnn
+  # What learner.recompute = auto picks on an H200 at this length (88 GiB).
+  bench train-4b-cudnn-norecompute 90 "$gb/bench_gpu_model" train 4b 1 5120 0 --attention cudnn
   bench train-0.6b 60 "$gb/bench_gpu_model" train 0.6b 8 1024 0
   bench train-0.6b-cudnn 60 "$gb/bench_gpu_model" train 0.6b 8 1024 0 --attention cudnn
 else
@@ -345,7 +371,7 @@ fi
 
 # A failing suite: memcheck names the first bad access of the model's and
 # the attention's tests (slow, so last, and only then).
-if [ -n "$bench_bin" ] && [ "$suite_rc" != 0 ] && [ -z "$gpu_why" ] &&
+if [ -n "$bench_bin" ] && [ "$suite_rc" != 0 ] && [ "$suite_rc" != 125 ] && [ -z "$gpu_why" ] &&
    command -v compute-sanitizer >/dev/null; then
   for t in test_gpu_attention test_gpu_model; do
     stage "memcheck-$t" 60 compute-sanitizer --tool memcheck --error-exitcode 1 \
@@ -380,9 +406,10 @@ warns=$(grep -c -E 'component_repository_open|mca_base_component' "$log" || true
     }
     $1 == "STAGE" { printf "%-56s %-31s %s\n", "stage " $2, $3, $4; next }
     $1 == "ROW" {
-      # A variant (cudnn, split, flash, decode) is compared with the
-      # PyTorch row of its shape: the reference has one path per shape.
-      key = $2; sub(/^attention cudnn /, "attention ", key); sub(/ (split|flash|decode)$/, "", key)
+      # A variant (cudnn, split, graphs; a prefill path) is compared with
+      # the PyTorch row of its shape: the reference has one path per shape.
+      key = $2; sub(/^attention cudnn /, "attention ", key)
+      while (sub(/ (split|graphs|flash|decode)$/, "", key)) {}
       r = (key in ref) ? ref[key] : "-"; used[key] = 1
       printf "%-56s %11s %11s %7s %-9s %s\n", $2, $3, r, ratio($3, r, $4), $4, $5
     }

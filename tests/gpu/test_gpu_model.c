@@ -9,8 +9,9 @@
  * kernel at contexts long enough to split (logits and greedy tokens);
  * fresh prompts through the flash kernel (prefill_attention = flash)
  * against the decode attention and the CPU's decode, in pure and mixed
- * steps (logits, log-probs, greedy tokens); one AdamW step vs the CPU step; weight upload and
- * download exact; the memory plan prints.
+ * steps (logits, log-probs, greedy tokens); decode steps replayed as CUDA graphs
+ * (model.decode_graphs) against the same steps run directly, bit for bit; one AdamW step vs
+ * the CPU step; weight upload and download exact; the memory plan prints.
  *
  * Tolerance rule, per tensor: max_i |gpu_i - cpu_i| <= tol_max * max_i
  * |cpu_i| and ||gpu - cpu||_2 <= tol_rms ||cpu||_2. Why relative to the
@@ -39,6 +40,7 @@
 #include "gpu_skip.h"
 #include "gpu_test_util.h"
 #include "model/cpu/model_compute.h"
+#include "model/cuda/model_cuda_internal.h" /* the decode graphs' counters and test switch */
 #include "model/model_cuda.h"
 #include "model/optimizer_adamw.h"
 #include "model/safetensors.h"
@@ -546,6 +548,160 @@ static void check_prefill_flash(const variant *v, fixture *f)
         fail_msg("%s: flash prefill differs from the decode path or the CPU", v->name);
 }
 
+/* check_decode_graphs' three models, fed the same steps: graphs off
+ * (k = 0), on (k = 1), and on but run directly (k = 2: graphs_eager, the
+ * same work and split plan without capture). */
+enum { GRAPH_MODELS = 3, GRAPH_SLOTS = 4, GRAPH_MAX_LEN = 256, GRAPH_FEED_MAX = 256 };
+typedef struct graph_models {
+    gpu_model *g[GRAPH_MODELS];
+    float *logits[GRAPH_MODELS]; /* [GRAPH_SLOTS, V] */
+    int64_t V;
+    gpu_decode_attention_impl impl;
+    int ok;
+} graph_models;
+
+static void graph_models_init(graph_models *m, const variant *v, fixture *f,
+                              gpu_decode_attention_impl impl)
+{
+    m->V = v->vocab;
+    m->impl = impl;
+    m->ok = 1;
+    for (int k = 0; k < GRAPH_MODELS; k++) {
+        gpu_model_options o = options(0, 0);
+        o.decode_attention = impl;
+        o.decode_graphs = k > 0;
+        CHECK_OK(gpu_model_create(&m->g[k], &f->m, &o, ERR));
+        CHECK_OK(gpu_model_kv_cache_init(m->g[k], GRAPH_SLOTS, GRAPH_MAX_LEN, ERR));
+        m->logits[k] = malloc((size_t)(GRAPH_SLOTS * m->V) * sizeof *m->logits[k]);
+    }
+    m->g[2]->dec.graphs_eager = true;
+}
+
+static void graph_models_free(graph_models *m)
+{
+    for (int k = 0; k < GRAPH_MODELS; k++) {
+        gpu_model_kv_cache_free(m->g[k]);
+        gpu_model_destroy(m->g[k]);
+        free(m->logits[k]);
+    }
+}
+
+/* 0 (and the first difference printed) unless a and b [n] are the same bits. */
+static int same_bits(const char *what, const float *a, const float *b, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (memcmp(&a[i], &b[i], sizeof a[i]) != 0) {
+            print_message("  %s: element %lld differs: %.9g vs %.9g  <-- NOT BIT-IDENTICAL\n",
+                          what, (long long)i, a[i], b[i]);
+            return 0;
+        }
+    return 1;
+}
+
+/* One step through the three models. Graph replay and the same work run
+ * directly: the same bits. Graphs off: the same bits with the block
+ * kernel; the split kernel plans its splits for the step's context there
+ * and for the cache's length under graphs, so only within tolerance. */
+static void graph_models_step(graph_models *m, const char *what, int64_t n, const int64_t *slots,
+                              const int64_t *n_new, const int32_t *feed)
+{
+    for (int k = 0; k < GRAPH_MODELS; k++)
+        CHECK_OK(gpu_model_decode_step(m->g[k], n, slots, n_new, feed, m->logits[k], ERR));
+    m->ok &= same_bits(what, m->logits[1], m->logits[2], n * m->V);
+    if (m->impl == GPU_DECODE_ATTENTION_BLOCK)
+        m->ok &= same_bits(what, m->logits[1], m->logits[0], n * m->V);
+    else
+        m->ok &= compare(what, m->logits[1], m->logits[0], n * m->V, OUT_TOL_PCT / 100.0,
+                         OUT_RMS_PCT / 100.0);
+}
+
+/* Prompts of n_new[i] tokens (a fixed pattern) into empty slots: eager. */
+static void graph_models_prefill(graph_models *m, int64_t n, const int64_t *slots,
+                                 const int64_t *n_new, int32_t *next)
+{
+    int32_t feed[GRAPH_FEED_MAX];
+    int64_t t = 0;
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < n_new[i]; j++, t++)
+            feed[t] = (int32_t)((slots[i] * 131 + j * 7919 + 13) % m->V);
+    assert_true(t <= GRAPH_FEED_MAX);
+    graph_models_step(m, "prefill", n, slots, n_new, feed);
+    for (int64_t i = 0; i < n; i++)
+        next[slots[i]] = argmax_row(m->logits[0], m->V, i);
+}
+
+/* steps pure decode steps of the sequences in slots, each fed the graphs-off
+ * model's greedy token (next[slot]). */
+static void graph_models_decode(graph_models *m, const char *what, int64_t n,
+                                const int64_t *slots, int32_t *next, int steps)
+{
+    const int64_t ones[GRAPH_SLOTS] = {1, 1, 1, 1};
+    for (int step = 0; step < steps; step++) {
+        int32_t feed[GRAPH_SLOTS];
+        for (int64_t i = 0; i < n; i++)
+            feed[i] = next[slots[i]];
+        char label[96];
+        snprintf(label, sizeof label, "%s, step %d", what, step);
+        graph_models_step(m, label, n, slots, ones, feed);
+        for (int64_t i = 0; i < n; i++)
+            next[slots[i]] = argmax_row(m->logits[0], m->V, i);
+    }
+}
+
+static void graph_models_release(graph_models *m, int64_t slot)
+{
+    for (int k = 0; k < GRAPH_MODELS; k++)
+        CHECK_OK(gpu_model_kv_cache_release(m->g[k], 1, &slot, ERR));
+}
+
+/* Prefill 3 prompts (70, 9, 40 tokens), 12 pure decode steps of 3
+ * sequences (the first runs directly as the warm-up, the second captures
+ * the graph for 3), one sequence ends: 4 steps of 2 (a second graph); a
+ * longer prompt (150 tokens) into the freed slot grows the activations,
+ * so the next 4 steps of 2 capture again. Contexts reach 154 of 256:
+ * several of the fixed split plan's splits (64 keys on an H200), the later
+ * ones empty. Returns 1 when all agree and exactly those 3 graphs were
+ * captured, graphs still on. */
+static int check_decode_graphs_run(const variant *v, fixture *f, gpu_decode_attention_impl impl)
+{
+    graph_models m;
+    graph_models_init(&m, v, f, impl);
+    int32_t next[GRAPH_SLOTS] = {0};
+    const int64_t slots3[3] = {2, 0, 3}, prompts[3] = {70, 9, 40};
+    graph_models_prefill(&m, 3, slots3, prompts, next);
+    graph_models_decode(&m, "3 sequences", 3, slots3, next, 12);
+    graph_models_release(&m, 0);
+    const int64_t slots2[2] = {2, 3};
+    graph_models_decode(&m, "2 sequences", 2, slots2, next, 4);
+    graph_models_release(&m, 2);
+    const int64_t slot2[1] = {2}, longer[1] = {150}, slots_grown[2] = {3, 2};
+    graph_models_prefill(&m, 1, slot2, longer, next);
+    graph_models_decode(&m, "2 sequences after growth", 2, slots_grown, next, 4);
+    const gpu_model *on = m.g[1];
+    print_message("  graphs captured %lld (3 expected), still on: %s; direct run %lld\n",
+                  (long long)on->dec.graph_captures, on->opt.decode_graphs ? "yes" : "NO",
+                  (long long)m.g[2]->dec.graph_captures);
+    int ok = m.ok && on->opt.decode_graphs && on->dec.graph_captures == 3 &&
+             m.g[2]->dec.graph_captures == 0;
+    graph_models_free(&m);
+    return ok;
+}
+
+/* model.decode_graphs against the same steps without graphs, with either
+ * decode attention. */
+static void check_decode_graphs(const variant *v, fixture *f)
+{
+    int ok = 1;
+    for (int split = 0; split <= 1; split++) {
+        print_message("%s: decode graphs vs direct (%s decode attention)\n", v->name,
+                      split ? "split" : "block");
+        ok &= check_decode_graphs_run(v, f, split ? GPU_DECODE_ATTENTION_SPLIT
+                                                  : GPU_DECODE_ATTENTION_BLOCK);
+    }
+    if (!ok)
+        fail_msg("%s: decode graphs differ from direct steps (see above)", v->name);
+}
+
 /* One AdamW step from identical weights and gradients (the CPU's, copied
  * into the device's gradient buffer): expected bit-identical (one shared
  * update, no FMA), the gradient norm equal within double rounding. */
@@ -670,6 +826,7 @@ static void run_variant(int k)
     check_decode(&VARIANTS[k], &f);
     check_decode_split_vs_block(&VARIANTS[k], &f);
     check_prefill_flash(&VARIANTS[k], &f);
+    check_decode_graphs(&VARIANTS[k], &f);
     check_adamw(&VARIANTS[k], &f);
     check_round_trip(&VARIANTS[k], &f);
     if (k == 0)

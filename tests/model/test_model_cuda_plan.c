@@ -180,12 +180,52 @@ static void test_kv_cache_planned(void **state)
     assert_int_equal(q.kv_cache, 0);
 }
 
+/* learner.recompute = auto on an H200 (141 GB free): Qwen3-4B's update at
+ * 5120 tokens fits without recomputation (~88 GiB), so recomputation goes;
+ * at 40,960 tokens a micro-batch it does not, so it stays; a learner that
+ * also decodes keeps it when dropping it would cost the rollout slots. */
+static void test_recompute_auto(void **state)
+{
+    (void)state;
+    const model_config c = qwen3_4b();
+    for (int64_t tokens = 5120; tokens <= 40960; tokens *= 8) {
+        gpu_model_options o = train_options(tokens, true);
+        gpu_memory_plan with = gpu_model_plan(&c, &o);
+        o.recompute = false;
+        gpu_memory_plan without = gpu_model_plan(&c, &o);
+        with.device_free = without.device_free = (size_t)141e9;
+        const bool skip = gpu_memory_plan_skip_recompute(&with, &without);
+        print_message("%lld tokens: %.1f GiB with recomputation, %.1f without: %s\n",
+                      (long long)tokens, (double)with.total / (1 << 30),
+                      (double)without.total / (1 << 30), skip ? "off" : "on");
+        assert_true(skip == (tokens == 5120));
+    }
+    /* Colocated with a rollout: 64 slots of 5120 wanted. Without
+     * recomputation the plan leaves fewer of them, so it stays on. */
+    gpu_model_options o = train_options(5120, true);
+    o.decode_responses = o.decode_slots = 64;
+    o.decode_max_len = 5120;
+    o.decode_prefill = 1024;
+    gpu_memory_plan with = gpu_model_plan(&c, &o);
+    o.recompute = false;
+    gpu_memory_plan without = gpu_model_plan(&c, &o);
+    with.device_free = without.device_free = (size_t)141e9;
+    gpu_memory_plan_kv(&with, &c, &o);
+    o.recompute = false;
+    gpu_memory_plan_kv(&without, &c, &o);
+    print_message("colocated: %lld slots with recomputation, %lld without\n",
+                  (long long)with.kv_slots, (long long)without.kv_slots);
+    assert_true(without.kv_slots < with.kv_slots);
+    assert_false(gpu_memory_plan_skip_recompute(&with, &without));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_qwen3_4b_fits),
         cmocka_unit_test(test_activations_linear),
         cmocka_unit_test(test_kv_cache_planned),
+        cmocka_unit_test(test_recompute_auto),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

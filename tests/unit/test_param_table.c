@@ -202,7 +202,7 @@ static void test_schema_sections(void **state)
             assert_false(strcmp(TRAIN_SCHEMA[j].section, TRAIN_SCHEMA[k].section) == 0 &&
                          strcmp(TRAIN_SCHEMA[j].name, TRAIN_SCHEMA[k].name) == 0);
     }
-    assert_int_equal(TRAIN_SCHEMA_LEN, 76);
+    assert_int_equal(TRAIN_SCHEMA_LEN, 77);
 }
 
 /* Every part's rows land in their fields; a choice stores the value its
@@ -256,6 +256,13 @@ static void test_train_settings_load(void **state)
     assert_int_equal(s.optim.warmup_steps, 5); /* int(0.5 x run.steps) */
     assert_int_equal(s.optim.updates_per_rollout, 4);
     assert_true(s.optim.max_grad_norm == 2 && s.optim.weight_decay == 0.1);
+    config_free(&cfg);
+
+    /* learner.recompute also takes auto (the GPU memory plan decides). */
+    assert_int_equal(config_init(&cfg, TRAIN_SCHEMA, TRAIN_SCHEMA_LEN, &err), KPO_OK);
+    assert_int_equal(config_apply_override(&cfg, "learner.recompute=auto", &err), KPO_OK);
+    assert_int_equal(train_settings_from_config(&cfg, 1, &s, &err), KPO_ERR); /* no model.path */
+    assert_int_equal(s.recompute, TRAIN_RECOMPUTE_AUTO);
     config_free(&cfg);
 
     /* A choice's stored value is what its enum's parser gives. */

@@ -377,10 +377,25 @@ static __global__ void attention_decode_combine_kernel(int64_t q0, int heads, in
 
 /* ---------------------------------------------------------------- host */
 
-static att_split_plan split_plan(const gpu_decode_shape *s, int n_sm)
+/* plan_context: the context the plan is made for (s->max_context, or a
+ * fixed one for graph replays: gpu_attention_decode_split_fixed). */
+static att_split_plan split_plan(const gpu_decode_shape *s, int64_t plan_context, int n_sm)
 {
-    return att_split_plan_make(s->n_queries, s->heads, s->kv_heads, s->head_dim, s->max_context,
+    return att_split_plan_make(s->n_queries, s->heads, s->kv_heads, s->head_dim, plan_context,
                                n_sm > 0 ? n_sm : kernels_sm_count());
+}
+
+/* KPO_OK when plan_context may replace s->max_context: at least the
+ * step's context (a query's keys all lie in some split) and within the
+ * cache (no split starts past it). Host-only. */
+static int split_check_plan_context(const gpu_decode_shape *s, int64_t plan_context,
+                                    const char *what, kpo_error *err)
+{
+    if (plan_context < s->max_context || plan_context > s->max_len)
+        return error_set(err, "%s: plan context %lld must be in [max_context %lld, max_len %lld]",
+                         what, (long long)plan_context, (long long)s->max_context,
+                         (long long)s->max_len);
+    return KPO_OK;
 }
 
 template <int HB, int DFIX>
@@ -423,7 +438,17 @@ extern "C" size_t gpu_attention_decode_split_workspace(const gpu_decode_shape *s
     if (gpu_decode_check_shape(s, "gpu_attention_decode_split_workspace", NULL) != KPO_OK ||
         s->n_queries == 0)
         return 0;
-    return split_plan(s, n_sm).workspace;
+    return split_plan(s, s->max_context, n_sm).workspace;
+}
+
+extern "C" size_t gpu_attention_decode_split_workspace_fixed(const gpu_decode_shape *s,
+                                                             int64_t plan_context, int n_sm)
+{
+    const char *what = "gpu_attention_decode_split_workspace_fixed";
+    if (gpu_decode_check_shape(s, what, NULL) != KPO_OK || s->n_queries == 0 ||
+        split_check_plan_context(s, plan_context, what, NULL) != KPO_OK)
+        return 0;
+    return split_plan(s, plan_context, n_sm).workspace;
 }
 
 extern "C" size_t gpu_attention_decode_split_workspace_max(int heads, int kv_heads, int head_dim,
@@ -458,19 +483,14 @@ static split_args split_args_make(const gpu_decode_shape *s, const att_split_pla
     return a;
 }
 
-extern "C" int gpu_attention_decode_split(const gpu_decode_shape *s, const uint16_t *q,
-                                          const uint16_t *k_cache, const uint16_t *v_cache,
-                                          uint16_t *out, void *workspace, size_t workspace_bytes,
-                                          void *stream, kpo_error *err)
+/* Both entry points: the split plan made for plan_context (checked by the
+ * caller), the launches in stream order. */
+static int split_run(const char *what, const gpu_decode_shape *s, int64_t plan_context,
+                     const uint16_t *q, const uint16_t *k_cache, const uint16_t *v_cache,
+                     uint16_t *out, void *workspace, size_t workspace_bytes, void *stream,
+                     kpo_error *err)
 {
-    const char *what = "gpu_attention_decode_split";
-    const void *ptrs[] = {q, k_cache, v_cache, out};
-    const char *names[] = {"q", "k_cache", "v_cache", "out"};
-    if (gpu_decode_check_call(s, what, ptrs, names, 4, err) != KPO_OK)
-        return KPO_ERR;
-    if (s->n_queries == 0)
-        return KPO_OK;
-    const att_split_plan p = split_plan(s, 0);
+    const att_split_plan p = split_plan(s, plan_context, 0);
     if (p.workspace > 0 && (!workspace || workspace_bytes < p.workspace))
         return error_set(err, "%s: the workspace has %zu bytes, %zu needed", what,
                          workspace ? workspace_bytes : (size_t)0, p.workspace);
@@ -495,4 +515,39 @@ extern "C" int gpu_attention_decode_split(const gpu_decode_shape *s, const uint1
             return KPO_ERR;
     }
     return KPO_OK;
+}
+
+extern "C" int gpu_attention_decode_split(const gpu_decode_shape *s, const uint16_t *q,
+                                          const uint16_t *k_cache, const uint16_t *v_cache,
+                                          uint16_t *out, void *workspace, size_t workspace_bytes,
+                                          void *stream, kpo_error *err)
+{
+    const char *what = "gpu_attention_decode_split";
+    const void *ptrs[] = {q, k_cache, v_cache, out};
+    const char *names[] = {"q", "k_cache", "v_cache", "out"};
+    if (gpu_decode_check_call(s, what, ptrs, names, 4, err) != KPO_OK)
+        return KPO_ERR;
+    if (s->n_queries == 0)
+        return KPO_OK;
+    return split_run(what, s, s->max_context, q, k_cache, v_cache, out, workspace,
+                     workspace_bytes, stream, err);
+}
+
+extern "C" int gpu_attention_decode_split_fixed(const gpu_decode_shape *s, int64_t plan_context,
+                                                const uint16_t *q, const uint16_t *k_cache,
+                                                const uint16_t *v_cache, uint16_t *out,
+                                                void *workspace, size_t workspace_bytes,
+                                                void *stream, kpo_error *err)
+{
+    const char *what = "gpu_attention_decode_split_fixed";
+    const void *ptrs[] = {q, k_cache, v_cache, out};
+    const char *names[] = {"q", "k_cache", "v_cache", "out"};
+    if (gpu_decode_check_call(s, what, ptrs, names, 4, err) != KPO_OK)
+        return KPO_ERR;
+    if (s->n_queries == 0)
+        return KPO_OK;
+    if (split_check_plan_context(s, plan_context, what, err) != KPO_OK)
+        return KPO_ERR;
+    return split_run(what, s, plan_context, q, k_cache, v_cache, out, workspace, workspace_bytes,
+                     stream, err);
 }

@@ -47,6 +47,25 @@ int gpu_attention_decode_split(const gpu_decode_shape *s, const uint16_t *q,
                                void *workspace, size_t workspace_bytes, void *stream,
                                kpo_error *err);
 
+/* gpu_attention_decode_split with the split plan made for contexts up to
+ * plan_context (s->max_context <= plan_context <= s->max_len, else an
+ * error) instead of s->max_context: the kernels' grids and arguments then
+ * depend on s's sizes and pointers alone, not on how far the sequences
+ * have got, so a CUDA graph captured once replays every later decode step
+ * (model.decode_graphs, model_cuda_decode.c). Splits past a query's causal
+ * limit write empty partials, which the combine skips: the same attention,
+ * split at other boundaries (equal up to fp32 summation order). */
+int gpu_attention_decode_split_fixed(const gpu_decode_shape *s, int64_t plan_context,
+                                     const uint16_t *q, const uint16_t *k_cache,
+                                     const uint16_t *v_cache, uint16_t *out, void *workspace,
+                                     size_t workspace_bytes, void *stream, kpo_error *err);
+
+/* Its workspace (as gpu_attention_decode_split_workspace; within
+ * gpu_attention_decode_split_workspace_max of max_len). 0 also when
+ * plan_context is outside [s->max_context, s->max_len]. */
+size_t gpu_attention_decode_split_workspace_fixed(const gpu_decode_shape *s,
+                                                  int64_t plan_context, int n_sm);
+
 #ifdef __cplusplus
 }
 #endif

@@ -163,7 +163,7 @@ static int shape_from_model(gpu_model *g, const model *m, kpo_error *err)
 
 /* The plan's workspace items from the kernels' own answers (the portable
  * plan can only estimate them), and the device's free memory. */
-static int plan_for_device(gpu_model *g, kpo_error *err)
+static int plan_measure(gpu_model *g, kpo_error *err)
 {
     const model_config *c = &g->shape.config;
     const gpu_model_options *o = &g->opt;
@@ -200,6 +200,36 @@ static int plan_for_device(gpu_model *g, kpo_error *err)
     p->device_free = free_b;
     p->device_total = total_b;
     gpu_memory_plan_kv(p, c, o); /* the KV cache gets what the rest leaves */
+    return KPO_OK;
+}
+
+/* learner.recompute = auto: both plans on this device, then the rule
+ * (gpu_memory_plan_skip_recompute). */
+static int plan_choose_recompute(gpu_model *g, kpo_error *err)
+{
+    g->opt.recompute = true;
+    TRY(plan_measure(g, err));
+    const gpu_memory_plan with = g->plan;
+    g->opt.recompute = false;
+    TRY(plan_measure(g, err));
+    if (gpu_memory_plan_skip_recompute(&with, &g->plan))
+        return KPO_OK;
+    g->opt.recompute = true;
+    g->plan = with;
+    return KPO_OK;
+}
+
+/* The plan for the device; fails, naming the shortfall, when it does not
+ * fit the free memory. */
+static int plan_for_device(gpu_model *g, kpo_error *err)
+{
+    if (g->opt.train && g->opt.recompute_auto)
+        TRY(plan_choose_recompute(g, err));
+    else
+        TRY(plan_measure(g, err));
+    const gpu_memory_plan *p = &g->plan;
+    const gpu_model_options *o = &g->opt;
+    const size_t free_b = p->device_free, total_b = p->device_total;
     if (p->total > free_b)
         return error_set(err,
                          "gpu model: the memory plan needs %.2f GiB (weights %.2f, optimizer "

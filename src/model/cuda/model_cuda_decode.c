@@ -1,7 +1,9 @@
 /* Batched incremental decoding on the device (model_decode.c's contract)
  * over a bf16 KV cache, and sampling from the last step's logits. A
  * prefill is a step with whole prompts; positions continue from each
- * slot's cached length. */
+ * slot's cached length. With model.decode_graphs, pure decode steps replay
+ * a CUDA graph of their device work (decode_graph_cache.h). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,6 +75,9 @@ void gpu_model_kv_cache_free(gpu_model *g)
     gpu_decode_state *d = &g->dec;
     if (g->stream)
         cudaStreamSynchronize((cudaStream_t)g->stream);
+    for (int k = 0; k < DECODE_GRAPHS_MAX; k++)
+        if (d->graphs.entries[k].exec)
+            cudaGraphExecDestroy((cudaGraphExec_t)d->graphs.entries[k].exec);
     gpu_free(d->k_cache);
     gpu_free(d->v_cache);
     free(d->lengths);
@@ -144,6 +149,7 @@ static int reserve_seqs(gpu_model *g, int64_t n, kpo_error *err)
     gpu_decode_state *d = &g->dec;
     if (n <= d->seq_capacity)
         return KPO_OK;
+    d->graph_generation++; /* graphs captured so far use the buffers freed below */
     TRY(cuda_check(cudaStreamSynchronize((cudaStream_t)g->stream), "decode", err));
     free_seq_buffers(d);
     const model_config *c = &g->shape.config;
@@ -230,6 +236,9 @@ typedef struct step_attention {
                                   n_seqs 0: none */
     gpu_decode_shape rest;     /* the others, query rows from fresh.n_tokens on, offsets
                                   rebased to 0; n_seqs 0: none */
+    int64_t split_plan_context; /* the split attention's plan: 0 for rest.max_context; graph
+                                   steps the context rounded up to a power of two, the same
+                                   plan for every step of the graph (decode_graph_cache.h) */
 } step_attention;
 
 /* all: the whole step (what the KV-cache write takes); rest_offsets:
@@ -274,10 +283,197 @@ static int step_attention_run(gpu_model *g, const step_attention *sa, gpu_layer_
     const int64_t row0 = sa->fresh.n_tokens * (int64_t)sa->rest.heads * sa->rest.head_dim;
     const uint16_t *q = la->q + row0;
     uint16_t *out = la->attn + row0;
-    if (g->opt.decode_attention == GPU_DECODE_ATTENTION_SPLIT)
-        return gpu_attention_decode_split(&sa->rest, q, kc, vc, out, d->split_ws.ptr,
-                                          d->split_ws.bytes, s, err);
-    return gpu_attention_decode(&sa->rest, q, kc, vc, out, s, err);
+    if (g->opt.decode_attention != GPU_DECODE_ATTENTION_SPLIT)
+        return gpu_attention_decode(&sa->rest, q, kc, vc, out, s, err);
+    if (sa->split_plan_context > 0)
+        return gpu_attention_decode_split_fixed(&sa->rest, sa->split_plan_context, q, kc, vc, out,
+                                                d->split_ws.ptr, d->split_ws.bytes, s, err);
+    return gpu_attention_decode_split(&sa->rest, q, kc, vc, out, d->split_ws.ptr,
+                                      d->split_ws.bytes, s, err);
+}
+
+/* The split attention's workspace for sa's plan (0 with the block kernel
+ * or no sequence for the decode attention). */
+static size_t step_split_workspace(const gpu_model *g, const step_attention *sa)
+{
+    if (g->opt.decode_attention != GPU_DECODE_ATTENTION_SPLIT || sa->rest.n_seqs == 0)
+        return 0;
+    if (sa->split_plan_context > 0)
+        return gpu_attention_decode_split_workspace_fixed(&sa->rest, sa->split_plan_context, 0);
+    return gpu_attention_decode_split_workspace(&sa->rest, 0);
+}
+
+/* The decode activations for T tokens. A relayout (a larger step than
+ * before) moves every activation: graphs captured so far are stale. */
+static int reserve_acts(gpu_model *g, int64_t T, kpo_error *err)
+{
+    gpu_decode_state *d = &g->dec;
+    const void *arena = d->acts_arena.ptr;
+    const int64_t capacity = d->acts.capacity;
+    const int rc = gpu_acts_reserve(g, &d->acts, &d->acts_layers, &d->acts_arena, T,
+                                    GPU_ACTS_FORWARD, "the decode activations", err);
+    if (rc != KPO_OK || d->acts_arena.ptr != arena || d->acts.capacity != capacity)
+        d->graph_generation++;
+    return rc;
+}
+
+/* The split workspace for sa, growing it (a new buffer: graphs captured
+ * so far are stale). */
+static int reserve_split_workspace(gpu_model *g, const step_attention *sa, kpo_error *err)
+{
+    gpu_decode_state *d = &g->dec;
+    const size_t bytes = step_split_workspace(g, sa);
+    if (bytes > d->split_ws.bytes)
+        d->graph_generation++;
+    return gpu_buffer_reserve(&d->split_ws, bytes, "the split decode attention's workspace", err);
+}
+
+/* What one step's device work needs, made on the host before the work is
+ * enqueued (directly, or under a graph capture). */
+typedef struct step_work {
+    int64_t T, n_seqs;
+    gpu_decode_shape all; /* the whole step: what the KV-cache write takes */
+    step_attention sa;
+} step_work;
+
+/* fixed: a graph step, whose split plan must not follow the context. */
+static step_work step_work_make(const gpu_model *g, int64_t n_seqs, int64_t T,
+                                const decode_step_plan *plan, bool fixed)
+{
+    const gpu_decode_state *d = &g->dec;
+    const model_config *c = &g->shape.config;
+    step_work w;
+    memset(&w, 0, sizeof w);
+    w.T = T;
+    w.n_seqs = n_seqs;
+    w.all = (gpu_decode_shape){.n_queries = T, .n_seqs = n_seqs,
+                               .query_offsets = d->query_offsets, .slots = d->slots,
+                               .start_positions = d->start_positions, .n_slots = d->n_slots,
+                               .max_len = d->max_len, .max_new = plan->max_new,
+                               .max_context = plan->max_context,
+                               .heads = (int)c->num_attention_heads,
+                               .kv_heads = (int)c->num_key_value_heads,
+                               .head_dim = (int)c->head_dim};
+    w.sa = step_attention_make(&w.all, plan, d->rest_offsets);
+    /* A graph step's split plan must not follow the context, which grows
+     * every step: it is made for the context rounded up (the graph's key). */
+    if (fixed && g->opt.decode_attention == GPU_DECODE_ATTENTION_SPLIT)
+        w.sa.split_plan_context = decode_graph_plan_context(plan->rest_max_context, d->max_len);
+    return w;
+}
+
+/* The step's device work, from the uploaded inputs to the fp32 logits:
+ * what a graph captures. It only enqueues kernels and GEMMs on g->stream
+ * (no allocation, synchronisation or copy, which a capture forbids), and
+ * every host argument it passes follows from w's sizes and the decode
+ * state's buffers: max_context only feeds the entry points' checks. */
+static int step_enqueue(gpu_model *g, const step_work *w, kpo_error *err)
+{
+    gpu_decode_state *d = &g->dec;
+    const model_config *c = &g->shape.config;
+    const int64_t h = c->hidden_size, kvd = c->num_key_value_heads * c->head_dim;
+    const int64_t T = w->T, n_seqs = w->n_seqs;
+    const int64_t layer_stride = d->n_slots * d->max_len * kvd;
+    gpu_acts *a = &d->acts;
+    gpu_layer_acts *la = &a->layers[0]; /* FORWARD mode: every layer shares these */
+    void *s = g->stream;
+    TRY(gpu_embed_forward(T, h, a->tokens, gpu_w(g, g->embed), la->x, s, err));
+    for (int64_t l = 0; l < c->num_hidden_layers; l++) {
+        uint16_t *kc = d->k_cache + l * layer_stride, *vc = d->v_cache + l * layer_stride;
+        TRY(gpu_layer_forward_qkv(g, l, T, &d->rope, a->positions, la, a->qkv, err));
+        TRY(gpu_kv_cache_write(&w->all, la->k, la->v, kc, vc, s, err));
+        TRY(step_attention_run(g, &w->sa, la, kc, vc, err));
+        TRY(gpu_layer_forward_rest(g, l, T, la, la->x, err));
+    }
+    /* Only each sequence's last new token needs the vocabulary. */
+    TRY(gpu_rows_gather(n_seqs, h, d->last_rows, la->x, d->last, s, err));
+    TRY(gpu_rmsnorm_forward(n_seqs, h, d->last, gpu_w(g, g->final_norm), (float)c->rms_norm_eps,
+                            d->last, NULL, s, err));
+    return gemm_lt_linear_f32(g->gemm, n_seqs, h, c->vocab_size, d->last, gpu_w(g, g->lm_head),
+                              d->logits, s, err);
+}
+
+/* Records step_enqueue's work into an executable graph. A failure ends
+ * the capture (the stream back to normal) and drops what it recorded. */
+static int graph_capture(gpu_model *g, const step_work *w, cudaGraphExec_t *exec, kpo_error *err)
+{
+    cudaStream_t s = (cudaStream_t)g->stream;
+    *exec = NULL;
+    TRY(cuda_check(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal),
+                   "decode graph: begin capture", err));
+    const int enqueued = step_enqueue(g, w, err);
+    cudaGraph_t graph = NULL;
+    const cudaError_t ended = cudaStreamEndCapture(s, &graph);
+    int rc = enqueued;
+    if (rc == KPO_OK)
+        rc = cuda_check(ended, "decode graph: end capture", err);
+    if (rc == KPO_OK)
+        rc = cuda_check(cudaGraphInstantiate(exec, graph, 0), "decode graph: instantiate", err);
+    if (graph)
+        cudaGraphDestroy(graph);
+    if (rc != KPO_OK) {
+        *exec = NULL;
+        (void)cudaGetLastError(); /* reported here, not by the next unrelated check */
+    }
+    return rc;
+}
+
+/* A new graph for w's batch, into the cache (replacing a stale one of the
+ * same batch, or the least recently used). */
+static int graph_add(gpu_model *g, const step_work *w, decode_graph_entry **out, kpo_error *err)
+{
+    gpu_decode_state *d = &g->dec;
+    cudaGraphExec_t exec;
+    TRY(graph_capture(g, w, &exec, err));
+    const int64_t context = w->sa.split_plan_context;
+    decode_graph_entry *e = decode_graph_slot(&d->graphs, w->n_seqs, context);
+    if (e->exec) /* a launch still in flight completes first (cudaGraphExecDestroy) */
+        cudaGraphExecDestroy((cudaGraphExec_t)e->exec);
+    decode_graph_store(&d->graphs, e, w->n_seqs, context, d->graph_generation, exec);
+    d->graph_captures++;
+    *out = e;
+    return KPO_OK;
+}
+
+/* Whether a step of w's key (batch, split plan context) on the current
+ * buffers ran directly before (the warm-up: that run loaded its kernels
+ * and built cuBLASLt's plans, work that may make calls a capture
+ * forbids); if not, it is the warm-up now. */
+static bool graph_warm(gpu_decode_state *d, const step_work *w)
+{
+    if (d->graph_warm_n_seqs == w->n_seqs && d->graph_warm_context == w->sa.split_plan_context &&
+        d->graph_warm_generation == d->graph_generation)
+        return true;
+    d->graph_warm_n_seqs = w->n_seqs;
+    d->graph_warm_context = w->sa.split_plan_context;
+    d->graph_warm_generation = d->graph_generation;
+    return false;
+}
+
+/* The step's work through its batch's graph, captured at the batch's
+ * second step on the current buffers (the first runs directly: the
+ * warm-up). Any CUDA failure on the way (capture, instantiation, launch)
+ * prints one line, turns graphs off for this model and runs the step
+ * directly instead: a run never fails because of graphs. Running it again
+ * after a failed launch is safe: the step only writes what its uploaded
+ * inputs determine. */
+static int graph_step(gpu_model *g, const step_work *w, kpo_error *err)
+{
+    gpu_decode_state *d = &g->dec;
+    decode_graph_entry *e = decode_graph_find(&d->graphs, w->n_seqs, w->sa.split_plan_context,
+                                              d->graph_generation);
+    if (d->graphs_eager || (!e && !graph_warm(d, w)))
+        return step_enqueue(g, w, err);
+    kpo_error why;
+    if ((e || graph_add(g, w, &e, &why) == KPO_OK) &&
+        cuda_check(cudaGraphLaunch((cudaGraphExec_t)e->exec, (cudaStream_t)g->stream),
+                   "decode graph: launch", &why) == KPO_OK)
+        return KPO_OK;
+    (void)cudaGetLastError();
+    fprintf(stderr, "kpo: model.decode_graphs: %s; decoding without CUDA graphs from now on\n",
+            why.message);
+    g->opt.decode_graphs = false; /* the graphs made so far go with the KV cache */
+    return step_enqueue(g, w, err);
 }
 
 int gpu_model_decode_step(gpu_model *g, int64_t n_seqs, const int64_t *slots,
@@ -294,50 +490,23 @@ int gpu_model_decode_step(gpu_model *g, int64_t n_seqs, const int64_t *slots,
     TRY(model_decode_check(g->shape.config.vocab_size, g->dec.n_slots, g->dec.max_len,
                            g->dec.lengths, n_seqs, slots, n_new, tokens, &T, err));
     gpu_decode_state *d = &g->dec;
-    const model_config *c = &g->shape.config;
-    const int64_t h = c->hidden_size, kvd = c->num_key_value_heads * c->head_dim;
+    const int64_t V = g->shape.config.vocab_size;
     d->n_logits = 0;
-    TRY(gpu_acts_reserve(g, &d->acts, &d->acts_layers, &d->acts_arena, T, GPU_ACTS_FORWARD,
-                         "the decode activations", err));
+    /* Every buffer is reserved and every input uploaded before the work is
+     * enqueued: a graph capture allows neither. */
+    TRY(reserve_acts(g, T, err));
     TRY(reserve_seqs(g, n_seqs, err));
     decode_step_plan plan;
     TRY(upload_step(g, n_seqs, slots, n_new, tokens, T, &plan, err));
-    gpu_acts *a = &d->acts;
-    gpu_layer_acts *la = &a->layers[0]; /* FORWARD mode: every layer shares these */
-    const gpu_decode_shape ds = {.n_queries = T, .n_seqs = n_seqs,
-                                 .query_offsets = d->query_offsets, .slots = d->slots,
-                                 .start_positions = d->start_positions, .n_slots = d->n_slots,
-                                 .max_len = d->max_len, .max_new = plan.max_new,
-                                 .max_context = plan.max_context,
-                                 .heads = (int)c->num_attention_heads,
-                                 .kv_heads = (int)c->num_key_value_heads,
-                                 .head_dim = (int)c->head_dim};
-    void *s = g->stream;
-    const int64_t layer_stride = d->n_slots * d->max_len * kvd;
-    const step_attention sa = step_attention_make(&ds, &plan, d->rest_offsets);
-    if (g->opt.decode_attention == GPU_DECODE_ATTENTION_SPLIT && sa.rest.n_seqs > 0)
-        TRY(gpu_buffer_reserve(&d->split_ws, gpu_attention_decode_split_workspace(&sa.rest, 0),
-                               "the split decode attention's workspace", err));
-    TRY(gpu_embed_forward(T, h, a->tokens, gpu_w(g, g->embed), la->x, s, err));
-    for (int64_t l = 0; l < c->num_hidden_layers; l++) {
-        uint16_t *kc = d->k_cache + l * layer_stride, *vc = d->v_cache + l * layer_stride;
-        TRY(gpu_layer_forward_qkv(g, l, T, &d->rope, a->positions, la, a->qkv, err));
-        TRY(gpu_kv_cache_write(&ds, la->k, la->v, kc, vc, s, err));
-        TRY(step_attention_run(g, &sa, la, kc, vc, err));
-        TRY(gpu_layer_forward_rest(g, l, T, la, la->x, err));
-    }
-    /* Only each sequence's last new token needs the vocabulary. */
-    TRY(gpu_rows_gather(n_seqs, h, d->last_rows, la->x, d->last, s, err));
-    TRY(gpu_rmsnorm_forward(n_seqs, h, d->last, gpu_w(g, g->final_norm), (float)c->rms_norm_eps,
-                            d->last, NULL, s, err));
-    TRY(gemm_lt_linear_f32(g->gemm, n_seqs, h, c->vocab_size, d->last, gpu_w(g, g->lm_head),
-                           d->logits, s, err));
+    const bool graph = g->opt.decode_graphs && decode_graph_step_pure(n_seqs, n_new, plan.n_fresh);
+    const step_work w = step_work_make(g, n_seqs, T, &plan, graph);
+    TRY(reserve_split_workspace(g, &w.sa, err));
+    TRY(graph ? graph_step(g, &w, err) : step_enqueue(g, &w, err));
     if (logits_host)
-        TRY(gpu_download(g, logits_host, d->logits,
-                         (size_t)n_seqs * (size_t)c->vocab_size * sizeof(float),
+        TRY(gpu_download(g, logits_host, d->logits, (size_t)n_seqs * (size_t)V * sizeof(float),
                          "decode: logits", err));
     else
-        TRY(cuda_check(cudaStreamSynchronize((cudaStream_t)s), "decode", err));
+        TRY(cuda_check(cudaStreamSynchronize((cudaStream_t)g->stream), "decode", err));
     for (int64_t i = 0; i < n_seqs; i++)
         d->lengths[slots[i]] += n_new[i];
     d->n_logits = n_seqs;

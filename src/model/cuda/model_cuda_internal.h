@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "model/cuda/attention_cudnn.h"
+#include "model/cuda/decode_graph_cache.h"
 #include "model/cuda/gemm_lt.h"
 #include "model/cuda/kernels_attention.h"
 #include "model/cuda/kernels_embed.h"
@@ -70,6 +71,20 @@ typedef struct gpu_decode_state {
     /* Split-KV decode attention's fp32 partials (decode_attention = split;
      * kernels_attention_decode_split.h), grown to the largest step's. */
     gpu_buffer split_ws;
+    /* model.decode_graphs: pure decode steps captured once per batch size
+     * and replayed (decode_graph_cache.h). graph_generation counts the
+     * reallocations of the buffers a step reads and writes (activations,
+     * per-sequence buffers, split workspace): a graph captured before the
+     * last one is captured again. */
+    decode_graph_cache graphs;
+    uint64_t graph_generation;
+    int64_t graph_warm_n_seqs;      /* the batch whose last step ran directly as the warm-up */
+    int64_t graph_warm_context;     /* and its split plan's context */
+    uint64_t graph_warm_generation; /* on the buffers of this generation */
+    int64_t graph_captures; /* graphs captured since the cache was made (tests, bench) */
+    bool graphs_eager;      /* tests: run graph-mode steps directly, not through a graph (the
+                               same work and split plan: the exact reference for its logits);
+                               cleared by gpu_model_kv_cache_init */
 } gpu_decode_state;
 
 struct gpu_model {

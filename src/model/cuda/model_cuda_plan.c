@@ -4,6 +4,7 @@
  * allocator itself uses (cuda/model_cuda_acts.c). The two workspaces are
  * estimates here; gpu_model_create replaces them with the kernels' own
  * answers before comparing with the device's free memory. */
+#include "model/cuda/attention_split_combine.h"
 #include "model/cuda/model_cuda_acts.h"
 #include "model/model_cuda.h"
 
@@ -58,6 +59,12 @@ int64_t gpu_decode_slots_within(const model_config *c, int64_t wanted, int64_t m
     return lo;
 }
 
+bool gpu_memory_plan_skip_recompute(const gpu_memory_plan *with, const gpu_memory_plan *without)
+{
+    return without->total + GPU_MODEL_DECODE_RESERVE <= without->device_free &&
+           without->kv_slots >= with->kv_slots;
+}
+
 void gpu_memory_plan_kv(gpu_memory_plan *p, const model_config *c, const gpu_model_options *o)
 {
     p->kv_slot = p->kv_cache = 0;
@@ -67,14 +74,22 @@ void gpu_memory_plan_kv(gpu_memory_plan *p, const model_config *c, const gpu_mod
     const int64_t len = o->decode_max_len, prompt = o->decode_prefill;
     const int64_t budget = o->decode_prefill_budget;
     p->kv_slot = gpu_decode_kv_bytes(c, 1, len);
+    /* The split attention's partials at their largest; the SM count of an
+     * H100/H200 (132) stands in for the device's: the bound barely moves
+     * with it (32 MiB for Qwen3's shapes). */
+    const size_t extra = o->decode_attention == GPU_DECODE_ATTENTION_SPLIT
+                             ? att_split_workspace_bound((int)c->num_attention_heads,
+                                                         (int)c->num_key_value_heads,
+                                                         (int)c->head_dim, len, 132)
+                             : 0;
     int64_t slots = o->decode_slots;
     if (p->device_free > 0) {
         const size_t taken = p->total + GPU_MODEL_DECODE_RESERVE;
         const size_t left = p->device_free > taken ? p->device_free - taken : 0;
-        slots = gpu_decode_slots_within(c, slots, len, prompt, budget, 0, left);
+        slots = gpu_decode_slots_within(c, slots, len, prompt, budget, extra, left);
     }
     p->kv_slots = slots;
-    p->kv_cache = slots > 0 ? gpu_decode_bytes(c, slots, len, prompt, budget) : 0;
+    p->kv_cache = slots > 0 ? gpu_decode_bytes(c, slots, len, prompt, budget) + extra : 0;
     p->decode_waves = slots > 0 ? (o->decode_responses + slots - 1) / slots : 0;
 }
 
@@ -156,9 +171,10 @@ void gpu_memory_plan_print(const gpu_memory_plan *p, const model_config *c,
                            const gpu_model_options *o, FILE *out)
 {
     char note[128];
-    fprintf(out, "GPU memory plan: %lld parameters, %s, recompute %s, max_tokens %lld\n",
+    fprintf(out, "GPU memory plan: %lld parameters, %s, recompute %s%s, max_tokens %lld\n",
             (long long)model_config_param_count(c), o->train ? "training" : "inference only",
-            o->recompute ? "on" : "off", (long long)o->max_tokens);
+            o->recompute ? "on" : "off", o->train && o->recompute_auto ? " (auto)" : "",
+            (long long)o->max_tokens);
     plan_line(out, "weights (bf16)", p->weights_bf16, "2 bytes/parameter");
     if (o->train) {
         plan_line(out, "master weights (fp32)", p->master_fp32, "4 bytes/parameter");
