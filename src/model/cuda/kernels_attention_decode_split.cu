@@ -149,71 +149,64 @@ static __device__ void split_write_edge(const split_args &a, int64_t qq, int64_t
     }
 }
 
-/* One (query, kv head, head chunk, split): see the file comment. Grid
- * (n_splits, queries of this launch, kv_heads * head chunks),
- * ATT_SPLIT_THREADS threads. HB: heads per block (template so the
- * per-head registers are arrays the compiler can keep in registers). */
-template <int HB, int DFIX>
-static __global__ void __launch_bounds__(ATT_SPLIT_THREADS)
-    attention_decode_split_kernel(const split_args a)
+/* Where a block's threads sit over a key row (the file comment): `lanes`
+ * threads per row of d bf16, 8 columns each from column 8 * part; `rows`
+ * rows at once, this thread in row group r; lanes past d/8 are idle. */
+struct split_lanes {
+    int d, lanes, rows, r, part;
+    bool active;
+};
+
+static __device__ __forceinline__ split_lanes split_lanes_make(int d)
 {
-    /* Scores [nk][HB] (phases A, B), then the row groups' outputs
-     * [rows][HB][d] (phase C): rows * d <= ATT_SPLIT_THREADS / lanes * 8
-     * lanes = 1024 = ATT_SPLIT_MAX_KEYS, so one buffer serves both. */
-    __shared__ __align__(16) float sbuf[HB * ATT_SPLIT_MAX_KEYS];
-    __shared__ float red_max[SPLIT_WARPS][HB], red_sum[SPLIT_WARPS][HB];
-    __shared__ att_split_stats stats[HB];
-    static_assert(ATT_SPLIT_THREADS * SPLIT_ELEMS <= ATT_SPLIT_MAX_KEYS, "phase C buffer");
+    split_lanes L;
+    L.d = d;
+    L.lanes = split_row_lanes(d);
+    L.rows = ATT_SPLIT_THREADS / L.lanes;
+    L.r = (int)threadIdx.x / L.lanes;
+    L.part = (int)threadIdx.x % L.lanes;
+    L.active = L.part < d / SPLIT_ELEMS;
+    return L;
+}
 
-    const int d = DFIX ? DFIX : a.d;
-    const int group = a.heads / a.kv_heads, chunks = (group + HB - 1) / HB;
-    const int g = (int)blockIdx.z / chunks, hc = (int)blockIdx.z % chunks;
-    const int h0 = g * group + hc * HB, nh = min(HB, group - hc * HB); /* query heads owned */
-    const int64_t sp = blockIdx.x, qq = blockIdx.y, n = a.q0 + qq;
-    const int64_t i = kernels_find_seq(a.query_offsets, a.n_seqs, n);
-    const int64_t slot = a.slots[i], pos = a.start_positions[i] + (n - a.query_offsets[i]);
-    const bool bad = slot < 0 || slot >= a.n_slots || pos < 0 || pos >= a.max_len;
-    const int64_t k0 = sp * a.split_len; /* keys [k0, k1): this split up to the causal limit */
-    const int64_t k1 = bad ? k0 : min(k0 + a.split_len, pos + 1);
-    if (k0 >= k1) { /* uniform over the block: no __syncthreads skipped by some threads */
-        split_write_edge(a, qq, n, sp, h0, nh, d, bad && sp == 0);
-        return;
-    }
-    const int nk = (int)(k1 - k0);
-
-    const int lanes = split_row_lanes(d), rows = ATT_SPLIT_THREADS / lanes;
-    const int r = (int)threadIdx.x / lanes, part = (int)threadIdx.x % lanes;
-    const bool active = part < d / SPLIT_ELEMS; /* lanes past d/8 hold zeros */
-    const int64_t kv_stride = (int64_t)a.kv_heads * d;
-    const int64_t col0 = (slot * a.max_len * a.kv_heads + g) * d + part * SPLIT_ELEMS;
-    const uint4 *kcol = reinterpret_cast<const uint4 *>(a.k_cache + col0);
-    const uint4 *vcol = reinterpret_cast<const uint4 *>(a.v_cache + col0);
-    const int64_t row_vecs = kv_stride / SPLIT_ELEMS; /* uint4s from one position to the next */
-    const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
-
-    /* This lane's 8 columns of each owned head's query, times log2(e)/sqrt(d). */
-    float qf[HB][SPLIT_ELEMS];
+/* This lane's 8 columns of each owned head's query (heads h0 .. h0 + nh of
+ * query n), times log2(e)/sqrt(d); zeros for idle lanes and heads. */
+template <int HB>
+static __device__ __forceinline__ void split_load_query(const split_args &a, const split_lanes &L,
+                                                        int64_t n, int h0, int nh,
+                                                        float (&qf)[HB][SPLIT_ELEMS])
+{
 #pragma unroll
     for (int h = 0; h < HB; h++) {
-        uint4 x = zero;
-        if (active && h < nh)
-            x = *reinterpret_cast<const uint4 *>(a.q + (n * a.heads + h0 + h) * d +
-                                                  part * SPLIT_ELEMS);
+        uint4 x = make_uint4(0u, 0u, 0u, 0u);
+        if (L.active && h < nh)
+            x = *reinterpret_cast<const uint4 *>(a.q + (n * a.heads + h0 + h) * L.d +
+                                                  L.part * SPLIT_ELEMS);
         split_unpack8(x, qf[h]);
 #pragma unroll
         for (int e = 0; e < SPLIT_ELEMS; e++)
             qf[h][e] *= a.scale_log2;
     }
+}
 
-    /* A: scores. The loop bound is uniform, so every lane reaches the
-     * shuffles; rows past the split load zeros and store nothing. */
-    float *sc = sbuf;
-    for (int j0 = 0; j0 < nk; j0 += rows * SPLIT_UNROLL) {
+/* Phase A: the base-2 scores of the split's nk key rows (kcol: this lane's
+ * column of the first, row_vecs uint4s from one row to the next) against
+ * every owned head, into sc [nk][HB]. The loop bound is uniform, so every
+ * lane reaches the shuffles; rows past the split load zeros and store
+ * nothing. */
+template <int HB>
+static __device__ __forceinline__ void split_scores(const split_lanes &L, const uint4 *kcol,
+                                                    int64_t row_vecs, int nk,
+                                                    const float (&qf)[HB][SPLIT_ELEMS],
+                                                    float *sc)
+{
+    const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
+    for (int j0 = 0; j0 < nk; j0 += L.rows * SPLIT_UNROLL) {
         uint4 kx[SPLIT_UNROLL];
 #pragma unroll
         for (int u = 0; u < SPLIT_UNROLL; u++) {
-            const int j = j0 + u * rows + r;
-            kx[u] = active && j < nk ? __ldg(kcol + (k0 + j) * row_vecs) : zero;
+            const int j = j0 + u * L.rows + L.r;
+            kx[u] = L.active && j < nk ? __ldg(kcol + j * row_vecs) : zero;
         }
 #pragma unroll
         for (int u = 0; u < SPLIT_UNROLL; u++) {
@@ -226,20 +219,28 @@ static __global__ void __launch_bounds__(ATT_SPLIT_THREADS)
                 for (int e = 0; e < SPLIT_ELEMS; e++)
                     s[h] = fmaf(qf[h][e], kf[e], s[h]);
             }
-            for (int off = lanes / 2; off > 0; off /= 2)
+            for (int off = L.lanes / 2; off > 0; off /= 2)
 #pragma unroll
                 for (int h = 0; h < HB; h++)
                     s[h] += __shfl_xor_sync(0xffffffffu, s[h], off);
-            const int j = j0 + u * rows + r;
-            if (part == 0 && j < nk)
+            const int j = j0 + u * L.rows + L.r;
+            if (L.part == 0 && j < nk)
                 split_store<HB>(sc + j * HB, s);
         }
     }
-    __syncthreads();
+}
 
-    /* B: per head, the split's max, then p = 2^(s - max) in place and the
-     * sum. Each thread revisits only the keys it read, so no barrier
-     * between the max and the exponentials beyond the reduction's. */
+/* Phase B (after a barrier on phase A): per head the split's max, then
+ * p = 2^(s - max) in place in sc and the sum; stats receives (max, sum).
+ * Each thread revisits only the keys it read for the max, so no barrier
+ * between the max and the exponentials beyond the reduction's. Ends with
+ * a barrier: the probabilities are visible to every thread (stats after
+ * the next one). */
+template <int HB>
+static __device__ __forceinline__ void split_softmax(float *sc, int nk,
+                                                     float (*red_max)[HB], float (*red_sum)[HB],
+                                                     att_split_stats *stats)
+{
     const int warp = (int)threadIdx.x / 32, lane = (int)threadIdx.x % 32;
     float mx[HB], sum[HB];
 #pragma unroll
@@ -289,24 +290,31 @@ static __global__ void __launch_bounds__(ATT_SPLIT_THREADS)
             stats[h].m = mx[h];
             stats[h].l = l;
         }
+}
 
-    /* C: p * V, each row group over its rows, all in registers. */
-    float acc[HB][SPLIT_ELEMS];
+/* Phase C: p * V over this lane's row group's rows (vcol as kcol), for its
+ * 8 columns and every owned head, in registers. */
+template <int HB>
+static __device__ __forceinline__ void split_accumulate(const split_lanes &L, const uint4 *vcol,
+                                                        int64_t row_vecs, int nk, const float *sc,
+                                                        float (&acc)[HB][SPLIT_ELEMS])
+{
+    const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
 #pragma unroll
     for (int h = 0; h < HB; h++)
 #pragma unroll
         for (int e = 0; e < SPLIT_ELEMS; e++)
             acc[h][e] = 0.0f;
-    for (int j0 = 0; j0 < nk; j0 += rows * SPLIT_UNROLL) {
+    for (int j0 = 0; j0 < nk; j0 += L.rows * SPLIT_UNROLL) {
         uint4 vx[SPLIT_UNROLL];
 #pragma unroll
         for (int u = 0; u < SPLIT_UNROLL; u++) {
-            const int j = j0 + u * rows + r;
-            vx[u] = active && j < nk ? __ldg(vcol + (k0 + j) * row_vecs) : zero;
+            const int j = j0 + u * L.rows + L.r;
+            vx[u] = L.active && j < nk ? __ldg(vcol + j * row_vecs) : zero;
         }
 #pragma unroll
         for (int u = 0; u < SPLIT_UNROLL; u++) {
-            const int j = j0 + u * rows + r;
+            const int j = j0 + u * L.rows + L.r;
             if (j >= nk)
                 continue;
             float vf[SPLIT_ELEMS], p[HB];
@@ -319,23 +327,33 @@ static __global__ void __launch_bounds__(ATT_SPLIT_THREADS)
                     acc[h][e] = fmaf(p[h], vf[e], acc[h][e]);
         }
     }
-    __syncthreads(); /* every lane is done with the probabilities: sbuf is reused */
-    float *so = sbuf; /* [rows][HB][d] */
-    if (active)
+}
+
+/* The row groups' outputs meet in so [rows][HB][d] (sbuf, free again once
+ * every thread is past phase C: the caller's barrier) and are added in a
+ * fixed order; consecutive threads take consecutive columns
+ * (conflict-free reads, coalesced writes). With one split the result is
+ * normalised and written as bf16 out, else as the partial (o, m, l) of
+ * split sp of query qq of this launch. */
+template <int HB>
+static __device__ __forceinline__ void split_write(const split_args &a, const split_lanes &L,
+                                                   const float (&acc)[HB][SPLIT_ELEMS], float *so,
+                                                   const att_split_stats *stats, int64_t qq,
+                                                   int64_t n, int64_t sp, int h0, int nh)
+{
+    const int d = L.d;
+    if (L.active)
 #pragma unroll
         for (int h = 0; h < HB; h++)
 #pragma unroll
             for (int e = 0; e < SPLIT_ELEMS; e += 4)
-                *reinterpret_cast<float4 *>(so + (r * HB + h) * d + part * SPLIT_ELEMS + e) =
+                *reinterpret_cast<float4 *>(so + (L.r * HB + h) * d + L.part * SPLIT_ELEMS + e) =
                     make_float4(acc[h][e], acc[h][e + 1], acc[h][e + 2], acc[h][e + 3]);
     __syncthreads();
-
-    /* The row groups' sums in a fixed order; consecutive threads take
-     * consecutive columns (conflict-free reads, coalesced writes). */
     for (int idx = threadIdx.x; idx < nh * d; idx += ATT_SPLIT_THREADS) {
         const int h = idx / d, c = idx % d;
         float o = 0.0f;
-        for (int rr = 0; rr < rows; rr++)
+        for (int rr = 0; rr < L.rows; rr++)
             o += so[(rr * HB + h) * d + c];
         if (a.n_splits == 1)
             a.out[(n * a.heads + h0 + h) * d + c] =
@@ -348,6 +366,53 @@ static __global__ void __launch_bounds__(ATT_SPLIT_THREADS)
         a.ws_m[cell] = stats[threadIdx.x].m;
         a.ws_l[cell] = stats[threadIdx.x].l;
     }
+}
+
+/* One (query, kv head, head chunk, split): see the file comment. Grid
+ * (n_splits, queries of this launch, kv_heads * head chunks),
+ * ATT_SPLIT_THREADS threads. HB: heads per block (template so the
+ * per-head registers are arrays the compiler can keep in registers). */
+template <int HB, int DFIX>
+static __global__ void __launch_bounds__(ATT_SPLIT_THREADS)
+    attention_decode_split_kernel(const split_args a)
+{
+    /* Scores [nk][HB] (phases A, B), then the row groups' outputs
+     * [rows][HB][d] (phase C): rows * d <= ATT_SPLIT_THREADS / lanes * 8
+     * lanes = 1024 = ATT_SPLIT_MAX_KEYS, so one buffer serves both. */
+    __shared__ __align__(16) float sbuf[HB * ATT_SPLIT_MAX_KEYS];
+    __shared__ float red_max[SPLIT_WARPS][HB], red_sum[SPLIT_WARPS][HB];
+    __shared__ att_split_stats stats[HB];
+    static_assert(ATT_SPLIT_THREADS * SPLIT_ELEMS <= ATT_SPLIT_MAX_KEYS, "phase C buffer");
+
+    const int d = DFIX ? DFIX : a.d;
+    const int group = a.heads / a.kv_heads, chunks = (group + HB - 1) / HB;
+    const int g = (int)blockIdx.z / chunks, hc = (int)blockIdx.z % chunks;
+    const int h0 = g * group + hc * HB, nh = min(HB, group - hc * HB); /* query heads owned */
+    const int64_t sp = blockIdx.x, qq = blockIdx.y, n = a.q0 + qq;
+    const int64_t i = kernels_find_seq(a.query_offsets, a.n_seqs, n);
+    const int64_t slot = a.slots[i], pos = a.start_positions[i] + (n - a.query_offsets[i]);
+    const bool bad = slot < 0 || slot >= a.n_slots || pos < 0 || pos >= a.max_len;
+    const int64_t k0 = sp * a.split_len; /* keys [k0, k1): this split up to the causal limit */
+    const int64_t k1 = bad ? k0 : min(k0 + a.split_len, pos + 1);
+    if (k0 >= k1) { /* uniform over the block: no __syncthreads skipped by some threads */
+        split_write_edge(a, qq, n, sp, h0, nh, d, bad && sp == 0);
+        return;
+    }
+    const int nk = (int)(k1 - k0);
+
+    const split_lanes L = split_lanes_make(d);
+    const int64_t row_vecs = (int64_t)a.kv_heads * d / SPLIT_ELEMS; /* uint4s a position */
+    /* This lane's column of key row k0 of kv head g in the slot. */
+    const int64_t col0 = ((slot * a.max_len + k0) * a.kv_heads + g) * d + L.part * SPLIT_ELEMS;
+    float qf[HB][SPLIT_ELEMS], acc[HB][SPLIT_ELEMS];
+    split_load_query<HB>(a, L, n, h0, nh, qf);
+    split_scores<HB>(L, reinterpret_cast<const uint4 *>(a.k_cache + col0), row_vecs, nk, qf, sbuf);
+    __syncthreads();
+    split_softmax<HB>(sbuf, nk, red_max, red_sum, stats);
+    split_accumulate<HB>(L, reinterpret_cast<const uint4 *>(a.v_cache + col0), row_vecs, nk, sbuf,
+                         acc);
+    __syncthreads(); /* every lane is done with the probabilities: sbuf is reused */
+    split_write<HB>(a, L, acc, sbuf, stats, qq, n, sp, h0, nh);
 }
 
 /* out for query q0 + blockIdx.x, head blockIdx.y: its n_splits partials
