@@ -189,6 +189,21 @@ static __device__ __forceinline__ void split_load_query(const split_args &a, con
     }
 }
 
+/* This lane's 16 bytes of key (or value) rows j0 + u * rows + r, u <
+ * SPLIT_UNROLL, of the split's nk (col: this lane's column of the first
+ * row, row_vecs uint4s from one row to the next), all in flight before any
+ * arithmetic; zeros past the split and for idle lanes. */
+static __device__ __forceinline__ void split_load_rows(const split_lanes &L, const uint4 *col,
+                                                       int64_t row_vecs, int nk, int j0,
+                                                       uint4 (&x)[SPLIT_UNROLL])
+{
+#pragma unroll
+    for (int u = 0; u < SPLIT_UNROLL; u++) {
+        const int j = j0 + u * L.rows + L.r;
+        x[u] = L.active && j < nk ? __ldg(col + j * row_vecs) : make_uint4(0u, 0u, 0u, 0u);
+    }
+}
+
 /* Phase A: the base-2 scores of the split's nk key rows (kcol: this lane's
  * column of the first, row_vecs uint4s from one row to the next) against
  * every owned head, into sc [nk][HB]. The loop bound is uniform, so every
@@ -200,14 +215,9 @@ static __device__ __forceinline__ void split_scores(const split_lanes &L, const 
                                                     const float (&qf)[HB][SPLIT_ELEMS],
                                                     float *sc)
 {
-    const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
     for (int j0 = 0; j0 < nk; j0 += L.rows * SPLIT_UNROLL) {
         uint4 kx[SPLIT_UNROLL];
-#pragma unroll
-        for (int u = 0; u < SPLIT_UNROLL; u++) {
-            const int j = j0 + u * L.rows + L.r;
-            kx[u] = L.active && j < nk ? __ldg(kcol + j * row_vecs) : zero;
-        }
+        split_load_rows(L, kcol, row_vecs, nk, j0, kx);
 #pragma unroll
         for (int u = 0; u < SPLIT_UNROLL; u++) {
             float kf[SPLIT_ELEMS], s[HB];
@@ -299,7 +309,6 @@ static __device__ __forceinline__ void split_accumulate(const split_lanes &L, co
                                                         int64_t row_vecs, int nk, const float *sc,
                                                         float (&acc)[HB][SPLIT_ELEMS])
 {
-    const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
 #pragma unroll
     for (int h = 0; h < HB; h++)
 #pragma unroll
@@ -307,11 +316,7 @@ static __device__ __forceinline__ void split_accumulate(const split_lanes &L, co
             acc[h][e] = 0.0f;
     for (int j0 = 0; j0 < nk; j0 += L.rows * SPLIT_UNROLL) {
         uint4 vx[SPLIT_UNROLL];
-#pragma unroll
-        for (int u = 0; u < SPLIT_UNROLL; u++) {
-            const int j = j0 + u * L.rows + L.r;
-            vx[u] = L.active && j < nk ? __ldg(vcol + j * row_vecs) : zero;
-        }
+        split_load_rows(L, vcol, row_vecs, nk, j0, vx);
 #pragma unroll
         for (int u = 0; u < SPLIT_UNROLL; u++) {
             const int j = j0 + u * L.rows + L.r;
