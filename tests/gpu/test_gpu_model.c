@@ -601,7 +601,8 @@ static int same_bits(const char *what, const float *a, const float *b, int64_t n
 /* One step through the three models. Graph replay and the same work run
  * directly: the same bits. Graphs off: the same bits with the block
  * kernel; the split kernel plans its splits for the step's context there
- * and for the cache's length under graphs, so only within tolerance. */
+ * and for that context rounded up to a power of two under graphs, so only
+ * within tolerance. */
 static void graph_models_step(graph_models *m, const char *what, int64_t n, const int64_t *slots,
                               const int64_t *n_new, const int32_t *feed)
 {

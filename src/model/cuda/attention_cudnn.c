@@ -44,23 +44,46 @@ static cudnnBackendDescriptor_t operation_graph(builder *b)
     return og;
 }
 
-/* The engine configs heuristics mode `mode` offers (at most MAX_CONFIGS). */
+/* cuDNN's own words for its last refusal, kept before a later call
+ * overwrites them. */
+typedef struct refusal {
+    cudnnStatus_t status;
+    char call[96];
+    char why[512];
+} refusal;
+
+static void refusal_note(const builder *b, refusal *r, cudnnStatus_t st, const char *call)
+{
+    r->status = st;
+    snprintf(r->call, sizeof r->call, "%s", call);
+    r->why[0] = '\0';
+    if (b->a->api.GetLastErrorString)
+        b->a->api.GetLastErrorString(r->why, sizeof r->why);
+}
+
+/* The engine configs heuristics mode `mode` offers (at most MAX_CONFIGS);
+ * a mode cuDNN refuses offers none (noted in r), it is not an error. */
 static int heuristic_configs(builder *b, cudnnBackendDescriptor_t og, cudnnBackendHeurMode_t mode,
-                             cudnnBackendDescriptor_t *cfgs)
+                             cudnnBackendDescriptor_t *cfgs, refusal *r)
 {
     const char *what = mode == CUDNN_HEUR_MODE_A ? "heuristics mode A" : "heuristics fallback";
     cudnnBackendDescriptor_t h = b_new(b, CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR, what);
     SET(b, h, CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &og, what);
     SET(b, h, CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &mode, what);
-    b_finalize(b, h, what);
-    int64_t count = 0;
     if (b->failed)
         return 0;
-    cudnnStatus_t st = b->a->api.BackendGetAttribute(h, CUDNN_ATTR_ENGINEHEUR_RESULTS,
-                                                     CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &count,
-                                                     NULL);
+    cudnnStatus_t st = b->a->api.BackendFinalize(h);
     if (st != CUDNN_STATUS_SUCCESS) {
-        b_fail(b, st, "cudnnBackendGetAttribute", "CUDNN_ATTR_ENGINEHEUR_RESULTS (count)");
+        refusal_note(b, r, st, mode == CUDNN_HEUR_MODE_A ? "cudnnBackendFinalize(heuristics A)"
+                                                         : "cudnnBackendFinalize(heuristics "
+                                                           "fallback)");
+        return 0;
+    }
+    int64_t count = 0;
+    st = b->a->api.BackendGetAttribute(h, CUDNN_ATTR_ENGINEHEUR_RESULTS,
+                                       CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &count, NULL);
+    if (st != CUDNN_STATUS_SUCCESS) {
+        refusal_note(b, r, st, "cudnnBackendGetAttribute(CUDNN_ATTR_ENGINEHEUR_RESULTS count)");
         return 0;
     }
     if (count > MAX_CONFIGS)
@@ -73,7 +96,7 @@ static int heuristic_configs(builder *b, cudnnBackendDescriptor_t og, cudnnBacke
     st = b->a->api.BackendGetAttribute(h, CUDNN_ATTR_ENGINEHEUR_RESULTS,
                                        CUDNN_TYPE_BACKEND_DESCRIPTOR, count, &got, cfgs);
     if (st != CUDNN_STATUS_SUCCESS) {
-        b_fail(b, st, "cudnnBackendGetAttribute", "CUDNN_ATTR_ENGINEHEUR_RESULTS");
+        refusal_note(b, r, st, "cudnnBackendGetAttribute(CUDNN_ATTR_ENGINEHEUR_RESULTS)");
         return 0;
     }
     return (int)got;
@@ -82,7 +105,7 @@ static int heuristic_configs(builder *b, cudnnBackendDescriptor_t og, cudnnBacke
 /* An execution plan from the first config that finalizes; the refusals
  * are not errors until every config has refused. */
 static cudnnBackendDescriptor_t first_plan(builder *b, const cudnnBackendDescriptor_t *cfgs, int n,
-                                           cudnnStatus_t *last_refusal)
+                                           refusal *r)
 {
     for (int i = 0; i < n && !b->failed; i++) {
         cudnnBackendDescriptor_t plan = b_new(b, CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR, "plan");
@@ -95,31 +118,41 @@ static cudnnBackendDescriptor_t first_plan(builder *b, const cudnnBackendDescrip
         const cudnnStatus_t st = b->a->api.BackendFinalize(plan);
         if (st == CUDNN_STATUS_SUCCESS)
             return plan;
-        *last_refusal = st;
+        refusal_note(b, r, st, "cudnnBackendFinalize(execution plan)");
     }
     return NULL;
 }
 
-/* Heuristics mode A, then the fallback list; the first plan that builds. */
+/* Heuristics mode A, then the fallback list; the first plan that builds.
+ * When none does, the error names the first refusal cuDNN explained (an
+ * engine refusing the graph says more than the fallback list's answer). */
 static cudnnBackendDescriptor_t choose_plan(builder *b, cudnnBackendDescriptor_t og)
 {
     const cudnnBackendHeurMode_t modes[2] = {CUDNN_HEUR_MODE_A, CUDNN_HEUR_MODE_FALLBACK};
-    cudnnStatus_t refusal = CUDNN_STATUS_NOT_SUPPORTED;
+    refusal first = {.status = CUDNN_STATUS_SUCCESS};
     int offered = 0;
     for (int m = 0; m < 2 && !b->failed; m++) {
         cudnnBackendDescriptor_t cfgs[MAX_CONFIGS];
-        const int n = heuristic_configs(b, og, modes[m], cfgs);
+        refusal r = {.status = CUDNN_STATUS_SUCCESS};
+        const int n = heuristic_configs(b, og, modes[m], cfgs, &r);
         offered += n;
-        cudnnBackendDescriptor_t plan = first_plan(b, cfgs, n, &refusal);
+        cudnnBackendDescriptor_t plan = first_plan(b, cfgs, n, &r);
         if (plan)
             return plan;
+        if (r.status != CUDNN_STATUS_SUCCESS &&
+            (first.status == CUDNN_STATUS_SUCCESS || (!first.why[0] && r.why[0])))
+            first = r;
     }
     if (!b->failed) {
-        char what[160];
-        snprintf(what, sizeof what, "no engine for this attention graph: %d config(s) offered, "
-                                    "none built; the last refusal",
-                 offered);
-        b_fail(b, refusal, "cudnnBackendFinalize(execution plan)", what);
+        error_set(b->err,
+                  "cuDNN %s: no engine for this attention graph: %d config(s) offered, none "
+                  "built; %s: %s%s%s",
+                  b->a->version_str, offered, first.call[0] ? first.call : "heuristics",
+                  b->a->api.GetErrorString(first.status != CUDNN_STATUS_SUCCESS
+                                               ? first.status
+                                               : CUDNN_STATUS_NOT_SUPPORTED),
+                  first.why[0] ? ": " : "", first.why);
+        b->failed = true;
     }
     return NULL;
 }

@@ -181,7 +181,12 @@ static inline void attention_cudnn_batch_fill(void *buf, int64_t b, const int64_
  * the plan's own part, each 256-byte aligned): the fp32 dQ accumulator
  * [tokens, heads, d], the fp32 softmax sum [tokens, heads], and with GQA the
  * per-query-head dK and dV [tokens, heads, d] before their sum over the
- * group (sized at 4 bytes an element, as NVIDIA's frontend sizes them). */
+ * group (sized at 4 bytes an element, as NVIDIA's frontend sizes them).
+ * Each holds ATTENTION_CUDNN_BWD_SLACK tokens more than the batch: the
+ * frontend sizes them by max_total_seq_len, which its own tests round up
+ * to 64 tokens and TransformerEngine to a bucket, so no engine has been
+ * run with them exactly full; the slack costs ~1 MiB at 32 heads. */
+#define ATTENTION_CUDNN_BWD_SLACK 128
 typedef struct attention_cudnn_bwd_layout {
     size_t dq_accum, softmax_sum, dk_full, dv_full, bytes; /* offsets from the extras' start */
 } attention_cudnn_bwd_layout;
@@ -192,9 +197,10 @@ static inline attention_cudnn_bwd_layout attention_cudnn_bwd_layout_of(int64_t n
                                                                        int heads, int kv_heads,
                                                                        int head_dim)
 {
-    const size_t full = attention_cudnn_align256((size_t)n_tokens * heads * head_dim * 4);
+    const size_t rows = (size_t)n_tokens + ATTENTION_CUDNN_BWD_SLACK;
+    const size_t full = attention_cudnn_align256(rows * heads * head_dim * 4);
     attention_cudnn_bwd_layout l = {.dq_accum = 0, .softmax_sum = full};
-    l.dk_full = l.softmax_sum + attention_cudnn_align256((size_t)n_tokens * heads * 4);
+    l.dk_full = l.softmax_sum + attention_cudnn_align256(rows * heads * 4);
     l.dv_full = l.dk_full + (heads != kv_heads ? full : 0);
     l.bytes = l.dv_full + (heads != kv_heads ? full : 0);
     return l;

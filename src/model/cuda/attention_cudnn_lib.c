@@ -47,6 +47,25 @@ static int load_api(attention_cudnn *a, kpo_error *err)
     return KPO_OK;
 }
 
+/* cuDNN compiles its fused attention kernels at run time with NVRTC, which
+ * its runtime-compiled engine library dlopen()s by name; that library's
+ * own RUNPATH ($ORIGIN: the cuDNN folder) and the loader's defaults need
+ * not reach the toolkit's lib64, where the CUDA image keeps libnvrtc.
+ * Loading it first, globally, makes that later lookup by soname succeed.
+ * Best effort: without it cuDNN refuses the plan and says why. */
+static void preload_nvrtc(void)
+{
+    char pip[1024] = "";
+    const char *env = getenv("KPO_CUDNN_LIB"); /* .../nvidia/cudnn/lib */
+    if (env && *env)
+        snprintf(pip, sizeof pip, "%s/../../cuda_nvrtc/lib/libnvrtc.so.13", env);
+    const char *const names[] = {"libnvrtc.so.13", "/usr/local/cuda/lib64/libnvrtc.so.13", pip};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (names[i][0] && dlopen(names[i], RTLD_NOW | RTLD_GLOBAL))
+            return;
+    (void)dlerror(); /* not this call's error to report */
+}
+
 /* libcudnn.so.9 from KPO_CUDNN_LIB (what tests/gpu/sysroot.sh exports), the
  * folder it was found in at build time, then wherever the loader looks
  * (rpath, LD_LIBRARY_PATH, the system). */
@@ -61,6 +80,7 @@ static int open_library(attention_cudnn *a, kpo_error *err)
 #endif
     snprintf(paths[2], sizeof paths[2], "libcudnn.so.9");
     const char *why = "not found";
+    preload_nvrtc();
     for (int i = 0; i < 3 && !a->lib; i++) {
         if (!paths[i][0])
             continue;
