@@ -45,6 +45,12 @@ static cli_option OPTIONS[] = {
                            "(benchmark, problem, sample) (never overwritten)", NULL},
     {"device", "cpu|cuda", "where the model computes (default cpu; cuda: bf16, one GPU per rank)",
      NULL},
+    {"decode-attention", "block|split", "--device cuda: decode attention (default block; split: "
+                                        "split-KV, new, unmeasured; docs/cuda.md)", NULL},
+    {"prefill-attention", "decode|flash", "--device cuda: prompts' attention (default decode; "
+                                          "flash: the training kernel, new, unmeasured)", NULL},
+    {"decode-graphs", "true|false", "--device cuda: replay decode steps as CUDA graphs (default "
+                                    "false; new, unmeasured)", NULL},
     {"stop", "model|chat|LIST", "what ends a response (default model: end-of-text and the "
                                 "model's generation_config.json eos ids, as the paper's code)",
      NULL},
@@ -80,6 +86,34 @@ static int read_schedule(rollout_schedule *out, kpo_error *err)
         *out = ROLLOUT_REFILL;
     else
         return error_set(err, "--schedule must be waves or refill, not '%s'", text);
+    return KPO_OK;
+}
+
+/* --NAME, one of the choices a|b (the first the default): *out its index. */
+static int read_choice(const char *name, const char *first, const char *second, int *out,
+                       kpo_error *err)
+{
+    const char *text = cli_get(&SPEC, name);
+    if (!text || strcmp(text, first) == 0)
+        *out = 0;
+    else if (strcmp(text, second) == 0)
+        *out = 1;
+    else
+        return error_set(err, "--%s must be %s or %s, not '%s'", name, first, second, text);
+    return KPO_OK;
+}
+
+/* The decode paths of --device cuda, as model.* spells them in kpo train. */
+static int read_gpu_paths(gpu_model_options *o, kpo_error *err)
+{
+    int split, flash, graphs;
+    if (read_choice("decode-attention", "block", "split", &split, err) != KPO_OK ||
+        read_choice("prefill-attention", "decode", "flash", &flash, err) != KPO_OK ||
+        read_choice("decode-graphs", "false", "true", &graphs, err) != KPO_OK)
+        return KPO_ERR;
+    o->decode_attention = split ? GPU_DECODE_ATTENTION_SPLIT : GPU_DECODE_ATTENTION_BLOCK;
+    o->prefill_attention = flash ? GPU_PREFILL_ATTENTION_FLASH : GPU_PREFILL_ATTENTION_DECODE;
+    o->decode_graphs = graphs;
     return KPO_OK;
 }
 
@@ -160,6 +194,8 @@ static int read_settings(int argc, char **argv, eval_settings *c, kpo_error *err
                          c->dump_path);
     if (model_device_parse(device ? device : "cpu", &c->device, err) != KPO_OK)
         return error_prefix(err, "--");
+    if (read_gpu_paths(&c->gpu, err) != KPO_OK)
+        return KPO_ERR;
     if (!file_exists(c->model_dir))
         return error_set(err, "--model %s: no such directory", c->model_dir);
     if (file_exists(c->out_path))

@@ -28,7 +28,8 @@ const char *eval_device_dtype(model_device device)
     return device == MODEL_DEVICE_CUDA ? "bf16" : "fp32";
 }
 
-int eval_device_open(model_backend *be, model_device device, model *m, kpo_error *err)
+int eval_device_open(model_backend *be, model_device device, const gpu_model_options *paths,
+                     model *m, kpo_error *err)
 {
     memset(be, 0, sizeof *be);
     if (device == MODEL_DEVICE_CPU) {
@@ -49,9 +50,15 @@ int eval_device_open(model_backend *be, model_device device, model *m, kpo_error
     int first = comm_world_first_failure(status != KPO_OK);
     if (first < 0) {
         /* Decoding sizes its KV cache and prefill activations from the
-         * memory free when it begins; there is no training batch to plan. */
+         * memory free when it begins; there is no training batch to plan.
+         * From paths only the decode paths. */
         gpu_model_options o;
         memset(&o, 0, sizeof o);
+        if (paths) {
+            o.decode_attention = paths->decode_attention;
+            o.prefill_attention = paths->prefill_attention;
+            o.decode_graphs = paths->decode_graphs;
+        }
         status = model_backend_cuda_create(be, m, NULL, &o, err);
         first = comm_world_first_failure(status != KPO_OK);
     }

@@ -22,7 +22,10 @@ const char *eval_device_dtype(model_device device);
  * rank without a GPU never leaves the others waiting. Returns the lowest
  * rank that failed, or -1 when all are ready; err, on the ranks that
  * failed, says why ("--device cuda: no usable GPU: ..."). be is always
- * safe to model_backend_free afterwards. */
-int eval_device_open(model_backend *be, model_device device, model *m, kpo_error *err);
+ * safe to model_backend_free afterwards. paths (may be NULL: the
+ * defaults): on cuda, the decode paths to take (decode_attention,
+ * prefill_attention, decode_graphs; its other fields are not read). */
+int eval_device_open(model_backend *be, model_device device, const gpu_model_options *paths,
+                     model *m, kpo_error *err);
 
 #endif

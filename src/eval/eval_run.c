@@ -59,6 +59,17 @@ static size_t describe_settings(const eval_settings *c, char values[][64], evalf
      * from two devices are two measurements, not one repeated. */
     attrs[n++] = (evalfile_attr){"device", model_device_name(c->device)};
     attrs[n++] = (evalfile_attr){"dtype", eval_device_dtype(c->device)};
+    if (c->device == MODEL_DEVICE_CUDA) { /* the kernels that decoded: bf16 sums differ */
+        attrs[n++] = (evalfile_attr){"decode_attention",
+                                     c->gpu.decode_attention == GPU_DECODE_ATTENTION_SPLIT
+                                         ? "split"
+                                         : "block"};
+        attrs[n++] = (evalfile_attr){"prefill_attention",
+                                     c->gpu.prefill_attention == GPU_PREFILL_ATTENTION_FLASH
+                                         ? "flash"
+                                         : "decode"};
+        attrs[n++] = (evalfile_attr){"decode_graphs", c->gpu.decode_graphs ? "true" : "false"};
+    }
     /* Like max_batch it should not change a draw, yet can in the last bits
      * of the CPU's batched products (docs/train.md, "Rollout schedule"). */
     attrs[n++] = (evalfile_attr){"schedule",
@@ -194,7 +205,7 @@ int eval_run(eval_settings *c, int status, int rank, int size, kpo_error *err)
      * that saw one, and nobody is left waiting in a collective. */
     int first_failed = comm_world_first_failure(status != KPO_OK);
     if (first_failed < 0)
-        first_failed = eval_device_open(&be, c->device, &m, err);
+        first_failed = eval_device_open(&be, c->device, &c->gpu, &m, err);
     if (first_failed == rank)
         fprintf(stderr, "kpo: %s\n", err->message);
     if (first_failed < 0 && rank == 0) {

@@ -35,6 +35,8 @@ typedef struct eval_settings {
     eval_prompt_options prompts;
     eval_defaults defaults; /* what the run used, for the options not given */
     model_device device;
+    gpu_model_options gpu;  /* --device cuda: the decode paths (decode_attention,
+                               prefill_attention, decode_graphs); the rest unused */
     const char *bench_specs[EVAL_MAX_BENCHES];
     size_t n_benches;
     /* The defaultable options the command line gave (print_settings says

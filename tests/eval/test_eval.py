@@ -108,6 +108,21 @@ def test_device_cpu_is_the_default(work):
             assert np.array_equal(a["bench"][name]["correct"][:], b["bench"][name]["correct"][:])
 
 
+def test_gpu_paths_leave_the_cpu_alone(work):
+    """The decode paths of --device cuda are accepted and change nothing on
+    the CPU (nor are they recorded: the CPU has one path)."""
+    default, paths = work / "paths-default.h5", work / "paths-new.h5"
+    run_eval(work, default)
+    run_eval(work, paths, "--decode-attention", "split", "--prefill-attention", "flash",
+             "--decode-graphs", "true")
+    with h5py.File(default, "r") as a, h5py.File(paths, "r") as b:
+        assert {k: v for k, v in a.attrs.items() if k != "created"} == \
+               {k: v for k, v in b.attrs.items() if k != "created"}
+        assert "decode_attention" not in b.attrs
+        for name in ("arith", "small"):
+            assert np.array_equal(a["bench"][name]["correct"][:], b["bench"][name]["correct"][:])
+
+
 def gpu_count():
     found = re.search(r"^devices: (\d+) GPU", kpo("info").stdout.decode(), re.MULTILINE)
     return int(found.group(1)) if found else 0
@@ -159,6 +174,12 @@ def test_bad_input_fails_cleanly(work):
     clean_failure(work, out, *model, needle="at least one --bench")
     clean_failure(work, out, *model, "--bench", "arith", "--device", "gpu",
                   needle="--device = 'gpu': expected cpu or cuda")
+    clean_failure(work, out, *model, "--bench", "arith", "--decode-attention", "flash",
+                  needle="--decode-attention must be block or split, not 'flash'")
+    clean_failure(work, out, *model, "--bench", "arith", "--prefill-attention", "split",
+                  needle="--prefill-attention must be decode or flash, not 'split'")
+    clean_failure(work, out, *model, "--bench", "arith", "--decode-graphs", "yes",
+                  needle="--decode-graphs must be false or true, not 'yes'")
     assert not out.exists()
     out.write_bytes(b"precious")
     clean_failure(work, out, *model, "--bench", "arith", needle="already exists")
