@@ -420,10 +420,16 @@ warns=$(grep -c -E 'component_repository_open|mca_base_component' "$log" || true
       }
     }' "$refs" "$table"
   [ -s "$table.notes" ] && { echo "gpu suite notes:"; cat "$table.notes"; }
+  # A new path that fell back at run time (cuDNN refused, a graph capture
+  # failed) still prints rows, measured on the old path: say so here.
+  grep -E 'using the attention kernel from now on|decoding without CUDA graphs from now on' "$log" \
+    | awk '!seen[$0]++' | sed 's/^/    /' >"$build/fallbacks.tmp"
+  [ -s "$build/fallbacks.tmp" ] && { echo "NEW PATHS THAT FELL BACK (their rows measured the old path):"; cat "$build/fallbacks.tmp"; }
   grep -E '^step +[0-9]+/[0-9]+ ' "$log" | sed 's/^/    /' >"$build/progress.tmp"
   [ -s "$build/progress.tmp" ] && { echo "kpo train progress lines in the log (the train stages last):"; cat "$build/progress.tmp"; }
 } | tee -a "$log" "$log_dir/gpu-table.txt"
 status=0
 grep -q '^STAGE|.*\(FAILED\|TIMED OUT\)' "$table" && status=1
-rm -f "$table" "$table.notes" "$refs" "$build/rows.tmp" "$build/refinfo.tmp" "$build/progress.tmp"
+rm -f "$table" "$table.notes" "$refs" "$build/rows.tmp" "$build/refinfo.tmp" "$build/progress.tmp" \
+  "$build/fallbacks.tmp"
 exit $status
