@@ -225,6 +225,45 @@ static void check_train(const variant *v, fixture *f)
         fail_msg("%s: recompute changed the results", v->name);
 }
 
+/* model.attention = cudnn: the whole model's log-probs, entropies and
+ * every gradient against the CPU, with the same tolerances as the kernel
+ * (cuDNN's backward sums dQ with atomics: not bit-repeatable, so only
+ * tolerances). Where cuDNN cannot run here (missing, too old, no engine)
+ * the model falls back to the kernel and says why on stderr: then this
+ * says so and checks nothing new. */
+static void check_train_cudnn(const variant *v, fixture *f)
+{
+    print_message("%s: forward/backward with cuDNN's attention vs CPU\n", v->name);
+    float logp[N_TOKENS], entropy[N_TOKENS];
+    model_weights grads;
+    gpu_model_options o = options(1, 0);
+    o.attention = GPU_ATTENTION_CUDNN;
+    gpu_model *g;
+    CHECK_OK(gpu_model_create(&g, &f->m, &o, ERR));
+    CHECK_OK(model_weights_init(&f->m, &grads, ERR));
+    gpu_train_pass(f, g, logp, entropy, &grads);
+    const int used = g->opt.attention == GPU_ATTENTION_CUDNN;
+    gpu_model_destroy(g);
+    if (!used) {
+        print_message("  cuDNN fell back to the kernel (its reason is on stderr): nothing "
+                      "checked here\n");
+        model_weights_free(&grads);
+        return;
+    }
+    int ok = compare("log-probs", logp, f->logp, N_TOKENS, OUT_TOL_PCT / 100.0,
+                     OUT_RMS_PCT / 100.0);
+    ok &= compare("entropies", entropy, f->entropy, N_TOKENS, OUT_TOL_PCT / 100.0,
+                  OUT_RMS_PCT / 100.0);
+    for (size_t k = 0; k < f->m.n_params_table; k++) {
+        const model_param *p = &f->m.params[k];
+        ok &= compare(p->name, grads.data + p->offset, f->grads.data + p->offset, p->numel,
+                      GRAD_TOL_PCT / 100.0, GRAD_RMS_PCT / 100.0);
+    }
+    model_weights_free(&grads);
+    if (!ok)
+        fail_msg("%s: GPU with cuDNN's attention outside tolerance (see above)", v->name);
+}
+
 /* log p(token | row's logits), in double. */
 static float log_softmax_at(const float *z, int64_t V, int32_t token)
 {
@@ -824,6 +863,7 @@ static void run_variant(int k)
     memset(&f, 0, sizeof f);
     fixture_init(&f, &VARIANTS[k], 1234 + (uint64_t)k);
     check_train(&VARIANTS[k], &f);
+    check_train_cudnn(&VARIANTS[k], &f);
     check_decode(&VARIANTS[k], &f);
     check_decode_split_vs_block(&VARIANTS[k], &f);
     check_prefill_flash(&VARIANTS[k], &f);
