@@ -2,7 +2,7 @@
  * over a bf16 KV cache, and sampling from the last step's logits. A
  * prefill is a step with whole prompts; positions continue from each
  * slot's cached length. With model.decode_graphs, pure decode steps replay
- * a CUDA graph of their device work (decode_graph_cache.h). */
+ * a CUDA graph of their device work (model_cuda_decode_graph.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +16,7 @@
 #include "model/cuda/kernels_norm.h"
 #include "model/cuda/kernels_residual.h"
 #include "model/cuda/kernels_sample.h"
+#include "model/cuda/model_cuda_decode_step.h"
 #include "model/cuda/model_cuda_internal.h"
 
 
@@ -75,9 +76,7 @@ void gpu_model_kv_cache_free(gpu_model *g)
     gpu_decode_state *d = &g->dec;
     if (g->stream)
         cudaStreamSynchronize((cudaStream_t)g->stream);
-    for (int k = 0; k < DECODE_GRAPHS_MAX; k++)
-        if (d->graphs.entries[k].exec)
-            cudaGraphExecDestroy((cudaGraphExec_t)d->graphs.entries[k].exec);
+    decode_graphs_destroy(d);
     gpu_free(d->k_cache);
     gpu_free(d->v_cache);
     free(d->lengths);
@@ -227,20 +226,6 @@ static int upload_step(gpu_model *g, int64_t n_seqs, const int64_t *slots, const
     return rc;
 }
 
-/* One step's attention, the same in every layer (decode_step_plan.h): the
- * leading fresh prompts through the training forward's flash kernel
- * (prefill_attention = flash), the other sequences through the decode
- * attention (block or split). */
-typedef struct step_attention {
-    gpu_attention_shape fresh; /* sequences [0, n_fresh), query rows [0, fresh tokens);
-                                  n_seqs 0: none */
-    gpu_decode_shape rest;     /* the others, query rows from fresh.n_tokens on, offsets
-                                  rebased to 0; n_seqs 0: none */
-    int64_t split_plan_context; /* the split attention's plan: 0 for rest.max_context; graph
-                                   steps the context rounded up to a power of two, the same
-                                   plan for every step of the graph (decode_graph_cache.h) */
-} step_attention;
-
 /* all: the whole step (what the KV-cache write takes); rest_offsets:
  * device, uploaded by upload_step when the plan has a fresh prefix. */
 static step_attention step_attention_make(const gpu_decode_shape *all, const decode_step_plan *p,
@@ -328,14 +313,6 @@ static int reserve_split_workspace(gpu_model *g, const step_attention *sa, kpo_e
     return gpu_buffer_reserve(&d->split_ws, bytes, "the split decode attention's workspace", err);
 }
 
-/* What one step's device work needs, made on the host before the work is
- * enqueued (directly, or under a graph capture). */
-typedef struct step_work {
-    int64_t T, n_seqs;
-    gpu_decode_shape all; /* the whole step: what the KV-cache write takes */
-    step_attention sa;
-} step_work;
-
 /* fixed: a graph step, whose split plan must not follow the context. */
 static step_work step_work_make(const gpu_model *g, int64_t n_seqs, int64_t T,
                                 const decode_step_plan *plan, bool fixed)
@@ -367,7 +344,7 @@ static step_work step_work_make(const gpu_model *g, int64_t n_seqs, int64_t T,
  * (no allocation, synchronisation or copy, which a capture forbids), and
  * every host argument it passes follows from w's sizes and the decode
  * state's buffers: max_context only feeds the entry points' checks. */
-static int step_enqueue(gpu_model *g, const step_work *w, kpo_error *err)
+int decode_step_enqueue(gpu_model *g, const step_work *w, kpo_error *err)
 {
     gpu_decode_state *d = &g->dec;
     const model_config *c = &g->shape.config;
@@ -391,89 +368,6 @@ static int step_enqueue(gpu_model *g, const step_work *w, kpo_error *err)
                             d->last, NULL, s, err));
     return gemm_lt_linear_f32(g->gemm, n_seqs, h, c->vocab_size, d->last, gpu_w(g, g->lm_head),
                               d->logits, s, err);
-}
-
-/* Records step_enqueue's work into an executable graph. A failure ends
- * the capture (the stream back to normal) and drops what it recorded. */
-static int graph_capture(gpu_model *g, const step_work *w, cudaGraphExec_t *exec, kpo_error *err)
-{
-    cudaStream_t s = (cudaStream_t)g->stream;
-    *exec = NULL;
-    TRY(cuda_check(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal),
-                   "decode graph: begin capture", err));
-    const int enqueued = step_enqueue(g, w, err);
-    cudaGraph_t graph = NULL;
-    const cudaError_t ended = cudaStreamEndCapture(s, &graph);
-    int rc = enqueued;
-    if (rc == KPO_OK)
-        rc = cuda_check(ended, "decode graph: end capture", err);
-    if (rc == KPO_OK)
-        rc = cuda_check(cudaGraphInstantiate(exec, graph, 0), "decode graph: instantiate", err);
-    if (graph)
-        cudaGraphDestroy(graph);
-    if (rc != KPO_OK) {
-        *exec = NULL;
-        (void)cudaGetLastError(); /* reported here, not by the next unrelated check */
-    }
-    return rc;
-}
-
-/* A new graph for w's batch, into the cache (replacing a stale one of the
- * same batch, or the least recently used). */
-static int graph_add(gpu_model *g, const step_work *w, decode_graph_entry **out, kpo_error *err)
-{
-    gpu_decode_state *d = &g->dec;
-    cudaGraphExec_t exec;
-    TRY(graph_capture(g, w, &exec, err));
-    const int64_t context = w->sa.split_plan_context;
-    decode_graph_entry *e = decode_graph_slot(&d->graphs, w->n_seqs, context);
-    if (e->exec) /* a launch still in flight completes first (cudaGraphExecDestroy) */
-        cudaGraphExecDestroy((cudaGraphExec_t)e->exec);
-    decode_graph_store(&d->graphs, e, w->n_seqs, context, d->graph_generation, exec);
-    d->graph_captures++;
-    *out = e;
-    return KPO_OK;
-}
-
-/* Whether a step of w's key (batch, split plan context) on the current
- * buffers ran directly before (the warm-up: that run loaded its kernels
- * and built cuBLASLt's plans, work that may make calls a capture
- * forbids); if not, it is the warm-up now. */
-static bool graph_warm(gpu_decode_state *d, const step_work *w)
-{
-    if (d->graph_warm_n_seqs == w->n_seqs && d->graph_warm_context == w->sa.split_plan_context &&
-        d->graph_warm_generation == d->graph_generation)
-        return true;
-    d->graph_warm_n_seqs = w->n_seqs;
-    d->graph_warm_context = w->sa.split_plan_context;
-    d->graph_warm_generation = d->graph_generation;
-    return false;
-}
-
-/* The step's work through its batch's graph, captured at the batch's
- * second step on the current buffers (the first runs directly: the
- * warm-up). Any CUDA failure on the way (capture, instantiation, launch)
- * prints one line, turns graphs off for this model and runs the step
- * directly instead: a run never fails because of graphs. Running it again
- * after a failed launch is safe: the step only writes what its uploaded
- * inputs determine. */
-static int graph_step(gpu_model *g, const step_work *w, kpo_error *err)
-{
-    gpu_decode_state *d = &g->dec;
-    decode_graph_entry *e = decode_graph_find(&d->graphs, w->n_seqs, w->sa.split_plan_context,
-                                              d->graph_generation);
-    if (d->graphs_eager || (!e && !graph_warm(d, w)))
-        return step_enqueue(g, w, err);
-    kpo_error why;
-    if ((e || graph_add(g, w, &e, &why) == KPO_OK) &&
-        cuda_check(cudaGraphLaunch((cudaGraphExec_t)e->exec, (cudaStream_t)g->stream),
-                   "decode graph: launch", &why) == KPO_OK)
-        return KPO_OK;
-    (void)cudaGetLastError();
-    fprintf(stderr, "kpo: model.decode_graphs: %s; decoding without CUDA graphs from now on\n",
-            why.message);
-    g->opt.decode_graphs = false; /* the graphs made so far go with the KV cache */
-    return step_enqueue(g, w, err);
 }
 
 int gpu_model_decode_step(gpu_model *g, int64_t n_seqs, const int64_t *slots,
@@ -501,7 +395,7 @@ int gpu_model_decode_step(gpu_model *g, int64_t n_seqs, const int64_t *slots,
     const bool graph = g->opt.decode_graphs && decode_graph_step_pure(n_seqs, n_new, plan.n_fresh);
     const step_work w = step_work_make(g, n_seqs, T, &plan, graph);
     TRY(reserve_split_workspace(g, &w.sa, err));
-    TRY(graph ? graph_step(g, &w, err) : step_enqueue(g, &w, err));
+    TRY(graph ? decode_graph_step(g, &w, err) : decode_step_enqueue(g, &w, err));
     if (logits_host)
         TRY(gpu_download(g, logits_host, d->logits, (size_t)n_seqs * (size_t)V * sizeof(float),
                          "decode: logits", err));
