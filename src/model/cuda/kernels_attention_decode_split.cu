@@ -587,20 +587,33 @@ static int split_run(const char *what, const gpu_decode_shape *s, int64_t plan_c
     return KPO_OK;
 }
 
-extern "C" int gpu_attention_decode_split(const gpu_decode_shape *s, const uint16_t *q,
-                                          const uint16_t *k_cache, const uint16_t *v_cache,
-                                          uint16_t *out, void *workspace, size_t workspace_bytes,
-                                          void *stream, kpo_error *err)
+/* Both entry points: the shape and pointers checked, then the run with
+ * the splits planned for plan_context (fixed: the caller's, checked;
+ * otherwise the step's own max_context). */
+static int split_entry(const char *what, const gpu_decode_shape *s, bool fixed,
+                       int64_t plan_context, const uint16_t *q, const uint16_t *k_cache,
+                       const uint16_t *v_cache, uint16_t *out, void *workspace,
+                       size_t workspace_bytes, void *stream, kpo_error *err)
 {
-    const char *what = "gpu_attention_decode_split";
     const void *ptrs[] = {q, k_cache, v_cache, out};
     const char *names[] = {"q", "k_cache", "v_cache", "out"};
     if (gpu_decode_check_call(s, what, ptrs, names, 4, err) != KPO_OK)
         return KPO_ERR;
     if (s->n_queries == 0)
         return KPO_OK;
-    return split_run(what, s, s->max_context, q, k_cache, v_cache, out, workspace,
-                     workspace_bytes, stream, err);
+    if (fixed && split_check_plan_context(s, plan_context, what, err) != KPO_OK)
+        return KPO_ERR;
+    return split_run(what, s, fixed ? plan_context : s->max_context, q, k_cache, v_cache, out,
+                     workspace, workspace_bytes, stream, err);
+}
+
+extern "C" int gpu_attention_decode_split(const gpu_decode_shape *s, const uint16_t *q,
+                                          const uint16_t *k_cache, const uint16_t *v_cache,
+                                          uint16_t *out, void *workspace, size_t workspace_bytes,
+                                          void *stream, kpo_error *err)
+{
+    return split_entry("gpu_attention_decode_split", s, false, 0, q, k_cache, v_cache, out,
+                       workspace, workspace_bytes, stream, err);
 }
 
 extern "C" int gpu_attention_decode_split_fixed(const gpu_decode_shape *s, int64_t plan_context,
@@ -609,15 +622,6 @@ extern "C" int gpu_attention_decode_split_fixed(const gpu_decode_shape *s, int64
                                                 void *workspace, size_t workspace_bytes,
                                                 void *stream, kpo_error *err)
 {
-    const char *what = "gpu_attention_decode_split_fixed";
-    const void *ptrs[] = {q, k_cache, v_cache, out};
-    const char *names[] = {"q", "k_cache", "v_cache", "out"};
-    if (gpu_decode_check_call(s, what, ptrs, names, 4, err) != KPO_OK)
-        return KPO_ERR;
-    if (s->n_queries == 0)
-        return KPO_OK;
-    if (split_check_plan_context(s, plan_context, what, err) != KPO_OK)
-        return KPO_ERR;
-    return split_run(what, s, plan_context, q, k_cache, v_cache, out, workspace, workspace_bytes,
-                     stream, err);
+    return split_entry("gpu_attention_decode_split_fixed", s, true, plan_context, q, k_cache,
+                       v_cache, out, workspace, workspace_bytes, stream, err);
 }
