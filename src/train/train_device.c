@@ -11,6 +11,7 @@
 #include "comm/comm_learner.h"
 #include "comm/comm_train.h"
 #include "model/cuda/cuda_probe.h"
+#include "train/train_gpu_options.h"
 
 /* The probe's "no usable GPU (why)" as just "why". */
 static const char *probe_reason(char *why)
@@ -67,52 +68,6 @@ static int open_transport(MPI_Comm comm, MPI_Comm world, const comm_gpu_ids *ids
                      : comm_host_staged_init(host, comm, err);
     *failed = comm_first_failure(world, status);
     return status;
-}
-
-/* The largest packed batch this rank runs a training forward on: a
- * learner's micro-batch (learner.micro_batch_tokens, but never less than
- * one sequence: the longest prompt plus max_new_tokens), or without
- * micro-batches its whole share of a mini-batch (for the old log-probs and
- * the update alike). 0 on a rollout-only rank: decode steps have their own
- * activations, counted with the KV cache (the plan's decode_* items). */
-static int64_t forward_tokens_bound(const train_settings *s, const comm_roles *r,
-                                    int64_t longest_prompt)
-{
-    if (!r->is_learner)
-        return 0;
-    const int64_t G = s->learner.group_size, M = s->learner.minibatches;
-    const int64_t minibatch = s->prompts_per_step / M * G;
-    const int64_t share = (minibatch + r->learner_size - 1) / r->learner_size;
-    const int64_t longest_sequence = longest_prompt + s->max_new_tokens;
-    const int64_t budget = s->learner.micro_batch_tokens;
-    return budget <= 0 ? share * longest_sequence
-                       : budget > longest_sequence ? budget : longest_sequence;
-}
-
-static gpu_model_options gpu_options(const train_settings *s, const comm_roles *r,
-                                     int64_t longest_prompt)
-{
-    gpu_model_options o;
-    memset(&o, 0, sizeof o);
-    o.train = r->is_learner;
-    o.recompute = s->recompute != TRAIN_RECOMPUTE_OFF;
-    o.recompute_auto = s->recompute == TRAIN_RECOMPUTE_AUTO;
-    o.max_tokens = forward_tokens_bound(s, r, longest_prompt);
-    o.logprob_chunk = 0; /* the model's default */
-    o.optim = s->optim;
-    o.attention = s->attention;
-    o.decode_attention = s->decode_attention;
-    o.prefill_attention = s->prefill_attention;
-    o.decode_graphs = s->decode_graphs;
-    if (r->is_rollout) {
-        o.decode_responses = s->prompts_per_step / r->rollout_size * s->learner.group_size;
-        o.decode_slots = o.decode_responses < s->max_batch ? o.decode_responses : s->max_batch;
-        o.decode_max_len = longest_prompt + s->max_new_tokens;
-        o.decode_prefill = longest_prompt;
-        o.decode_prefill_budget = s->prefill_tokens;
-        o.decode_refill = s->schedule == ROLLOUT_REFILL;
-    }
-    return o;
 }
 
 static int open_cpu(train_device *d, comm_roles *roles, model *m, adamw_state *opt,
@@ -249,7 +204,10 @@ static int open_cuda(train_device *d, const train_settings *s, comm_roles *roles
     if (*failed == COMM_NO_FAILURE)
         status = open_transport(roles->weight_sync, world, &ids, s->gpu_comm, "weight-sync",
                                 &sync, &d->sync_nccl, &d->sync_host, failed, err);
-    gpu_model_options o = gpu_options(s, roles, longest_prompt);
+    const train_rank_role role = {.learner = roles->is_learner, .rollout = roles->is_rollout,
+                                  .learner_size = roles->learner_size,
+                                  .rollout_size = roles->rollout_size};
+    gpu_model_options o = train_gpu_options(s, &role, longest_prompt);
     if (*failed == COMM_NO_FAILURE)
         status = create_models(d, roles, world, &ids, m, opt, &o, failed, err);
     if (*failed == COMM_NO_FAILURE && comm_gpu_share_rounds(ids.ids, ids.n) > 1) {
