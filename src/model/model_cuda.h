@@ -83,6 +83,8 @@ typedef struct gpu_memory_plan {
      * the rollout itself asks again at each step (gpu_model_kv_slots_fit). */
     size_t kv_slot;          /* one slot's K and V, every layer (gpu_decode_kv_bytes) */
     int64_t kv_slots;        /* slots that fit (at most options.decode_slots) */
+    int64_t kv_slots_room;   /* slots the memory holds for the step's responses, whatever
+                                rollout.max_batch says (0: device memory unknown) */
     size_t kv_cache;         /* kv_slots slots: gpu_decode_bytes(kv_slots) */
     int64_t decode_waves;    /* schedule = waves: rounds of kv_slots for decode_responses */
 } gpu_memory_plan;

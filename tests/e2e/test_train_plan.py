@@ -66,6 +66,13 @@ def test_paper_rollout_on_one_h200(model_4b):
     total = gib(both, "total")
     assert total + gib(both, "KV cache (bf16) + decode") <= 141e9 / GIB
     assert "of 131.316 GiB free" in both and ": fits" in both
+    # A smaller rollout.max_batch caps the slots, and the plan says how many
+    # the memory would have held.
+    capped = sections(plan(model_4b, "--gpu-memory", "141", "--set",
+                           "rollout.max_batch=64").stdout)["every rank, learner and rollout"]
+    assert re.search(r"64 of 64 slots", capped)
+    assert f"rollout.max_batch = 64 caps them: {slots} would fit" in capped
+    assert "256 responses a step in 4 wave(s) of up to 64" in capped
 
 
 def test_separate_rollout_ranks_and_recompute_auto(model_4b):

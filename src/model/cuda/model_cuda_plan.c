@@ -68,7 +68,7 @@ bool gpu_memory_plan_skip_recompute(const gpu_memory_plan *with, const gpu_memor
 void gpu_memory_plan_kv(gpu_memory_plan *p, const model_config *c, const gpu_model_options *o)
 {
     p->kv_slot = p->kv_cache = 0;
-    p->kv_slots = p->decode_waves = 0;
+    p->kv_slots = p->decode_waves = p->kv_slots_room = 0;
     if (o->decode_slots < 1 || o->decode_max_len < 1)
         return;
     const int64_t len = o->decode_max_len, prompt = o->decode_prefill;
@@ -83,10 +83,13 @@ void gpu_memory_plan_kv(gpu_memory_plan *p, const model_config *c, const gpu_mod
                                                          (int)c->head_dim, len, 132)
                              : 0;
     int64_t slots = o->decode_slots;
+    p->kv_slots_room = 0;
     if (p->device_free > 0) {
         const size_t taken = p->total + GPU_MODEL_DECODE_RESERVE;
         const size_t left = p->device_free > taken ? p->device_free - taken : 0;
         slots = gpu_decode_slots_within(c, slots, len, prompt, budget, extra, left);
+        p->kv_slots_room =
+            gpu_decode_slots_within(c, o->decode_responses, len, prompt, budget, extra, left);
     }
     p->kv_slots = slots;
     p->kv_cache = slots > 0 ? gpu_decode_bytes(c, slots, len, prompt, budget) + extra : 0;
@@ -145,6 +148,9 @@ static void plan_print_kv(const gpu_memory_plan *p, const gpu_model_options *o, 
              (double)p->kv_slot / GIB,
              p->device_free > 0 ? ", in what the total leaves" : " (device memory unknown)");
     plan_line(out, "KV cache (bf16) + decode", p->kv_cache, note);
+    if (p->kv_slots_room > p->kv_slots)
+        fprintf(out, "  %-26s %13s  rollout.max_batch = %lld caps them: %lld would fit\n", "", "",
+                (long long)o->decode_slots, (long long)p->kv_slots_room);
     if (o->decode_prefill_budget > 0)
         fprintf(out, "  %-26s %13s  at most %lld prompt tokens a step (rollout.prefill_tokens)\n",
                 "", "", (long long)o->decode_prefill_budget);
