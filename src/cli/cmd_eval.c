@@ -76,19 +76,6 @@ static int read_int(const char *name, long long fallback, long long low, long lo
     return KPO_OK;
 }
 
-/* --schedule, as rollout.schedule spells it. */
-static int read_schedule(rollout_schedule *out, kpo_error *err)
-{
-    const char *text = cli_get(&SPEC, "schedule");
-    if (!text || strcmp(text, "waves") == 0)
-        *out = ROLLOUT_WAVES;
-    else if (strcmp(text, "refill") == 0)
-        *out = ROLLOUT_REFILL;
-    else
-        return error_set(err, "--schedule must be waves or refill, not '%s'", text);
-    return KPO_OK;
-}
-
 /* --NAME, one of the choices a|b (the first the default): *out its index. */
 static int read_choice(const char *name, const char *first, const char *second, int *out,
                        kpo_error *err)
@@ -114,6 +101,16 @@ static int read_gpu_paths(gpu_model_options *o, kpo_error *err)
     o->decode_attention = split ? GPU_DECODE_ATTENTION_SPLIT : GPU_DECODE_ATTENTION_BLOCK;
     o->prefill_attention = flash ? GPU_PREFILL_ATTENTION_FLASH : GPU_PREFILL_ATTENTION_DECODE;
     o->decode_graphs = graphs;
+    return KPO_OK;
+}
+
+/* --schedule, as rollout.schedule spells it. */
+static int read_schedule(rollout_schedule *out, kpo_error *err)
+{
+    int refill;
+    if (read_choice("schedule", "waves", "refill", &refill, err) != KPO_OK)
+        return KPO_ERR;
+    *out = refill ? ROLLOUT_REFILL : ROLLOUT_WAVES;
     return KPO_OK;
 }
 

@@ -163,6 +163,13 @@ static void test_kv_cache_planned(void **state)
     assert_true(pb.kv_slots > p.kv_slots);
     assert_true(gpu_decode_bytes(&c, pb.kv_slots, 5120, 1024, 16384) <= left);
     assert_true(gpu_decode_bytes(&c, pb.kv_slots + 1, 5120, 1024, 16384) > left);
+    /* What the budget saves: the activations of a step that prefills all
+     * 256 prompts at once, against those of at most 16384 prompt tokens. */
+    const size_t all_at_once = gpu_decode_bytes(&c, 256, 5120, 1024, 0);
+    const size_t capped = gpu_decode_bytes(&c, 256, 5120, 1024, 16384);
+    print_message("256 prompts of 1024 in one step: %.1f GiB more than 16384 tokens a step\n",
+                  (double)(all_at_once - capped) / (1 << 30));
+    assert_true(all_at_once - capped > (size_t)25 << 30);
     /* A budget below one prompt still feeds that prompt (whole). */
     assert_int_equal(gpu_decode_bytes(&c, 4, 5120, 1024, 1),
                      gpu_decode_bytes(&c, 4, 5120, 1024, 1024));

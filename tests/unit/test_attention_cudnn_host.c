@@ -150,6 +150,8 @@ static void test_backward_buffers(void **state)
     assert_int_equal(g.dk_full, full + rows * 32 * 4);
     assert_int_equal(g.dv_full, g.dk_full + full);
     assert_int_equal(g.bytes, g.dv_full + full);
+    print_message("backward buffers at 5120 tokens, 32/8 heads, d 128: %.1f MB\n",
+                  (double)g.bytes / 1e6);
     /* MHA writes dK, dV directly: no per-head buffers. */
     const attention_cudnn_bwd_layout m = attention_cudnn_bwd_layout_of(37, 4, 4, 64);
     assert_int_equal(m.dk_full, m.dv_full);

@@ -284,6 +284,10 @@ static void test_split_plan(void **state)
     assert_int_equal(p.head_chunks, 1);
     assert_int_equal(p.n_splits, 64);
     assert_int_equal(p.split_len, 64);
+    /* 8 sequences at 4096: 64 units want 17 splits of 241 keys (1088 blocks). */
+    p = att_split_plan_make(8, 32, 8, 128, 4096, 132);
+    assert_int_equal(p.n_splits, 17);
+    assert_int_equal(p.split_len, 241);
     /* 64 sequences at 4096: 512 units want 3 splits, 1024 keys force 4. */
     p = att_split_plan_make(64, 32, 8, 128, 4096, 132);
     assert_int_equal(p.n_splits, 4);
