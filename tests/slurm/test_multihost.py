@@ -65,6 +65,37 @@ def why_no_namespaces():
     return None
 
 
+# A TCP listener and a one-shot connect, run inside the namespaces.
+LISTEN = ("import socket, sys\n"
+          "server = socket.create_server((sys.argv[1], 0))\n"
+          "print(server.getsockname()[1], flush=True)\n"
+          "while True:\n"
+          "    server.accept()[0].close()\n")
+CONNECT = "import socket, sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2).close()"
+
+
+def wait_until_reachable(ns_from, ns_to, addr_to, timeout=30):
+    """Wait until a TCP connection from one host to the other succeeds.
+
+    A link that is up again is not yet a usable network: the address
+    resolution the cut left failed or pending makes connect() fail at once
+    with EHOSTUNREACH for a while. Open MPI's remote daemon gives up on the
+    first such failure, and as it has already daemonized, mpirun never hears
+    of it and waits forever for it to report in. A real host that comes back
+    is usable before anyone relaunches on it; this makes the test's host so."""
+    listener = subprocess.Popen(["ip", "netns", "exec", ns_to, sys.executable, "-c", LISTEN, addr_to],
+                                stdout=subprocess.PIPE, text=True)
+    try:
+        port = listener.stdout.readline().strip()
+        assert port.isdigit(), f"no listener in {ns_to}"
+        probe = ["ip", "netns", "exec", ns_from, sys.executable, "-c", CONNECT, addr_to, port]
+        wait_for(lambda: subprocess.run(probe, capture_output=True, timeout=10).returncode == 0, timeout,
+                 interval=0.2, what=f"{ns_from} to reach {addr_to}")
+    finally:
+        listener.kill()
+        listener.wait(timeout=30)
+
+
 @pytest.fixture
 def two_hosts():
     reason = why_no_namespaces()
@@ -80,6 +111,8 @@ def two_hosts():
             ip("-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
             ip("-n", ns, "link", "set", "lo", "up")
             ip("-n", ns, "link", "set", dev, "up")
+        wait_until_reachable(ns_b, ns_a, addr_a)
+        wait_until_reachable(ns_a, ns_b, addr_b)
         yield HOSTS
     finally:
         for ns, _, _ in HOSTS.values():
@@ -166,6 +199,10 @@ def test_two_hosts_link_cut_fails_fast_then_resumes(two_hosts, tmp_path):
 
     # The link comes back; the same command resumes from the newest checkpoint.
     ip("-n", ns_a, "link", "set", two_hosts["a"][2], "up")
+    for ns in (ns_a, ns_b):
+        ip("-n", ns, "neigh", "flush", "all")
+    wait_until_reachable(ns_b, ns_a, two_hosts["a"][1])
+    wait_until_reachable(ns_a, ns_b, two_hosts["b"][1])
     resumed = run(train_command(model, runs, steps), env=env, timeout=320)
     assert "resuming" in resumed.stdout and "--resume" in resumed.stdout, resumed.stdout
     assert f"finished at step {steps}" in resumed.stdout, resumed.stdout + resumed.stderr
