@@ -280,16 +280,6 @@ int model_backend_decode_begin(model_backend *b, int64_t n_slots, int64_t max_le
     return error_set(err, "model backend: unknown device");
 }
 
-void model_backend_decode_reset(model_backend *b)
-{
-    if (!b->have_cache)
-        return;
-    if (b->device == MODEL_DEVICE_CUDA)
-        gpu_model_kv_cache_reset(b->gpu);
-    else
-        memset(b->cache.lengths, 0, (size_t)b->cache.n_slots * sizeof *b->cache.lengths);
-}
-
 int model_backend_decode_release(model_backend *b, int64_t n, const int64_t *slots,
                                  kpo_error *err)
 {
@@ -297,13 +287,7 @@ int model_backend_decode_release(model_backend *b, int64_t n, const int64_t *slo
         return error_set(err, "model backend: slot release before decode begin");
     if (b->device == MODEL_DEVICE_CUDA)
         return gpu_model_kv_cache_release(b->gpu, n, slots, err);
-    for (int64_t i = 0; i < n; i++) {
-        if (slots[i] < 0 || slots[i] >= b->cache.n_slots)
-            return error_set(err, "decode: slot %lld outside [0, %lld)", (long long)slots[i],
-                             (long long)b->cache.n_slots);
-        b->cache.lengths[slots[i]] = 0;
-    }
-    return KPO_OK;
+    return model_decode_release(b->cache.n_slots, b->cache.lengths, n, slots, err);
 }
 
 int model_backend_decode_step(model_backend *b, int64_t n_seqs, const int64_t *slots,

@@ -124,8 +124,6 @@ int64_t model_backend_decode_slots(const model_backend *b, int64_t wanted, int64
                                    int64_t prefill_tokens, int64_t prefill_budget);
 int model_backend_decode_begin(model_backend *b, int64_t n_slots, int64_t max_len,
                                kpo_error *err);
-/* Empties every slot (a new chunk of sequences). */
-void model_backend_decode_reset(model_backend *b);
 /* Empties slots[0..n) only: their sequences ended, and the next step may
  * prefill new prompts there while the other slots keep decoding. */
 int model_backend_decode_release(model_backend *b, int64_t n, const int64_t *slots,

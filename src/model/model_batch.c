@@ -55,3 +55,15 @@ int model_decode_check(int64_t vocab, int64_t n_slots, int64_t max_len, const in
     *total = T;
     return KPO_OK;
 }
+
+int model_decode_release(int64_t n_slots, int64_t *lengths, int64_t n, const int64_t *slots,
+                         kpo_error *err)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (slots[i] < 0 || slots[i] >= n_slots)
+            return error_set(err, "decode: slot %lld out of range [0, %lld)", (long long)slots[i],
+                             (long long)n_slots);
+    for (int64_t i = 0; i < n; i++)
+        lengths[slots[i]] = 0;
+    return KPO_OK;
+}

@@ -33,4 +33,9 @@ int model_decode_check(int64_t vocab, int64_t n_slots, int64_t max_len, const in
                        int64_t n_seqs, const int64_t *slots, const int64_t *n_new,
                        const int32_t *tokens, int64_t *total, kpo_error *err);
 
+/* Empties slots[0..n) of such a cache (their sequences ended), each
+ * checked in range first. Shared by the CPU and GPU decoders. */
+int model_decode_release(int64_t n_slots, int64_t *lengths, int64_t n, const int64_t *slots,
+                         kpo_error *err);
+
 #endif

@@ -185,10 +185,11 @@ int64_t gpu_model_adamw_steps(const gpu_model *g);
 
 /* Batched decoding, as model_kv_cache / model_decode_step. The cache is
  * bf16 [layers, n_slots, max_len, kv_heads, head_dim] for K and for V.
- * gpu_model_kv_slots_fit: how many slots of max_len fit in the memory
- * free now, keeping `reserve` bytes back, counting with the cache the
- * activations of a prefill of prefill_tokens per slot (allocated at the
- * first step) and each sequence's logits. */
+ * gpu_model_kv_slots_fit: how many slots of max_len, at most `wanted`,
+ * fit in the memory free now, keeping `reserve` bytes back, counting with
+ * the cache a step's activations and logits (gpu_decode_bytes: prompts of
+ * prefill_tokens, at most prefill_budget prompt tokens a step when > 0)
+ * and the sampler's and split attention's workspaces. */
 int64_t gpu_model_kv_slots_fit(const gpu_model *g, int64_t wanted, int64_t max_len,
                                int64_t prefill_tokens, int64_t prefill_budget, size_t reserve);
 int gpu_model_kv_cache_init(gpu_model *g, int64_t n_slots, int64_t max_len, kpo_error *err);

@@ -63,6 +63,12 @@ def test_paper_rollout_on_one_h200(model_4b):
     assert 0 < slots < wanted               # 256 x 0.70 GiB does not fit beside the learner
     waves = int(re.search(r"256 responses a step in (\d+) wave", both).group(1))
     assert waves == -(-256 // slots)
+    # The numbers docs/cuda.md quotes: 67 GiB of training state (2 + 4 + 4
+    # + 8 bytes a parameter) leave room for 80 slots, so 4 waves.
+    state = sum(gib(both, item) for item in ("weights (bf16)", "master weights (fp32)",
+                                            "gradients (fp32)", "AdamW m, v (fp32)"))
+    assert state == pytest.approx(18 * n / GIB, abs=4e-3) and round(state) == 67
+    assert (slots, waves) == (80, 4)
     total = gib(both, "total")
     assert total + gib(both, "KV cache (bf16) + decode") <= 141e9 / GIB
     assert "of 131.316 GiB free" in both and ": fits" in both
@@ -83,12 +89,13 @@ def test_separate_rollout_ranks_and_recompute_auto(model_4b):
     assert set(s) == {"learner rank 0", "rollout rank 0"}
     # 10,240 tokens a micro-batch fit an H200 without recomputation.
     assert "training, recompute off (auto)" in s["learner rank 0"]
+    assert round(gib(s["learner rank 0"], "total")) == 107   # as docs/cuda.md says
     assert "KV cache" not in s["learner rank 0"]
     rollout = s["rollout rank 0"]
     assert "inference only" in rollout
     assert re.search(r"64 of 64 slots", rollout)      # 32 prompts / 4 ranks x 8
     assert "64 responses a step through 64 slots, each refilled" in rollout
-    # On a 40 GB GPU the same learner keeps recomputation.
+    # On an 80 GB GPU the same learner keeps recomputation.
     small = sections(plan(model_4b, "--ranks", 8, "--set", "rollout.ranks=4", "--set",
                           "learner.recompute=auto", "--gpu-memory", "80").stdout)
     assert "training, recompute on (auto)" in small["learner rank 0"]

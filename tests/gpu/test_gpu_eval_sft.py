@@ -159,8 +159,9 @@ def test_eval_sampled_cuda_matches_cpu(eval_model, sums, tmp_path, info, need_hd
 def test_eval_new_decode_paths_match_the_default(eval_model, sums, tmp_path, need_hdf5):
     """Split-KV decoding, prompts through the flash kernel, CUDA graphs and
     refilled slots (docs/cuda.md) against the default paths, greedy: the
-    same verdicts within bf16's reach, and the paths recorded."""
-    greedy = ["--k", 1, "--temperature", 0, "--max-batch", 16]
+    same verdicts within bf16's reach, and the paths recorded. --k above
+    --max-batch, so refill has slots to refill (docs/eval.md)."""
+    greedy = ["--k", 4, "--temperature", 0, "--max-batch", 3]
     old, old_acc = run_eval(eval_model, sums, tmp_path / "old.h5", "cuda", *greedy)
     new, new_acc = run_eval(eval_model, sums, tmp_path / "new.h5", "cuda", *greedy,
                             "--decode-attention", "split", "--prefill-attention", "flash",
@@ -170,6 +171,6 @@ def test_eval_new_decode_paths_match_the_default(eval_model, sums, tmp_path, nee
           f"verdict on {100 * agree:.0f}% of problems")
     with h5py.File(tmp_path / "new.h5", "r") as f:
         assert (f.attrs["decode_attention"], f.attrs["prefill_attention"],
-                f.attrs["decode_graphs"]) == ("split", "flash", "true")
+                f.attrs["decode_graphs"], f.attrs["schedule"]) == ("split", "flash", "true", "refill")
     assert abs(new_acc - old_acc) <= 0.10
     assert agree >= 0.90

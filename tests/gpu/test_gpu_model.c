@@ -40,6 +40,7 @@
 #include "gpu_skip.h"
 #include "gpu_test_util.h"
 #include "model/cpu/model_compute.h"
+#include "model/cuda/attention_cudnn.h"
 #include "model/cuda/model_cuda_internal.h" /* the decode graphs' counters and test switch */
 #include "model/model_cuda.h"
 #include "model/optimizer_adamw.h"
@@ -230,7 +231,8 @@ static void check_train(const variant *v, fixture *f)
  * (cuDNN's backward sums dQ with atomics: not bit-repeatable, so only
  * tolerances). Where cuDNN cannot run here (missing, too old, no engine)
  * the model falls back to the kernel and says why on stderr: then this
- * says so and checks nothing new. */
+ * says so and checks nothing new, and fails if the library itself was
+ * usable (the model's graphs were refused). */
 static void check_train_cudnn(const variant *v, fixture *f)
 {
     print_message("%s: forward/backward with cuDNN's attention vs CPU\n", v->name);
@@ -245,9 +247,19 @@ static void check_train_cudnn(const variant *v, fixture *f)
     const int used = g->opt.attention == GPU_ATTENTION_CUDNN;
     gpu_model_destroy(g);
     if (!used) {
-        print_message("  cuDNN fell back to the kernel (its reason is on stderr): nothing "
-                      "checked here\n");
         model_weights_free(&grads);
+        /* Nothing to compare; but a library that loads and opens a handle
+         * here and still fell back means the model's graphs were refused:
+         * that fails, so a run cannot pass this check vacuously. */
+        attention_cudnn *probe = NULL;
+        kpo_error why;
+        if (attention_cudnn_create(&probe, &why) == KPO_OK) {
+            attention_cudnn_destroy(probe);
+            fail_msg("%s: cuDNN is usable here but the model fell back to the kernel (its "
+                     "reason is on stderr)", v->name);
+        }
+        print_message("  cuDNN cannot run here (%s): the model fell back to the kernel, "
+                      "nothing checked\n", why.message);
         return;
     }
     int ok = compare("log-probs", logp, f->logp, N_TOKENS, OUT_TOL_PCT / 100.0,

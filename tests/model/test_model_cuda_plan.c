@@ -218,12 +218,30 @@ static void test_recompute_auto(void **state)
     gpu_memory_plan without = gpu_model_plan(&c, &o);
     with.device_free = without.device_free = (size_t)141e9;
     gpu_memory_plan_kv(&with, &c, &o);
-    o.recompute = false;
     gpu_memory_plan_kv(&without, &c, &o);
     print_message("colocated: %lld slots with recomputation, %lld without\n",
                   (long long)with.kv_slots, (long long)without.kv_slots);
     assert_true(without.kv_slots < with.kv_slots);
     assert_false(gpu_memory_plan_skip_recompute(&with, &without));
+}
+
+/* model.attention = cudnn: the plan (and so kpo train --plan) counts
+ * cuDNN's backward buffers as gpu_model_create does. At 10,240 tokens,
+ * 32/8 heads of 128, 128 rows of slack: fp32 dQ accumulator, softmax sum,
+ * and GQA's per-head dK and dV. */
+static void test_cudnn_buffers_planned(void **state)
+{
+    (void)state;
+    const model_config c = qwen3_4b();
+    gpu_model_options o = train_options(10240, true);
+    const gpu_memory_plan kernel = gpu_model_plan(&c, &o);
+    o.attention = GPU_ATTENTION_CUDNN;
+    const gpu_memory_plan cudnn = gpu_model_plan(&c, &o);
+    const size_t rows = 10240 + 128, full = rows * 32 * 128 * 4, sum = rows * 32 * 4;
+    print_message("cuDNN's backward buffers at 10,240 tokens: %.1f MB\n",
+                  (double)(3 * full + sum) / 1e6);
+    assert_int_equal(cudnn.workspace - kernel.workspace, 3 * full + sum);
+    assert_int_equal(cudnn.total - kernel.total, 3 * full + sum);
 }
 
 int main(void)
@@ -233,6 +251,7 @@ int main(void)
         cmocka_unit_test(test_activations_linear),
         cmocka_unit_test(test_kv_cache_planned),
         cmocka_unit_test(test_recompute_auto),
+        cmocka_unit_test(test_cudnn_buffers_planned),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,7 +11,7 @@
  * reverse, in a random order and as a tree, normalised: equal to the
  * softmax-weighted sum in double within float rounding, and to each other
  * within rounding. Plan: the invariants the kernels rely on over a grid of
- * shapes, and two plans worked out by hand. */
+ * shapes, and four plans worked out by hand. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -294,7 +294,7 @@ static void test_split_plan(void **state)
     assert_int_equal(p.split_len, 1024);
     assert_int_equal(p.workspace, (size_t)64 * 32 * 4 * 130 * 4);
     /* 256 sequences at 128 fill the GPU without splitting: no workspace. */
-    p = att_split_plan_make(256, 16, 8, 128, 128, 132);
+    p = att_split_plan_make(256, 32, 8, 128, 128, 132);
     assert_int_equal(p.n_splits, 1);
     assert_int_equal(p.workspace, 0);
 }

@@ -95,7 +95,7 @@ static void test_plan_context(void **state)
     assert_int_equal(decode_graph_plan_context(129, 5120), 256);
     assert_int_equal(decode_graph_plan_context(4097, 5120), 5120);
     assert_int_equal(decode_graph_plan_context(100, 64), 64);
-    /* Over a 4096-token response from a 300-token prompt: 6 plans. */
+    /* Over a 4096-token response from a 300-token prompt: 5 plans. */
     int64_t plans = 0, last = 0;
     for (int64_t ctx = 301; ctx <= 4396; ctx++) {
         const int64_t p = decode_graph_plan_context(ctx, 5120);

@@ -221,6 +221,7 @@ static void test_train_settings_load(void **state)
         "filter.mode=adaptive", "optim.lr_schedule=verl", "optim.warmup_ratio=0.5",
         "optim.grad_clip=2", "run.steps=10", "model.attention=cudnn",
         "model.decode_attention=split", "rollout.schedule=refill",
+        "model.prefill_attention=flash", "model.decode_graphs=true", "rollout.prefill_tokens=4096",
     };
     config cfg;
     kpo_error err;
@@ -248,6 +249,9 @@ static void test_train_settings_load(void **state)
     assert_int_equal(s.attention, GPU_ATTENTION_CUDNN);
     assert_int_equal(s.decode_attention, GPU_DECODE_ATTENTION_SPLIT);
     assert_int_equal(s.schedule, ROLLOUT_REFILL);
+    assert_int_equal(s.prefill_attention, GPU_PREFILL_ATTENTION_FLASH);
+    assert_int_equal(s.decode_graphs, 1);
+    assert_int_equal(s.prefill_tokens, 4096);
     assert_int_equal(s.learner.log_samples, 8);
     assert_true(s.learner.objective.clip_high == 0.5 && s.learner.objective.clip_low == 3e-4);
     assert_int_equal(s.learner.objective.filter.mode, FILTER_MODE_ADAPTIVE);

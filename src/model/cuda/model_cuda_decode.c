@@ -134,13 +134,7 @@ int gpu_model_kv_cache_release(gpu_model *g, int64_t n, const int64_t *slots, kp
 {
     if (!g || !g->dec.lengths)
         return error_set(err, "kv cache release: no KV cache");
-    for (int64_t i = 0; i < n; i++) {
-        if (slots[i] < 0 || slots[i] >= g->dec.n_slots)
-            return error_set(err, "kv cache release: slot %lld outside [0, %lld)",
-                             (long long)slots[i], (long long)g->dec.n_slots);
-        g->dec.lengths[slots[i]] = 0;
-    }
-    return KPO_OK;
+    return model_decode_release(g->dec.n_slots, g->dec.lengths, n, slots, err);
 }
 
 static int reserve_seqs(gpu_model *g, int64_t n, kpo_error *err)

@@ -4,6 +4,7 @@
  * allocator itself uses (cuda/model_cuda_acts.c). The two workspaces are
  * estimates here; gpu_model_create replaces them with the kernels' own
  * answers before comparing with the device's free memory. */
+#include "model/cuda/attention_cudnn.h"
 #include "model/cuda/attention_split_combine.h"
 #include "model/cuda/model_cuda_acts.h"
 #include "model/model_cuda.h"
@@ -83,7 +84,6 @@ void gpu_memory_plan_kv(gpu_memory_plan *p, const model_config *c, const gpu_mod
                                                          (int)c->head_dim, len, 132)
                              : 0;
     int64_t slots = o->decode_slots;
-    p->kv_slots_room = 0;
     if (p->device_free > 0) {
         const size_t taken = p->total + GPU_MODEL_DECODE_RESERVE;
         const size_t left = p->device_free > taken ? p->device_free - taken : 0;
@@ -126,6 +126,13 @@ gpu_memory_plan gpu_model_plan(const model_config *c, const gpu_model_options *o
         p.workspace += (size_t)T * 4 *
                        (size_t)((c->num_attention_heads + 2 * c->num_key_value_heads) *
                                 c->head_dim);
+    /* cuDNN's backward buffers, as gpu_model_create counts them (a build
+     * without cuDNN falls back to the kernel and does without them). */
+    if (o->train && o->attention == GPU_ATTENTION_CUDNN)
+        p.workspace += attention_cudnn_bwd_layout_of(T, (int)c->num_attention_heads,
+                                                     (int)c->num_key_value_heads,
+                                                     (int)c->head_dim)
+                           .bytes;
     p.total = p.weights_bf16 + p.master_fp32 + p.grads_fp32 + p.adam_fp32 + p.activations +
               p.layer_scratch + p.logprob_scratch + p.workspace;
     gpu_memory_plan_kv(&p, c, o);
